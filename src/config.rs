@@ -1,0 +1,257 @@
+//! Command line and configuration: clap derive, every `serve` flag also from `SIGIL_<FLAG>`.
+//! Validation happens once at start; a bad value exits with status 64 (EX_USAGE).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// sigil: an edge server for Twilio-style static assets with the Serverless v1 API.
+#[derive(Debug, Parser)]
+#[command(name = "sigil", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage accounts and their credentials (works while a server runs on the same data).
+    Account(AccountArgs),
+}
+
+/// Flags of `sigil serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Directory for blobs and metadata (created if missing).
+    #[arg(long, env = "SIGIL_DATA", default_value = "./sigil-data")]
+    pub data: PathBuf,
+    /// Address of the control-plane (API) listener.
+    #[arg(long, env = "SIGIL_API", default_value = "127.0.0.1:8081")]
+    pub api: SocketAddr,
+    /// Base of every `url` and `links` entry in API responses
+    /// [default: http:// + the API listener's address].
+    #[arg(long, env = "SIGIL_PUBLIC_API_URL")]
+    pub public_api_url: Option<String>,
+    /// Base domain of Environments: `{unique_name}-{4 digits}[-{suffix}].{domain}`.
+    #[arg(long, env = "SIGIL_DOMAIN", default_value = "localhost")]
+    pub domain: String,
+    /// Fix the first account's SID (with --auth-token); otherwise one is created on first
+    /// start and its credentials printed once.
+    #[arg(long, env = "SIGIL_ACCOUNT_SID", requires = "auth_token")]
+    pub account_sid: Option<String>,
+    /// The auth token of --account-sid (prefer the environment variable: flags show in `ps`).
+    #[arg(
+        long,
+        env = "SIGIL_AUTH_TOKEN",
+        hide_env_values = true,
+        requires = "account_sid"
+    )]
+    pub auth_token: Option<String>,
+}
+
+/// `sigil account …`.
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    /// Directory for blobs and metadata (the server's `--data`).
+    #[arg(
+        long,
+        env = "SIGIL_DATA",
+        default_value = "./sigil-data",
+        global = true
+    )]
+    pub data: PathBuf,
+    /// What to do with accounts.
+    #[command(subcommand)]
+    pub command: AccountCommand,
+}
+
+/// Account operations.
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account; prints its SID and auth token once.
+    Create {
+        /// A name to remember it by.
+        #[arg(long, default_value = "sigil account")]
+        friendly_name: String,
+    },
+    /// List accounts (SIDs and names; never tokens).
+    List,
+    /// API keys of an account.
+    Key {
+        /// What to do with keys.
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Auth token rotation: add a secondary token, promote it, or remove it.
+    Token {
+        /// What to do with tokens.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// API key operations.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key (`SK…`); prints its SID and secret once.
+    Create {
+        /// The account that owns the key.
+        #[arg(long)]
+        account: String,
+        /// A name to remember it by.
+        #[arg(long, default_value = "sigil key")]
+        friendly_name: String,
+    },
+    /// Delete an API key.
+    Delete {
+        /// The account that owns the key.
+        #[arg(long)]
+        account: String,
+        /// The key's SID.
+        #[arg(long)]
+        key: String,
+    },
+}
+
+/// Auth token rotation, as Twilio does it.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a secondary auth token (both tokens work); prints it once.
+    Secondary {
+        /// The account.
+        #[arg(long)]
+        account: String,
+    },
+    /// Make the secondary token the primary one; the old primary stops working.
+    Promote {
+        /// The account.
+        #[arg(long)]
+        account: String,
+    },
+    /// Remove the secondary token.
+    RemoveSecondary {
+        /// The account.
+        #[arg(long)]
+        account: String,
+    },
+}
+
+/// A configuration value that makes no sense.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// The validated configuration of a running server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data directory.
+    pub data: PathBuf,
+    /// API listener address.
+    pub api: SocketAddr,
+    /// Base URL for `url`/`links`, without a trailing slash; None = from the bound address.
+    pub public_api_url: Option<String>,
+    /// Base domain of Environments, lower case.
+    pub domain: String,
+    /// Fixed credentials of the first account (SID, auth token).
+    pub account: Option<(String, String)>,
+}
+
+impl Config {
+    /// Validates `serve` flags.
+    pub fn from_args(args: ServeArgs) -> Result<Config, ConfigError> {
+        let public_api_url = match args.public_api_url {
+            None => None,
+            Some(url) => {
+                let url = url.trim_end_matches('/').to_owned();
+                let rest = url
+                    .strip_prefix("http://")
+                    .or_else(|| url.strip_prefix("https://"));
+                match rest {
+                    Some(host) if !host.is_empty() && !host.contains(['?', '#', ' ']) => Some(url),
+                    _ => {
+                        return Err(ConfigError(format!(
+                            "--public-api-url {url:?} must be an absolute http:// or https:// URL"
+                        )))
+                    }
+                }
+            }
+        };
+        let domain = args.domain.trim_end_matches('.').to_ascii_lowercase();
+        if !is_dns_name(&domain) {
+            return Err(ConfigError(format!(
+                "--domain {:?} is not a DNS name (labels of letters, digits and dashes)",
+                args.domain
+            )));
+        }
+        let account = match (args.account_sid, args.auth_token) {
+            (Some(sid), Some(token)) => {
+                if crate::sid::Prefix::Account.parse(&sid).is_none() {
+                    return Err(ConfigError(format!(
+                        "--account-sid {sid:?} is not an Account SID (AC + 32 hex digits)"
+                    )));
+                }
+                if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(ConfigError(
+                        "--auth-token must be at least 16 printable ASCII characters".into(),
+                    ));
+                }
+                Some((sid, token))
+            }
+            _ => None,
+        };
+        Ok(Config {
+            data: args.data,
+            api: args.api,
+            public_api_url,
+            domain,
+            account,
+        })
+    }
+}
+
+/// Whether `name` is a DNS name: dot-separated labels of 1..=63 letters, digits and inner dashes.
+pub fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(domain: &str, url: Option<&str>) -> ServeArgs {
+        ServeArgs {
+            data: "d".into(),
+            api: "127.0.0.1:0".parse().expect("addr"),
+            public_api_url: url.map(Into::into),
+            domain: domain.into(),
+            account_sid: None,
+            auth_token: None,
+        }
+    }
+
+    #[test]
+    fn validates_domain_and_url() {
+        let c = Config::from_args(args("Twil.IO.", Some("https://api.example.com/"))).expect("ok");
+        assert_eq!(c.domain, "twil.io");
+        assert_eq!(c.public_api_url.as_deref(), Some("https://api.example.com"));
+        assert!(Config::from_args(args("bad_domain", None)).is_err());
+        assert!(Config::from_args(args("-x.io", None)).is_err());
+        assert!(Config::from_args(args("localhost", Some("ftp://x"))).is_err());
+        assert!(Config::from_args(args("localhost", Some("http://"))).is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! Deployments (`ZD`): CONTRACT.md §4.7. Creating one points the Environment at a completed
+//! Build of the same Service, atomically with recording the Deployment; re-deploying the Build
+//! that is already active is a 409. Rollback is deploying an older Build.
+
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::builds::{BuildData, BuildStatus};
+use super::{json_response, ApiError, ApiResult, ControlPlane, Ctx, ListFilter};
+use crate::clock::{iso, now};
+use crate::sid::Prefix;
+use crate::store::{Kind, Record, Write};
+
+/// The stored fields of a Deployment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeploymentData {
+    /// The Service.
+    pub service_sid: String,
+    /// The Build deployed.
+    pub build_sid: String,
+    /// Last change, Unix seconds.
+    pub date_updated: i64,
+}
+
+impl ControlPlane {
+    fn render_deployment(&self, rec: &Record, d: &DeploymentData) -> Value {
+        let env = rec.parent_sid.as_deref().unwrap_or_default();
+        json!({
+            "sid": rec.sid,
+            "account_sid": rec.account_sid,
+            "service_sid": d.service_sid,
+            "environment_sid": env,
+            "build_sid": d.build_sid,
+            "date_created": iso(rec.created),
+            "date_updated": iso(d.date_updated),
+            "url": self.url(&format!(
+                "/Services/{}/Environments/{env}/Deployments/{}",
+                d.service_sid, rec.sid
+            )),
+        })
+    }
+
+    pub(super) async fn list_deployments(&self, ctx: &Ctx, svc: &str, env: &str) -> ApiResult {
+        let (_, env, _) = self.environment(ctx, svc, env).await?;
+        self.list_page(
+            ctx,
+            Kind::Deployment,
+            Some(env.sid),
+            "deployments",
+            ListFilter::default(),
+            |r| Ok(self.render_deployment(r, &r.decode()?)),
+        )
+        .await
+    }
+
+    pub(super) async fn fetch_deployment(
+        &self,
+        ctx: &Ctx,
+        svc: &str,
+        env: &str,
+        id: &str,
+    ) -> ApiResult {
+        let (_, env, _) = self.environment(ctx, svc, env).await?;
+        let rec = self
+            .load(
+                ctx,
+                Kind::Deployment,
+                Prefix::Deployment,
+                id,
+                Some(&env.sid),
+            )
+            .await?;
+        Ok(json_response(
+            StatusCode::OK,
+            &self.render_deployment(&rec, &rec.decode()?),
+        ))
+    }
+
+    pub(super) async fn create_deployment(
+        &self,
+        ctx: &Ctx,
+        svc: &str,
+        env: &str,
+        form: &super::Params,
+    ) -> ApiResult {
+        // [GUESS] The spec does not mark BuildSid required; a Deployment of nothing is refused.
+        let raw = form.required("BuildSid", 34)?;
+        let build_sid = Prefix::Build.parse(raw).ok_or_else(|| {
+            ApiError::bad_param(format!(
+                "Invalid value for parameter BuildSid: {raw:?} is not a Build SID (ZB…)"
+            ))
+        })?;
+        form.boolean("IsPlugin")?;
+
+        let _guard = self.writes.lock().await;
+        let (service, mut env_rec, mut env_data) = self.environment(ctx, svc, env).await?;
+        let key = build_sid.clone();
+        let build = self.db(move |s| s.get(&key)).await?;
+        let build = match build {
+            Some(b)
+                if b.kind == Kind::Build
+                    && b.account_sid == ctx.account
+                    && b.parent_sid.as_deref() == Some(service.sid.as_str()) =>
+            {
+                b
+            }
+            _ => return Err(ApiError::bad_param(format!(
+                "Invalid value for parameter BuildSid: {build_sid} is not a Build of Service {}",
+                service.sid
+            ))),
+        };
+        let build_data: BuildData = build.decode()?;
+        if build_data.status != BuildStatus::Completed {
+            return Err(ApiError::bad_param(format!(
+                "Build {build_sid} cannot be deployed: its status is {:?}, not completed",
+                build_data.status
+            )));
+        }
+        if env_data.build_sid.as_deref() == Some(build_sid.as_str()) {
+            return Err(ApiError::conflict(format!(
+                "Build {build_sid} is already deployed to Environment {}",
+                env_rec.sid
+            )));
+        }
+        let created = now();
+        let data = DeploymentData {
+            service_sid: service.sid.clone(),
+            build_sid: build_sid.clone(),
+            date_updated: created,
+        };
+        let mut rec = Record::new(
+            Kind::Deployment,
+            Prefix::Deployment.generate(),
+            ctx.account.clone(),
+            Some(env_rec.sid.clone()),
+            &data,
+        );
+        rec.created = created;
+        env_data.build_sid = Some(build_sid);
+        env_data.date_updated = created;
+        env_rec.encode(&env_data);
+        let env_sid = env_rec.sid.clone();
+        let writes = vec![Write::Insert(rec.clone()), Write::Update(env_rec)];
+        self.db(move |s| s.commit(writes)).await?;
+        // The edge swaps its route before the POST returns.
+        self.notify(&env_sid);
+        Ok(json_response(
+            StatusCode::CREATED,
+            &self.render_deployment(&rec, &data),
+        ))
+    }
+}

@@ -1,0 +1,147 @@
+//! Twilio JSON errors: `{"code", "message", "more_info", "status"}` (CONTRACT.md §7).
+//!
+//! Codes: 20001 bad or missing parameter, 20003 authentication, 20004 method not allowed,
+//! 20404 not found, 20500 internal error — Twilio's own numbers. Twilio's serverless 409 and
+//! 413 bodies carry no known code; sigil answers [GUESS] 20409 and 20413 so that every error
+//! is the same shape (the toolkit and SDKs read `code`, falling back to the status).
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::store::StoreError;
+use crate::Body;
+
+/// An API error, turned into a response in exactly one place ([`ApiError::into_response`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Twilio error code.
+    pub code: u32,
+    /// Human-readable message.
+    pub message: String,
+    /// For 405: the methods the route has.
+    pub allow: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: u32, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            allow: None,
+        }
+    }
+
+    /// 404 / 20404 for `path` (the request path without `/v1`, as Twilio words it).
+    pub fn not_found(path: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            20404,
+            format!("The requested resource {path} was not found"),
+        )
+    }
+
+    /// 400 / 20001.
+    pub fn bad_param(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, 20001, message)
+    }
+
+    /// 400 / 20001 for a missing required parameter.
+    pub fn missing(name: &str) -> ApiError {
+        ApiError::bad_param(format!(
+            "Missing required parameter {name} in the post body"
+        ))
+    }
+
+    /// 401 / 20003.
+    pub fn unauthorized(message: &str) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, 20003, message)
+    }
+
+    /// 405 / 20004 with the route's methods.
+    pub fn method_not_allowed(method: &http::Method, allow: &'static str) -> ApiError {
+        ApiError {
+            allow: Some(allow),
+            ..ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                20004,
+                format!("Method {method} not allowed; this resource allows {allow}"),
+            )
+        }
+    }
+
+    /// 409 / 20409 [GUESS].
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, 20409, message)
+    }
+
+    /// 413 / 20413 [GUESS].
+    pub fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, 20413, message)
+    }
+
+    /// 415 / 20001: a body in a format the route does not take.
+    pub fn unsupported_media(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, 20001, message)
+    }
+
+    /// 500 / 20500. The detail goes to the log, never to the client.
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%detail, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            20500,
+            "Internal server error",
+        )
+    }
+
+    /// 503 / 20503: storage full or unavailable; nothing was written.
+    pub fn unavailable(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%detail, "storage unavailable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            20503,
+            "Storage is unavailable; nothing was written. Try again later",
+        )
+    }
+
+    /// The JSON response.
+    pub fn into_response(self) -> Response<Body> {
+        let body = serde_json::json!({
+            "code": self.code,
+            "message": self.message,
+            "more_info": format!("https://www.twilio.com/docs/errors/{}", self.code),
+            "status": self.status.as_u16(),
+        });
+        let mut resp = Response::new(Body::new(Bytes::from(body.to_string())));
+        *resp.status_mut() = self.status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"Twilio API\""),
+            );
+        }
+        if let Some(allow) = self.allow {
+            h.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Conflict(_) => {
+                ApiError::conflict("A resource with these values already exists")
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}

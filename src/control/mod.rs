@@ -1,0 +1,531 @@
+//! The control plane: Twilio's Serverless v1 API (CONTRACT.md §3) over the metadata store.
+//!
+//! [`ControlPlane::handle`] authenticates, routes, and turns every outcome — success or
+//! [`ApiError`] — into a response in one place. Handlers live one file per resource.
+//! Writes that check before they write (uniqueness the store cannot see, "already deployed")
+//! run under one async lock, so two concurrent requests cannot both pass a check.
+
+pub mod auth;
+pub mod builds;
+pub mod deployments;
+pub mod environments;
+pub mod error;
+pub mod form;
+pub mod logs;
+pub mod page;
+pub mod resources;
+pub mod services;
+pub mod variables;
+pub mod versions;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use crate::store::{BlobStore, Kind, ListQuery, Metadata, Record, StoreError, Write};
+use crate::Body;
+pub use error::ApiError;
+use form::Params;
+use page::{Page, PageRequest};
+use resources::ResourceKind;
+
+/// The largest form body the API reads (a Build with 1,100 version SIDs is about 50 KB).
+pub const MAX_FORM_BODY: usize = 1024 * 1024;
+
+/// Receives every change to what an Environment serves (the edge's route table).
+pub trait DeploymentObserver: Send + Sync + 'static {
+    /// `environment` now serves `build` (None: nothing, e.g. deleted).
+    fn environment_changed(&self, environment_sid: &str);
+}
+
+/// The control plane.
+pub struct ControlPlane {
+    store: Arc<dyn Metadata>,
+    blobs: BlobStore,
+    base_url: String,
+    domain: String,
+    writes: tokio::sync::Mutex<()>,
+    observer: Option<Arc<dyn DeploymentObserver>>,
+}
+
+/// Who is asking and for what: passed to every handler.
+pub struct Ctx {
+    /// The authenticated Account.
+    pub account: String,
+    /// The request path without `/v1` (Twilio's 404 messages use it).
+    pub path: String,
+    /// The query parameters.
+    pub query: Params,
+}
+
+impl Ctx {
+    /// 404 for this request's path.
+    pub fn not_found(&self) -> ApiError {
+        ApiError::not_found(&self.path)
+    }
+}
+
+/// The API's routes; the strings are raw path segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Services,
+    Service(String),
+    Environments(String),
+    Environment(String, String),
+    Resources(String, ResourceKind),
+    Resource(String, ResourceKind, String),
+    Versions(String, ResourceKind, String),
+    Version(String, ResourceKind, String, String),
+    FunctionVersionContent(String, String, String),
+    Builds(String),
+    Build(String, String),
+    BuildStatus(String, String),
+    Deployments(String, String),
+    Deployment(String, String, String),
+    Variables(String, String),
+    Variable(String, String, String),
+    Logs(String, String),
+    Log(String, String, String),
+}
+
+impl Route {
+    fn parse(path: &str) -> Option<Route> {
+        let rest = path.strip_prefix("/v1/")?;
+        let segs: Vec<String> = rest
+            .split('/')
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .ok()
+                    .map(|c| c.into_owned())
+            })
+            .collect::<Option<_>>()?;
+        if segs.iter().any(String::is_empty) {
+            return None;
+        }
+        let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let o = |x: &str| x.to_owned();
+        let res = |name: &str| match name {
+            "Functions" => Some(ResourceKind::Function),
+            "Assets" => Some(ResourceKind::Asset),
+            _ => None,
+        };
+        Some(match s.as_slice() {
+            ["Services"] => Route::Services,
+            ["Services", svc] => Route::Service(o(svc)),
+            ["Services", svc, "Environments"] => Route::Environments(o(svc)),
+            ["Services", svc, "Environments", env] => Route::Environment(o(svc), o(env)),
+            ["Services", svc, "Environments", env, "Deployments"] => {
+                Route::Deployments(o(svc), o(env))
+            }
+            ["Services", svc, "Environments", env, "Deployments", d] => {
+                Route::Deployment(o(svc), o(env), o(d))
+            }
+            ["Services", svc, "Environments", env, "Variables"] => Route::Variables(o(svc), o(env)),
+            ["Services", svc, "Environments", env, "Variables", v] => {
+                Route::Variable(o(svc), o(env), o(v))
+            }
+            ["Services", svc, "Environments", env, "Logs"] => Route::Logs(o(svc), o(env)),
+            ["Services", svc, "Environments", env, "Logs", l] => Route::Log(o(svc), o(env), o(l)),
+            ["Services", svc, "Builds"] => Route::Builds(o(svc)),
+            ["Services", svc, "Builds", b] => Route::Build(o(svc), o(b)),
+            ["Services", svc, "Builds", b, "Status"] => Route::BuildStatus(o(svc), o(b)),
+            ["Services", svc, kind] => Route::Resources(o(svc), res(kind)?),
+            ["Services", svc, kind, r] => Route::Resource(o(svc), res(kind)?, o(r)),
+            ["Services", svc, kind, r, "Versions"] => Route::Versions(o(svc), res(kind)?, o(r)),
+            ["Services", svc, kind, r, "Versions", v] => {
+                Route::Version(o(svc), res(kind)?, o(r), o(v))
+            }
+            ["Services", svc, "Functions", f, "Versions", v, "Content"] => {
+                Route::FunctionVersionContent(o(svc), o(f), o(v))
+            }
+            _ => return None,
+        })
+    }
+
+    /// The methods this route answers, for 405's `Allow`.
+    fn allow(&self) -> &'static str {
+        match self {
+            Route::Services
+            | Route::Environments(..)
+            | Route::Resources(..)
+            | Route::Versions(..)
+            | Route::Builds(..)
+            | Route::Deployments(..)
+            | Route::Variables(..) => "GET, POST",
+            Route::Service(..) | Route::Resource(..) | Route::Variable(..) => "GET, POST, DELETE",
+            Route::Environment(..) | Route::Build(..) => "GET, DELETE",
+            Route::Version(..)
+            | Route::FunctionVersionContent(..)
+            | Route::BuildStatus(..)
+            | Route::Deployment(..)
+            | Route::Logs(..)
+            | Route::Log(..) => "GET",
+        }
+    }
+}
+
+/// A JSON response with Twilio's content type.
+pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut resp = Response::new(Body::new(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}
+
+type ApiResult = Result<Response<Body>, ApiError>;
+
+impl ControlPlane {
+    /// A control plane over `store` and `blobs`. `base_url` is the public API base (no
+    /// trailing slash); `domain` the base domain of Environments.
+    pub fn new(
+        store: Arc<dyn Metadata>,
+        blobs: BlobStore,
+        base_url: String,
+        domain: String,
+        observer: Option<Arc<dyn DeploymentObserver>>,
+    ) -> Arc<ControlPlane> {
+        Arc::new(ControlPlane {
+            store,
+            blobs,
+            base_url,
+            domain,
+            writes: tokio::sync::Mutex::new(()),
+            observer,
+        })
+    }
+
+    /// The metadata store.
+    pub fn store(&self) -> &Arc<dyn Metadata> {
+        &self.store
+    }
+
+    /// The absolute URL of an API path (`/Services/…`).
+    fn url(&self, path: &str) -> String {
+        format!("{}/v1{path}", self.base_url)
+    }
+
+    /// Runs store work off the async threads.
+    async fn db<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Metadata) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)
+    }
+
+    /// Commits writes atomically; a taken unique key comes back as `Ok(Err(key))` for the
+    /// caller to word as a 409.
+    async fn commit(&self, writes: Vec<Write>) -> Result<Result<(), String>, ApiError> {
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || store.commit(writes))
+            .await
+            .map_err(ApiError::internal)?
+        {
+            Ok(()) => Ok(Ok(())),
+            Err(StoreError::Conflict(key)) => Ok(Err(key)),
+            Err(e) => Err(ApiError::from(e)),
+        }
+    }
+
+    fn notify(&self, environment_sid: &str) {
+        if let Some(o) = &self.observer {
+            o.environment_changed(environment_sid);
+        }
+    }
+
+    /// Answers one API request. Never fails: errors become Twilio JSON errors here.
+    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let request_sid = crate::sid::Prefix::Request.generate();
+        let mut resp = match self.route(req).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&request_sid) {
+            h.insert("twilio-request-id", v);
+        }
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("ETag"),
+        );
+        resp
+    }
+
+    async fn route<B>(self: &Arc<Self>, req: Request<B>) -> ApiResult
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let path = req.uri().path().to_owned();
+        if path == "/healthz" {
+            return Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({"status": "ok"}),
+            ));
+        }
+        if req.method() == Method::OPTIONS {
+            return Ok(cors_preflight());
+        }
+        let account = auth::authenticate(self, req.headers()).await?;
+        let short = path.strip_prefix("/v1").unwrap_or(&path).to_owned();
+        let query = Params::parse(req.uri().query().unwrap_or("").as_bytes())?;
+        let ctx = Ctx {
+            account,
+            path: short,
+            query,
+        };
+        let route = Route::parse(&path).ok_or_else(|| ctx.not_found())?;
+        let method = req.method().clone();
+        let allowed = route
+            .allow()
+            .split(", ")
+            .any(|m| m == method.as_str() || (m == "GET" && method == Method::HEAD));
+        if !allowed {
+            return Err(ApiError::method_not_allowed(&method, route.allow()));
+        }
+        if method == Method::POST {
+            if let Route::Versions(svc, kind, res) = &route {
+                return self.upload_version(&ctx, svc, *kind, res, req).await;
+            }
+            let form = read_form(req).await?;
+            return self.post(&ctx, route, form).await;
+        }
+        if method == Method::DELETE {
+            return self.delete(&ctx, route).await;
+        }
+        self.get(&ctx, route).await
+    }
+
+    async fn get(self: &Arc<Self>, ctx: &Ctx, route: Route) -> ApiResult {
+        match route {
+            Route::Services => self.list_services(ctx).await,
+            Route::Service(svc) => self.fetch_service(ctx, &svc).await,
+            Route::Environments(svc) => self.list_environments(ctx, &svc).await,
+            Route::Environment(svc, env) => self.fetch_environment(ctx, &svc, &env).await,
+            Route::Resources(svc, kind) => self.list_resources(ctx, &svc, kind).await,
+            Route::Resource(svc, kind, r) => self.fetch_resource(ctx, &svc, kind, &r).await,
+            Route::Versions(svc, kind, r) => self.list_versions(ctx, &svc, kind, &r).await,
+            Route::Version(svc, kind, r, v) => self.fetch_version(ctx, &svc, kind, &r, &v).await,
+            Route::FunctionVersionContent(svc, f, v) => {
+                self.fetch_function_content(ctx, &svc, &f, &v).await
+            }
+            Route::Builds(svc) => self.list_builds(ctx, &svc).await,
+            Route::Build(svc, b) => self.fetch_build(ctx, &svc, &b).await,
+            Route::BuildStatus(svc, b) => self.fetch_build_status(ctx, &svc, &b).await,
+            Route::Deployments(svc, env) => self.list_deployments(ctx, &svc, &env).await,
+            Route::Deployment(svc, env, d) => self.fetch_deployment(ctx, &svc, &env, &d).await,
+            Route::Variables(svc, env) => self.list_variables(ctx, &svc, &env).await,
+            Route::Variable(svc, env, v) => self.fetch_variable(ctx, &svc, &env, &v).await,
+            Route::Logs(svc, env) => self.list_logs(ctx, &svc, &env).await,
+            Route::Log(svc, env, l) => self.fetch_log(ctx, &svc, &env, &l).await,
+        }
+    }
+
+    async fn post(self: &Arc<Self>, ctx: &Ctx, route: Route, form: Params) -> ApiResult {
+        match route {
+            Route::Services => self.create_service(ctx, &form).await,
+            Route::Service(svc) => self.update_service(ctx, &svc, &form).await,
+            Route::Environments(svc) => self.create_environment(ctx, &svc, &form).await,
+            Route::Resources(svc, kind) => self.create_resource(ctx, &svc, kind, &form).await,
+            Route::Resource(svc, kind, r) => self.update_resource(ctx, &svc, kind, &r, &form).await,
+            Route::Builds(svc) => self.create_build(ctx, &svc, &form).await,
+            Route::Deployments(svc, env) => self.create_deployment(ctx, &svc, &env, &form).await,
+            Route::Variables(svc, env) => self.create_variable(ctx, &svc, &env, &form).await,
+            Route::Variable(svc, env, v) => self.update_variable(ctx, &svc, &env, &v, &form).await,
+            other => Err(ApiError::method_not_allowed(&Method::POST, other.allow())),
+        }
+    }
+
+    async fn delete(self: &Arc<Self>, ctx: &Ctx, route: Route) -> ApiResult {
+        match route {
+            Route::Service(svc) => self.delete_service(ctx, &svc).await,
+            Route::Environment(svc, env) => self.delete_environment(ctx, &svc, &env).await,
+            Route::Resource(svc, kind, r) => self.delete_resource(ctx, &svc, kind, &r).await,
+            Route::Build(svc, b) => self.delete_build(ctx, &svc, &b).await,
+            Route::Variable(svc, env, v) => self.delete_variable(ctx, &svc, &env, &v).await,
+            other => Err(ApiError::method_not_allowed(&Method::DELETE, other.allow())),
+        }
+    }
+
+    /// Loads the record `sid` if it is of `kind`, owned by the caller and (when given) a
+    /// child of `parent`; anything else is this request's 404.
+    async fn load(
+        &self,
+        ctx: &Ctx,
+        kind: Kind,
+        prefix: crate::sid::Prefix,
+        sid: &str,
+        parent: Option<&str>,
+    ) -> Result<Record, ApiError> {
+        let sid = prefix.parse(sid).ok_or_else(|| ctx.not_found())?;
+        let rec = self
+            .db(move |s| s.get(&sid))
+            .await?
+            .ok_or_else(|| ctx.not_found())?;
+        let owned = rec.kind == kind && rec.account_sid == ctx.account;
+        let placed = parent.is_none_or(|p| rec.parent_sid.as_deref() == Some(p));
+        if owned && placed {
+            Ok(rec)
+        } else {
+            Err(ctx.not_found())
+        }
+    }
+
+    /// Lists one page of `kind` under `parent`, rendering each record with `render`.
+    async fn list_page(
+        &self,
+        ctx: &Ctx,
+        kind: Kind,
+        parent: Option<String>,
+        key: &str,
+        filter: ListFilter,
+        render: impl Fn(&Record) -> Result<Value, ApiError>,
+    ) -> ApiResult {
+        let req = PageRequest::parse(&ctx.query)?;
+        let (cursor, limit) = req.cursor();
+        let query = ListQuery {
+            kind,
+            account_sid: ctx.account.clone(),
+            parent_sid: parent,
+            tag: filter.tag,
+            created_from: filter.created_from,
+            created_to: filter.created_to,
+            cursor,
+            limit,
+        };
+        let records = self.db(move |s| s.list(&query)).await?;
+        let page = Page::new(&req, records);
+        let items = page
+            .records
+            .iter()
+            .map(render)
+            .collect::<Result<Vec<_>, _>>()?;
+        let body = page.envelope(key, items, &req, &self.url(&ctx.path), &filter.echo);
+        Ok(json_response(StatusCode::OK, &body))
+    }
+}
+
+/// Filters of a list beyond its parent: only Logs have them.
+#[derive(Default)]
+struct ListFilter {
+    tag: Option<String>,
+    created_from: Option<i64>,
+    created_to: Option<i64>,
+    /// The filters as given, echoed into the page URLs.
+    echo: Vec<(&'static str, String)>,
+}
+
+/// 204 with an empty body (every DELETE).
+fn no_content() -> Response<Body> {
+    let mut resp = Response::new(Body::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}
+
+fn cors_preflight() -> Response<Body> {
+    let mut resp = Response::new(Body::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(
+            "Accept, Authorization, Content-Type, If-Match, If-Modified-Since, If-None-Match, If-Unmodified-Since",
+        ),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    resp
+}
+
+/// Reads a form body of at most [`MAX_FORM_BODY`] bytes.
+async fn read_form<B>(req: Request<B>) -> Result<Params, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        if !ct.starts_with("application/x-www-form-urlencoded") {
+            return Err(ApiError::unsupported_media(format!(
+                "Expected an application/x-www-form-urlencoded body, got {ct:?}"
+            )));
+        }
+    }
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_FORM_BODY);
+    let bytes = match limited.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(ApiError::too_large(format!(
+                "The request body is larger than {MAX_FORM_BODY} bytes"
+            )))
+        }
+        Err(e) => {
+            return Err(ApiError::bad_param(format!(
+                "Could not read the request body: {e}"
+            )))
+        }
+    };
+    Params::parse(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_parse() {
+        let z = "ZS0123456789abcdef0123456789abcdef";
+        assert_eq!(Route::parse("/v1/Services"), Some(Route::Services));
+        assert_eq!(
+            Route::parse(&format!(
+                "/v1/Services/{z}/Functions/ZH1/Versions/ZN1/Content"
+            )),
+            Some(Route::FunctionVersionContent(
+                z.into(),
+                "ZH1".into(),
+                "ZN1".into()
+            ))
+        );
+        assert_eq!(
+            Route::parse("/v1/Services/my%2Dname/Assets"),
+            Some(Route::Resources("my-name".into(), ResourceKind::Asset))
+        );
+        for bad in [
+            "/v1",
+            "/v1/",
+            "/v2/Services",
+            "/v1/Services/",
+            "/v1/Services//Assets",
+            "/v1/Services/x/Widgets",
+            "/v1/Services/x/Assets/ZH1/Versions/ZN1/Content",
+            "/v1/Services/%FF",
+        ] {
+            assert_eq!(Route::parse(bad), None, "{bad}");
+        }
+    }
+}

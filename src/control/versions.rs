@@ -1,0 +1,305 @@
+//! Function Versions and Asset Versions (`ZN`), their multipart uploads (CONTRACT.md §5) and
+//! Function Version Content.
+//!
+//! An upload streams its `Content` part into a blob writer (hashing as it goes) and only
+//! finishes the blob once every part has been read and validated, so a refused upload leaves
+//! nothing behind. The record is written after the blob is durable.
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http::{header, Request, StatusCode};
+use http_body_util::BodyStream;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::resources::ResourceKind;
+use super::{json_response, ApiError, ApiResult, ControlPlane, Ctx, ListFilter};
+use crate::clock::iso;
+use crate::manifest::Visibility;
+use crate::sid::Prefix;
+use crate::store::{BlobError, BlobWriter, Record, Write};
+
+/// Largest public or protected content: 25 MiB (Twilio's "25 MB").
+pub const MAX_CONTENT: u64 = 25 * 1024 * 1024;
+/// Largest private content: 10 MiB (Twilio's "10 MB").
+pub const MAX_PRIVATE_CONTENT: u64 = 10 * 1024 * 1024;
+/// What multipart framing and the text parts may add to the content.
+pub const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+const MAX_TEXT_PART: u64 = 4 * 1024;
+
+/// The stored fields of a version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionData {
+    /// The Service it belongs to.
+    pub service_sid: String,
+    /// Normalised path.
+    pub path: String,
+    /// Who may fetch it.
+    pub visibility: Visibility,
+    /// Content address.
+    pub sha256: String,
+    /// Content length.
+    pub size: u64,
+    /// The Content-Type of the uploaded part, if it had one.
+    pub content_type: Option<String>,
+}
+
+fn upload_error(e: multer::Error) -> ApiError {
+    match e {
+        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
+            ApiError::too_large(format!(
+                "The upload is larger than the limit ({MAX_CONTENT} bytes of content)"
+            ))
+        }
+        other => ApiError::bad_param(format!("Malformed multipart body: {other}")),
+    }
+}
+
+fn blob_error(e: BlobError) -> ApiError {
+    match e {
+        BlobError::TooLarge { limit } => ApiError::too_large(format!(
+            "Content is larger than {limit} bytes, the limit for an asset or function"
+        )),
+        BlobError::Io(e) => ApiError::unavailable(e),
+    }
+}
+
+/// Takes the one value of a part that may appear once.
+fn once<T>(slot: &mut Option<T>, name: &str, value: T) -> Result<(), ApiError> {
+    if slot.replace(value).is_some() {
+        return Err(ApiError::bad_param(format!(
+            "Parameter {name} was sent more than once"
+        )));
+    }
+    Ok(())
+}
+
+impl ControlPlane {
+    fn version_path(kind: ResourceKind, rec: &Record, d: &VersionData) -> String {
+        format!(
+            "/Services/{}/{}/{}/Versions/{}",
+            d.service_sid,
+            kind.segment(),
+            rec.parent_sid.as_deref().unwrap_or_default(),
+            rec.sid
+        )
+    }
+
+    fn render_version(&self, kind: ResourceKind, rec: &Record, d: &VersionData) -> Value {
+        let path = Self::version_path(kind, rec, d);
+        let mut v = json!({
+            "sid": rec.sid,
+            "account_sid": rec.account_sid,
+            "service_sid": d.service_sid,
+            kind.parent_field(): rec.parent_sid,
+            "path": d.path,
+            "visibility": d.visibility.as_str(),
+            "date_created": iso(rec.created),
+            "url": self.url(&path),
+        });
+        if kind == ResourceKind::Function {
+            v["links"] = json!({"function_version_content": self.url(&format!("{path}/Content"))});
+        }
+        v
+    }
+
+    async fn version(
+        &self,
+        ctx: &Ctx,
+        svc: &str,
+        kind: ResourceKind,
+        res: &str,
+        id: &str,
+    ) -> Result<(Record, VersionData), ApiError> {
+        let (_, resource) = self.resource(ctx, svc, kind, res).await?;
+        let rec = self
+            .load(
+                ctx,
+                kind.version_kind(),
+                Prefix::Version,
+                id,
+                Some(&resource.sid),
+            )
+            .await?;
+        let data = rec.decode()?;
+        Ok((rec, data))
+    }
+
+    pub(super) async fn list_versions(
+        &self,
+        ctx: &Ctx,
+        svc: &str,
+        kind: ResourceKind,
+        res: &str,
+    ) -> ApiResult {
+        let (_, resource) = self.resource(ctx, svc, kind, res).await?;
+        self.list_page(
+            ctx,
+            kind.version_kind(),
+            Some(resource.sid),
+            kind.versions_key(),
+            ListFilter::default(),
+            |r| Ok(self.render_version(kind, r, &r.decode()?)),
+        )
+        .await
+    }
+
+    pub(super) async fn fetch_version(
+        &self,
+        ctx: &Ctx,
+        svc: &str,
+        kind: ResourceKind,
+        res: &str,
+        id: &str,
+    ) -> ApiResult {
+        let (rec, data) = self.version(ctx, svc, kind, res, id).await?;
+        Ok(json_response(
+            StatusCode::OK,
+            &self.render_version(kind, &rec, &data),
+        ))
+    }
+
+    pub(super) async fn fetch_function_content(
+        &self,
+        ctx: &Ctx,
+        svc: &str,
+        function: &str,
+        id: &str,
+    ) -> ApiResult {
+        let (rec, data) = self
+            .version(ctx, svc, ResourceKind::Function, function, id)
+            .await?;
+        let bytes = self
+            .blobs
+            .read(&data.sha256)
+            .await
+            .map_err(ApiError::internal)?;
+        let path = Self::version_path(ResourceKind::Function, &rec, &data);
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "sid": rec.sid,
+                "account_sid": rec.account_sid,
+                "service_sid": data.service_sid,
+                "function_sid": rec.parent_sid,
+                "content": String::from_utf8_lossy(&bytes),
+                "url": self.url(&format!("{path}/Content")),
+            }),
+        ))
+    }
+
+    /// `POST …/{Functions|Assets}/{Sid}/Versions` (multipart: `Path`, `Visibility`, `Content`).
+    pub(super) async fn upload_version<B>(
+        &self,
+        ctx: &Ctx,
+        svc: &str,
+        kind: ResourceKind,
+        res: &str,
+        req: Request<B>,
+    ) -> ApiResult
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (service, resource) = self.resource(ctx, svc, kind, res).await?;
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let boundary = multer::parse_boundary(content_type).map_err(|_| {
+            ApiError::unsupported_media(
+                "Expected a multipart/form-data body with a boundary (parts Path, Visibility, Content)",
+            )
+        })?;
+        let max_body = MAX_CONTENT + MULTIPART_OVERHEAD;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max_body) {
+            return Err(ApiError::too_large(format!(
+                "The upload is larger than the limit ({MAX_CONTENT} bytes of content)"
+            )));
+        }
+        let stream = BodyStream::new(req.into_body())
+            .map_err(Into::into)
+            .try_filter_map(|frame| async move { Ok(frame.into_data().ok()) });
+        let limits = multer::SizeLimit::new()
+            .whole_stream(max_body)
+            .for_field("Path", MAX_TEXT_PART)
+            .for_field("Visibility", MAX_TEXT_PART);
+        let mut multipart = multer::Multipart::with_constraints(
+            stream,
+            boundary,
+            multer::Constraints::new().size_limit(limits),
+        );
+
+        let mut path: Option<String> = None;
+        let mut visibility: Option<String> = None;
+        let mut content: Option<(BlobWriter, Option<String>)> = None;
+        while let Some(mut field) = multipart.next_field().await.map_err(upload_error)? {
+            match field.name() {
+                Some("Path") => {
+                    let v = field.text().await.map_err(upload_error)?;
+                    once(&mut path, "Path", v)?;
+                }
+                Some("Visibility") => {
+                    let v = field.text().await.map_err(upload_error)?;
+                    once(&mut visibility, "Visibility", v)?;
+                }
+                Some("Content") => {
+                    let part_type = field.content_type().map(|m| m.to_string());
+                    let mut writer = self.blobs.writer(MAX_CONTENT).await.map_err(blob_error)?;
+                    while let Some(chunk) = field.chunk().await.map_err(upload_error)? {
+                        writer.write(&chunk).await.map_err(blob_error)?;
+                    }
+                    once(&mut content, "Content", (writer, part_type))?;
+                }
+                // Unknown parts are ignored, like unknown form fields; their bytes still count
+                // against the whole-body limit.
+                _ => while field.chunk().await.map_err(upload_error)?.is_some() {},
+            }
+        }
+        let path = path.ok_or_else(|| ApiError::missing("Path"))?;
+        let visibility = visibility.ok_or_else(|| ApiError::missing("Visibility"))?;
+        let (writer, part_type) = content.ok_or_else(|| ApiError::missing("Content"))?;
+        let path = crate::asset_path::normalize(&path).map_err(|why| {
+            ApiError::bad_param(format!("Invalid value for parameter Path: {why}"))
+        })?;
+        let visibility = Visibility::parse(&visibility).ok_or_else(|| {
+            ApiError::bad_param(format!(
+                "Invalid value for parameter Visibility: {visibility:?} is not public, protected or private"
+            ))
+        })?;
+        if visibility == Visibility::Private && writer.size() > MAX_PRIVATE_CONTENT {
+            return Err(ApiError::too_large(format!(
+                "Private content is limited to {MAX_PRIVATE_CONTENT} bytes"
+            )));
+        }
+        let blob = writer.finish().await.map_err(blob_error)?;
+        let data = VersionData {
+            service_sid: service.sid,
+            path,
+            visibility,
+            sha256: blob.sha256,
+            size: blob.size,
+            content_type: part_type.filter(|t| !t.is_empty()),
+        };
+        let rec = Record::new(
+            kind.version_kind(),
+            Prefix::Version.generate(),
+            ctx.account.clone(),
+            Some(resource.sid),
+            &data,
+        );
+        let write = rec.clone();
+        self.db(move |s| s.commit(vec![Write::Insert(write)]))
+            .await?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &self.render_version(kind, &rec, &data),
+        ))
+    }
+}

@@ -1,0 +1,29 @@
+//! sigil: a self-hostable edge server for Twilio-style static assets, with the Twilio
+//! Serverless v1 API as its control plane.
+//!
+//! # Layout
+//!
+//! - [`config`]: the command line and the validated [`config::Config`].
+//! - [`sid`]: Twilio SIDs (prefix + 32 hex digits) and random identifiers.
+//! - [`clock`]: timestamps as Twilio writes them.
+//! - [`accounts`]: Accounts, auth tokens (with rotation) and API keys; Basic-auth checks.
+//! - [`asset_path`]: the rules for a version's `Path`.
+//! - [`manifest`]: what a Build holds (path → visibility, content address, size, type).
+//! - [`store`]: content-addressed blobs on disk and the metadata trait with its embedded
+//!   SQLite implementation.
+//! - [`control`]: the Serverless v1 API, one file per resource, plus pagination, errors,
+//!   forms and authentication.
+//! - [`server`]: listeners, timeouts and graceful shutdown.
+
+pub mod accounts;
+pub mod asset_path;
+pub mod clock;
+pub mod config;
+pub mod control;
+pub mod manifest;
+pub mod server;
+pub mod sid;
+pub mod store;
+
+/// The response body type of every handler: one contiguous chunk of bytes.
+pub type Body = http_body_util::Full<bytes::Bytes>;

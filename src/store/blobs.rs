@@ -1,0 +1,211 @@
+//! Content-addressed blobs: one file per sha256, written to a temp file, fsynced, then renamed
+//! into place, so a file under `blobs/` is always whole. Identical content is stored once.
+//! Blobs are never rewritten in place (a mapped file that shrinks kills its reader with SIGBUS).
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::sid::{hex, random_hex};
+
+/// What can go wrong with blobs.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The content exceeds the limit it was written under.
+    #[error("content is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The file system failed (full disk, permissions, …).
+    #[error("blob storage: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The blob directory.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    blobs: PathBuf,
+    tmp: PathBuf,
+}
+
+/// A blob that is safely on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// Lowercase hex sha256 of the content.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl BlobStore {
+    /// Opens the store under `root`, creating it, and clears temp files a crash left behind.
+    pub fn open(root: &Path) -> Result<BlobStore, BlobError> {
+        let store = BlobStore {
+            blobs: root.join("blobs"),
+            tmp: root.join("tmp"),
+        };
+        std::fs::create_dir_all(&store.blobs)?;
+        std::fs::create_dir_all(&store.tmp)?;
+        for entry in std::fs::read_dir(&store.tmp)? {
+            // Temp files are only ever half-written uploads of a previous run.
+            let _ = std::fs::remove_file(entry?.path());
+        }
+        Ok(store)
+    }
+
+    /// Where the blob with this digest lives.
+    pub fn path(&self, sha256: &str) -> PathBuf {
+        let fan = sha256.get(..2).unwrap_or("__");
+        self.blobs.join(fan).join(sha256)
+    }
+
+    /// Whether a whole blob with this digest and size is present.
+    pub fn contains(&self, sha256: &str, size: u64) -> bool {
+        std::fs::metadata(self.path(sha256)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    /// Reads a whole blob (for Function Version Content; the edge maps blobs instead).
+    pub async fn read(&self, sha256: &str) -> Result<Vec<u8>, BlobError> {
+        Ok(tokio::fs::read(self.path(sha256)).await?)
+    }
+
+    /// Starts writing a blob of at most `limit` bytes.
+    pub async fn writer(&self, limit: u64) -> Result<BlobWriter, BlobError> {
+        let tmp_path = self.tmp.join(random_hex(16));
+        let file = tokio::fs::File::create(&tmp_path).await?;
+        Ok(BlobWriter {
+            store: self.clone(),
+            file: Some(file),
+            tmp_path,
+            hasher: Sha256::new(),
+            size: 0,
+            limit,
+        })
+    }
+
+    /// Stores `content` whole (tests and small internal writes).
+    pub async fn put(&self, content: &[u8]) -> Result<StoredBlob, BlobError> {
+        let mut w = self.writer(u64::MAX).await?;
+        w.write(content).await?;
+        w.finish().await
+    }
+}
+
+/// A blob being written. Dropped before [`BlobWriter::finish`], it removes its temp file.
+pub struct BlobWriter {
+    store: BlobStore,
+    file: Option<tokio::fs::File>,
+    tmp_path: PathBuf,
+    hasher: Sha256,
+    size: u64,
+    limit: u64,
+}
+
+impl BlobWriter {
+    /// Appends a chunk; fails once the total passes the limit.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.limit {
+            return Err(BlobError::TooLarge { limit: self.limit });
+        }
+        self.hasher.update(chunk);
+        let file = self.file.as_mut().expect("file is open until finish");
+        file.write_all(chunk).await?;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Flushes and fsyncs the content, then moves it to its content address.
+    pub async fn finish(mut self) -> Result<StoredBlob, BlobError> {
+        let mut file = self.file.take().expect("file is open until finish");
+        file.flush().await?;
+        file.sync_all().await?;
+        drop(file);
+        let sha256 = hex(&std::mem::take(&mut self.hasher).finalize());
+        let dest = self.store.path(&sha256);
+        let tmp = self.tmp_path.clone();
+        let size = self.size;
+        let placed = tokio::task::spawn_blocking(move || place(&tmp, &dest, size))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        // Whatever happened, the temp file is gone or renamed: nothing for Drop to clean.
+        self.tmp_path = PathBuf::new();
+        placed?;
+        Ok(StoredBlob { sha256, size })
+    }
+}
+
+/// Renames a complete temp file into place and makes the rename durable.
+fn place(tmp: &Path, dest: &Path, size: u64) -> std::io::Result<()> {
+    if std::fs::metadata(dest).is_ok_and(|m| m.len() == size) {
+        // Same content is already stored: keep the existing (possibly mapped) file.
+        std::fs::remove_file(tmp)?;
+        return Ok(());
+    }
+    let dir = dest.parent().expect("blob paths have a fan-out directory");
+    std::fs::create_dir_all(dir)?;
+    if let Err(e) = std::fs::rename(tmp, dest) {
+        let _ = std::fs::remove_file(tmp);
+        return Err(e);
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.tmp_path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stores_once_by_content() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = BlobStore::open(dir.path()).expect("open");
+        let a = store.put(b"hello").await.expect("put");
+        let b = store.put(b"hello").await.expect("put again");
+        assert_eq!(a, b);
+        assert_eq!(
+            a.sha256,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert!(store.contains(&a.sha256, 5));
+        assert_eq!(store.read(&a.sha256).await.expect("read"), b"hello");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp"))
+                .expect("ls")
+                .count(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn over_limit_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = BlobStore::open(dir.path()).expect("open");
+        let mut w = store.writer(4).await.expect("writer");
+        w.write(b"abc").await.expect("under limit");
+        assert!(matches!(
+            w.write(b"de").await,
+            Err(BlobError::TooLarge { limit: 4 })
+        ));
+        drop(w);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp"))
+                .expect("ls")
+                .count(),
+            0
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! The metadata model: every resource is a [`Record`] with a kind, a SID, an owner, a parent
+//! and a JSON document, plus a set of keys that must be unique across the store.
+//!
+//! The trait is deliberately small (get, find by unique key, list a page, scan, an atomic batch
+//! of writes, purge) so that a networked SQL store can implement it later without the API code
+//! changing. Business rules (what must be unique, what cascades) are expressed by the callers
+//! through `unique` keys and `parent_sid` links; the store only enforces them atomically.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// What a record is. Stored as text, so the names must never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// An Account (its own owner).
+    Account,
+    /// An API key of an Account.
+    ApiKey,
+    /// A Service.
+    Service,
+    /// An Environment of a Service.
+    Environment,
+    /// A Function of a Service.
+    Function,
+    /// An Asset of a Service.
+    Asset,
+    /// A Function Version.
+    FunctionVersion,
+    /// An Asset Version.
+    AssetVersion,
+    /// A Build of a Service.
+    Build,
+    /// A Deployment of an Environment.
+    Deployment,
+    /// A Variable of an Environment.
+    Variable,
+    /// A Log line of an Environment.
+    Log,
+}
+
+impl Kind {
+    /// The stable name stored with the record.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Account => "account",
+            Kind::ApiKey => "api_key",
+            Kind::Service => "service",
+            Kind::Environment => "environment",
+            Kind::Function => "function",
+            Kind::Asset => "asset",
+            Kind::FunctionVersion => "function_version",
+            Kind::AssetVersion => "asset_version",
+            Kind::Build => "build",
+            Kind::Deployment => "deployment",
+            Kind::Variable => "variable",
+            Kind::Log => "log",
+        }
+    }
+
+    /// The inverse of [`Kind::as_str`].
+    pub fn from_name(name: &str) -> Option<Kind> {
+        const ALL: [Kind; 12] = [
+            Kind::Account,
+            Kind::ApiKey,
+            Kind::Service,
+            Kind::Environment,
+            Kind::Function,
+            Kind::Asset,
+            Kind::FunctionVersion,
+            Kind::AssetVersion,
+            Kind::Build,
+            Kind::Deployment,
+            Kind::Variable,
+            Kind::Log,
+        ];
+        ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// One stored resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// What it is.
+    pub kind: Kind,
+    /// Its SID (primary key).
+    pub sid: String,
+    /// The Account that owns it; an Account owns itself.
+    pub account_sid: String,
+    /// The record it lives under; deleting that deletes this one too.
+    pub parent_sid: Option<String>,
+    /// A secondary, filterable reference (a Log's `function_sid`).
+    pub tag: Option<String>,
+    /// Creation time, Unix seconds.
+    pub created: i64,
+    /// Store-assigned insertion order; newer records have larger values. Ignored on write.
+    pub seq: i64,
+    /// Keys that must be unique across the whole store while this record exists.
+    pub unique: Vec<String>,
+    /// The resource's own fields, as JSON.
+    pub data: Vec<u8>,
+}
+
+impl Record {
+    /// A new record with `data` serialised to JSON.
+    pub fn new<T: Serialize>(
+        kind: Kind,
+        sid: String,
+        account_sid: String,
+        parent_sid: Option<String>,
+        data: &T,
+    ) -> Record {
+        Record {
+            kind,
+            sid,
+            account_sid,
+            parent_sid,
+            tag: None,
+            created: crate::clock::now(),
+            seq: 0,
+            unique: Vec::new(),
+            data: serde_json::to_vec(data).expect("resource documents serialise to JSON"),
+        }
+    }
+
+    /// Decodes the JSON document.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, StoreError> {
+        serde_json::from_slice(&self.data)
+            .map_err(|e| StoreError::Corrupt(format!("{} {}: {e}", self.kind.as_str(), self.sid)))
+    }
+
+    /// Replaces the JSON document.
+    pub fn encode<T: Serialize>(&mut self, data: &T) {
+        self.data = serde_json::to_vec(data).expect("resource documents serialise to JSON");
+    }
+}
+
+/// One write of an atomic batch.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Inserts a new record; fails with [`StoreError::Conflict`] on a taken SID or unique key.
+    Insert(Record),
+    /// Replaces the document, tag and unique keys of an existing record.
+    Update(Record),
+    /// Deletes a record and, recursively, every record whose parent it is.
+    Delete(String),
+}
+
+/// Where a page of a list starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    /// Skip this many records from the newest.
+    Offset(u64),
+    /// Records older than the one with this `seq` (the next page).
+    After(i64),
+    /// Records newer than the one with this `seq` (the previous page).
+    Before(i64),
+}
+
+/// A page request over the records of one kind under one parent and owner.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// The kind listed.
+    pub kind: Kind,
+    /// The owner; only its records are listed.
+    pub account_sid: String,
+    /// The parent (None: top-level records such as Services).
+    pub parent_sid: Option<String>,
+    /// Only records with this tag.
+    pub tag: Option<String>,
+    /// Only records created at or after this Unix time.
+    pub created_from: Option<i64>,
+    /// Only records created at or before this Unix time.
+    pub created_to: Option<i64>,
+    /// Where the page starts.
+    pub cursor: Cursor,
+    /// At most this many records.
+    pub limit: u32,
+}
+
+/// What can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A SID or unique key is taken; carries the key.
+    #[error("conflict on {0}")]
+    Conflict(String),
+    /// An update or delete named a record that does not exist.
+    #[error("no record {0}")]
+    Missing(String),
+    /// A stored document could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The backend failed.
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+/// The metadata store. Implementations must make every [`Metadata::commit`] atomic and
+/// durable (a successful return survives a crash of the process right after it).
+pub trait Metadata: Send + Sync + 'static {
+    /// The record with this SID.
+    fn get(&self, sid: &str) -> Result<Option<Record>, StoreError>;
+    /// The record holding this unique key.
+    fn find_unique(&self, key: &str) -> Result<Option<Record>, StoreError>;
+    /// A page of records, newest first.
+    fn list(&self, query: &ListQuery) -> Result<Vec<Record>, StoreError>;
+    /// Every record of a kind, oldest first (start-up loading, not the request path).
+    fn scan(&self, kind: Kind) -> Result<Vec<Record>, StoreError>;
+    /// Applies all writes or none.
+    fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+    /// Deletes records of a kind created before a Unix time; returns how many.
+    fn purge_before(&self, kind: Kind, before: i64) -> Result<usize, StoreError>;
+}

@@ -1,0 +1,412 @@
+//! The embedded metadata store: SQLite (bundled, nothing to install) in WAL mode with
+//! `synchronous=FULL`, so a committed transaction survives a crash of the process and of the
+//! machine. One connection behind a mutex: the API is low-volume and the edge never reads it.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::metadata::{Cursor, Kind, ListQuery, Metadata, Record, StoreError, Write};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS records (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    sid         TEXT NOT NULL UNIQUE,
+    kind        TEXT NOT NULL,
+    account_sid TEXT NOT NULL,
+    parent_sid  TEXT,
+    tag         TEXT,
+    created     INTEGER NOT NULL,
+    uniq        TEXT NOT NULL,
+    data        BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_list ON records(kind, account_sid, parent_sid, seq);
+CREATE INDEX IF NOT EXISTS records_parent ON records(parent_sid);
+CREATE INDEX IF NOT EXISTS records_created ON records(kind, created);
+CREATE TABLE IF NOT EXISTS uniques (
+    key TEXT PRIMARY KEY,
+    sid TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uniques_sid ON uniques(sid);
+";
+
+const COLUMNS: &str = "seq, sid, kind, account_sid, parent_sid, tag, created, uniq, data";
+
+/// SQLite-backed [`Metadata`].
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        // WAL lets `sigil account …` write while a server runs; FULL makes every commit durable.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back),
+        // so a poisoned lock is still safe to use.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn read_row(row: &Row<'_>) -> rusqlite::Result<Record> {
+    let kind: String = row.get(2)?;
+    let uniq: String = row.get(7)?;
+    Ok(Record {
+        seq: row.get(0)?,
+        sid: row.get(1)?,
+        kind: Kind::from_name(&kind).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                2,
+                rusqlite::types::Type::Text,
+                format!("unknown kind {kind}").into(),
+            )
+        })?,
+        account_sid: row.get(3)?,
+        parent_sid: row.get(4)?,
+        tag: row.get(5)?,
+        created: row.get(6)?,
+        unique: serde_json::from_str(&uniq).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into())
+        })?,
+        data: row.get(8)?,
+    })
+}
+
+fn insert_uniques(tx: &rusqlite::Transaction<'_>, rec: &Record) -> Result<(), StoreError> {
+    for key in &rec.unique {
+        let taken: Option<String> = tx
+            .query_row("SELECT sid FROM uniques WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(backend)?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(key.clone()));
+        }
+        tx.execute(
+            "INSERT INTO uniques (key, sid) VALUES (?1, ?2)",
+            params![key, rec.sid],
+        )
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn uniq_json(rec: &Record) -> String {
+    serde_json::to_string(&rec.unique).expect("a list of strings serialises")
+}
+
+impl Metadata for SqliteStore {
+    fn get(&self, sid: &str) -> Result<Option<Record>, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            &format!("SELECT {COLUMNS} FROM records WHERE sid = ?1"),
+            [sid],
+            read_row,
+        )
+        .optional()
+        .map_err(backend)
+    }
+
+    fn find_unique(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            &format!(
+                "SELECT {COLUMNS} FROM records WHERE sid = (SELECT sid FROM uniques WHERE key = ?1)"
+            ),
+            [key],
+            read_row,
+        )
+        .optional()
+        .map_err(backend)
+    }
+
+    fn list(&self, q: &ListQuery) -> Result<Vec<Record>, StoreError> {
+        let conn = self.conn();
+        let (cursor_sql, order, cursor_value, offset) = match q.cursor {
+            Cursor::Offset(n) => ("", "DESC", None, n),
+            Cursor::After(seq) => ("AND seq < ?7", "DESC", Some(seq), 0),
+            Cursor::Before(seq) => ("AND seq > ?7", "ASC", Some(seq), 0),
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM records
+             WHERE kind = ?1 AND account_sid = ?2 AND parent_sid IS ?3
+               AND (?4 IS NULL OR tag = ?4)
+               AND (?5 IS NULL OR created >= ?5)
+               AND (?6 IS NULL OR created <= ?6)
+               {cursor_sql}
+             ORDER BY seq {order} LIMIT ?8 OFFSET ?9"
+        );
+        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(
+                params![
+                    q.kind.as_str(),
+                    q.account_sid,
+                    q.parent_sid,
+                    q.tag,
+                    q.created_from,
+                    q.created_to,
+                    cursor_value,
+                    q.limit,
+                    offset
+                ],
+                read_row,
+            )
+            .map_err(backend)?;
+        let mut out = rows.collect::<Result<Vec<_>, _>>().map_err(backend)?;
+        if matches!(q.cursor, Cursor::Before(_)) {
+            out.reverse();
+        }
+        Ok(out)
+    }
+
+    fn scan(&self, kind: Kind) -> Result<Vec<Record>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM records WHERE kind = ?1 ORDER BY seq"
+            ))
+            .map_err(backend)?;
+        let rows = stmt.query_map([kind.as_str()], read_row).map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    }
+
+    fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        for write in writes {
+            match write {
+                Write::Insert(rec) => {
+                    let exists: bool = tx
+                        .query_row("SELECT 1 FROM records WHERE sid = ?1", [&rec.sid], |_| {
+                            Ok(true)
+                        })
+                        .optional()
+                        .map_err(backend)?
+                        .unwrap_or(false);
+                    if exists {
+                        return Err(StoreError::Conflict(rec.sid));
+                    }
+                    insert_uniques(&tx, &rec)?;
+                    tx.execute(
+                        "INSERT INTO records (sid, kind, account_sid, parent_sid, tag, created, uniq, data)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![
+                            rec.sid,
+                            rec.kind.as_str(),
+                            rec.account_sid,
+                            rec.parent_sid,
+                            rec.tag,
+                            rec.created,
+                            uniq_json(&rec),
+                            rec.data
+                        ],
+                    )
+                    .map_err(backend)?;
+                }
+                Write::Update(rec) => {
+                    tx.execute("DELETE FROM uniques WHERE sid = ?1", [&rec.sid])
+                        .map_err(backend)?;
+                    insert_uniques(&tx, &rec)?;
+                    let n = tx
+                        .execute(
+                            "UPDATE records SET tag = ?2, uniq = ?3, data = ?4 WHERE sid = ?1",
+                            params![rec.sid, rec.tag, uniq_json(&rec), rec.data],
+                        )
+                        .map_err(backend)?;
+                    if n == 0 {
+                        return Err(StoreError::Missing(rec.sid));
+                    }
+                }
+                Write::Delete(sid) => {
+                    tx.execute(
+                        "CREATE TEMP TABLE IF NOT EXISTS doomed (sid TEXT PRIMARY KEY)",
+                        [],
+                    )
+                    .map_err(backend)?;
+                    tx.execute("DELETE FROM temp.doomed", []).map_err(backend)?;
+                    tx.execute(
+                        "INSERT INTO temp.doomed
+                         WITH RECURSIVE sub(sid) AS (
+                             SELECT sid FROM records WHERE sid = ?1
+                             UNION ALL
+                             SELECT r.sid FROM records r JOIN sub ON r.parent_sid = sub.sid)
+                         SELECT sid FROM sub",
+                        [&sid],
+                    )
+                    .map_err(backend)?;
+                    tx.execute(
+                        "DELETE FROM uniques WHERE sid IN (SELECT sid FROM temp.doomed)",
+                        [],
+                    )
+                    .map_err(backend)?;
+                    let n = tx
+                        .execute(
+                            "DELETE FROM records WHERE sid IN (SELECT sid FROM temp.doomed)",
+                            [],
+                        )
+                        .map_err(backend)?;
+                    if n == 0 {
+                        return Err(StoreError::Missing(sid));
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn purge_before(&self, kind: Kind, before: i64) -> Result<usize, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "DELETE FROM records WHERE kind = ?1 AND created < ?2",
+            params![kind.as_str(), before],
+        )
+        .map_err(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("meta.db")).expect("open");
+        (dir, store)
+    }
+
+    fn rec(kind: Kind, sid: &str, parent: Option<&str>) -> Record {
+        Record::new(
+            kind,
+            sid.into(),
+            "AC1".into(),
+            parent.map(Into::into),
+            &serde_json::json!({"n": sid}),
+        )
+    }
+
+    fn query(kind: Kind, parent: Option<&str>, cursor: Cursor, limit: u32) -> ListQuery {
+        ListQuery {
+            kind,
+            account_sid: "AC1".into(),
+            parent_sid: parent.map(Into::into),
+            tag: None,
+            created_from: None,
+            created_to: None,
+            cursor,
+            limit,
+        }
+    }
+
+    fn sids(records: &[Record]) -> Vec<&str> {
+        records.iter().map(|r| r.sid.as_str()).collect()
+    }
+
+    #[test]
+    fn unique_keys_conflict_and_free_on_delete() {
+        let (_d, s) = store();
+        let mut a = rec(Kind::Service, "ZS1", None);
+        a.unique = vec!["svc:x".into()];
+        s.commit(vec![Write::Insert(a)]).expect("insert");
+        let mut b = rec(Kind::Service, "ZS2", None);
+        b.unique = vec!["svc:x".into()];
+        assert!(matches!(
+            s.commit(vec![Write::Insert(b.clone())]),
+            Err(StoreError::Conflict(k)) if k == "svc:x"
+        ));
+        // The failed batch left nothing behind.
+        assert!(s.get("ZS2").expect("get").is_none());
+        assert_eq!(
+            s.find_unique("svc:x").expect("find").map(|r| r.sid),
+            Some("ZS1".into())
+        );
+        s.commit(vec![Write::Delete("ZS1".into())]).expect("delete");
+        s.commit(vec![Write::Insert(b)]).expect("key is free again");
+    }
+
+    #[test]
+    fn delete_cascades_to_descendants_only() {
+        let (_d, s) = store();
+        s.commit(vec![
+            Write::Insert(rec(Kind::Service, "ZS1", None)),
+            Write::Insert(rec(Kind::Environment, "ZE1", Some("ZS1"))),
+            Write::Insert(rec(Kind::Variable, "ZV1", Some("ZE1"))),
+            Write::Insert(rec(Kind::Service, "ZS2", None)),
+        ])
+        .expect("insert");
+        s.commit(vec![Write::Delete("ZS1".into())]).expect("delete");
+        for gone in ["ZS1", "ZE1", "ZV1"] {
+            assert!(s.get(gone).expect("get").is_none(), "{gone}");
+        }
+        assert!(s.get("ZS2").expect("get").is_some());
+        assert!(matches!(
+            s.commit(vec![Write::Delete("ZS1".into())]),
+            Err(StoreError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn pages_newest_first_in_both_directions() {
+        let (_d, s) = store();
+        let writes = (1..=5)
+            .map(|i| Write::Insert(rec(Kind::Service, &format!("ZS{i}"), None)))
+            .collect();
+        s.commit(writes).expect("insert");
+        let first = s
+            .list(&query(Kind::Service, None, Cursor::Offset(0), 2))
+            .expect("list");
+        assert_eq!(sids(&first), ["ZS5", "ZS4"]);
+        let second = s
+            .list(&query(Kind::Service, None, Cursor::After(first[1].seq), 2))
+            .expect("list");
+        assert_eq!(sids(&second), ["ZS3", "ZS2"]);
+        let back = s
+            .list(&query(
+                Kind::Service,
+                None,
+                Cursor::Before(second[0].seq),
+                2,
+            ))
+            .expect("list");
+        assert_eq!(sids(&back), ["ZS5", "ZS4"]);
+        let offset = s
+            .list(&query(Kind::Service, None, Cursor::Offset(4), 2))
+            .expect("list");
+        assert_eq!(sids(&offset), ["ZS1"]);
+    }
+
+    #[test]
+    fn update_replaces_document_and_keys() {
+        let (_d, s) = store();
+        let mut a = rec(Kind::Variable, "ZV1", Some("ZE1"));
+        a.unique = vec!["k:a".into()];
+        s.commit(vec![Write::Insert(a.clone())]).expect("insert");
+        a.unique = vec!["k:b".into()];
+        a.encode(&serde_json::json!({"n": 2}));
+        s.commit(vec![Write::Update(a)]).expect("update");
+        let got = s.get("ZV1").expect("get").expect("present");
+        assert_eq!(got.unique, ["k:b"]);
+        assert_eq!(got.data, br#"{"n":2}"#);
+        assert!(s.find_unique("k:a").expect("find").is_none());
+    }
+}
