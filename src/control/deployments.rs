@@ -105,10 +105,12 @@ impl ControlPlane {
             {
                 b
             }
-            _ => return Err(ApiError::bad_param(format!(
+            _ => {
+                return Err(ApiError::bad_param(format!(
                 "Invalid value for parameter BuildSid: {build_sid} is not a Build of Service {}",
                 service.sid
-            ))),
+            )))
+            }
         };
         let build_data: BuildData = build.decode()?;
         if build_data.status != BuildStatus::Completed {

@@ -1,0 +1,440 @@
+//! Test support: start the real `sigil` binary on 127.0.0.1:0 and talk to it over HTTP with a
+//! real client; every JSON body received is validated against Twilio's spec.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+pub mod spec;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The account every test server is started with.
+pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+/// Its auth token.
+pub const AUTH_TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+/// A running sigil process with its own data directory.
+pub struct Sigil {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub api: String,
+    /// Everything it printed on stdout before it was ready.
+    pub banner: Vec<String>,
+    data: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Sigil {
+    /// Starts on a fresh data directory with the fixed test account.
+    pub fn start() -> Sigil {
+        Sigil::start_with(&[])
+    }
+
+    /// Starts on a fresh data directory with extra `serve` flags.
+    pub fn start_with(extra: &[&str]) -> Sigil {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let mut s = Sigil::spawn(&data, extra, true);
+        s._dir = Some(dir);
+        s
+    }
+
+    /// Starts on an existing data directory (restart tests).
+    pub fn start_in(data: &Path, extra: &[&str], fixed_account: bool) -> Sigil {
+        Sigil::spawn(data, extra, fixed_account)
+    }
+
+    fn spawn(data: &Path, extra: &[&str], fixed_account: bool) -> Sigil {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigil"));
+        cmd.arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--api", "127.0.0.1:0"])
+            .args(extra)
+            .env("SIGIL_LOG", "warn")
+            .env_remove("SIGIL_ACCOUNT_SID")
+            .env_remove("SIGIL_AUTH_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if fixed_account {
+            cmd.env("SIGIL_ACCOUNT_SID", ACCOUNT_SID)
+                .env("SIGIL_AUTH_TOKEN", AUTH_TOKEN);
+        }
+        let mut child = cmd.spawn().expect("sigil starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut banner = Vec::new();
+        let api = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("sigil prints its listening line within 30 s");
+            if let Some(url) = line.strip_prefix("sigil: API listening on ") {
+                break url.to_owned();
+            }
+            banner.push(line);
+        };
+        Sigil {
+            child,
+            api,
+            banner,
+            data: data.to_owned(),
+            _dir: None,
+        }
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> &Path {
+        &self.data
+    }
+
+    /// A client with the test account's credentials.
+    pub fn client(&self) -> Api {
+        Api::new(&self.api, Some((ACCOUNT_SID, AUTH_TOKEN)))
+    }
+
+    /// Kills the process with SIGKILL (no chance to clean up) and waits for it.
+    pub fn kill9(mut self) -> Option<tempfile::TempDir> {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+        self._dir.take()
+    }
+
+    /// Runs `sigil account …` on this server's data directory; returns stdout.
+    pub fn account_cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_sigil"))
+            .arg("account")
+            .arg("--data")
+            .arg(&self.data)
+            .args(args)
+            .output()
+            .expect("sigil account runs");
+        assert!(
+            out.status.success(),
+            "sigil account {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+}
+
+impl Drop for Sigil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response: status, headers, raw body and (when JSON) the parsed body.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Resp {
+    /// Asserts the status, showing the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Resp {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+
+    /// Asserts a Twilio error with this status and code.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: u64) -> Resp {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert_eq!(
+            self.json["code"], code,
+            "unexpected code; body: {}",
+            self.text
+        );
+        self
+    }
+
+    /// A string field of the JSON body.
+    #[track_caller]
+    pub fn s(&self, field: &str) -> String {
+        self.json[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field} is not a string in {}", self.text))
+            .to_owned()
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ascii header").to_owned())
+    }
+}
+
+/// An HTTP client for the API.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    creds: Option<(String, String)>,
+    http: reqwest::blocking::Client,
+}
+
+/// One multipart part: (name, bytes, filename and content type for a file part).
+pub struct Part<'a> {
+    pub name: &'a str,
+    pub bytes: Vec<u8>,
+    pub file: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> Part<'a> {
+    pub fn text(name: &'a str, value: &str) -> Part<'a> {
+        Part {
+            name,
+            bytes: value.as_bytes().to_vec(),
+            file: None,
+        }
+    }
+    pub fn file(name: &'a str, bytes: Vec<u8>, filename: &'a str, ctype: &'a str) -> Part<'a> {
+        Part {
+            name,
+            bytes,
+            file: Some((filename, ctype)),
+        }
+    }
+}
+
+impl Api {
+    pub fn new(base: &str, creds: Option<(&str, &str)>) -> Api {
+        Api {
+            base: base.to_owned(),
+            creds: creds.map(|(u, p)| (u.to_owned(), p.to_owned())),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    /// The same server with other credentials.
+    pub fn with_creds(&self, user: &str, pass: &str) -> Api {
+        Api {
+            creds: Some((user.to_owned(), pass.to_owned())),
+            ..self.clone()
+        }
+    }
+
+    /// The same server without credentials.
+    pub fn anonymous(&self) -> Api {
+        Api {
+            creds: None,
+            ..self.clone()
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    /// Sends a request and validates the JSON it gets back against the spec.
+    pub fn send(&self, rb: reqwest::blocking::RequestBuilder, method: &str, url: &str) -> Resp {
+        let rb = match &self.creds {
+            Some((u, p)) => rb.basic_auth(u, Some(p)),
+            None => rb,
+        };
+        let r = rb.send().expect("request is answered");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().expect("body");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        };
+        if status == 204 {
+            assert!(text.is_empty(), "204 with a body: {text}");
+        } else {
+            let path = reqwest::Url::parse(url).expect("url").path().to_owned();
+            if path.starts_with("/v1/") {
+                spec::validate(method, &path, status, &json);
+            }
+        }
+        Resp {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        let url = self.url(path);
+        self.send(self.http.get(&url), "GET", &url)
+    }
+
+    pub fn delete(&self, path: &str) -> Resp {
+        let url = self.url(path);
+        self.send(self.http.delete(&url), "DELETE", &url)
+    }
+
+    /// POSTs a form body of (name, value) pairs (repeated names allowed).
+    pub fn post(&self, path: &str, form: &[(&str, &str)]) -> Resp {
+        let url = self.url(path);
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let rb = self
+            .http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        self.send(rb, "POST", &url)
+    }
+
+    /// Any method with a raw body.
+    pub fn raw(&self, method: &str, path: &str, ctype: Option<&str>, body: Vec<u8>) -> Resp {
+        let url = self.url(path);
+        let mut rb = self
+            .http
+            .request(method.parse().expect("method"), &url)
+            .body(body);
+        if let Some(c) = ctype {
+            rb = rb.header("content-type", c);
+        }
+        self.send(rb, method, &url)
+    }
+
+    /// A multipart upload.
+    pub fn upload(&self, path: &str, parts: Vec<Part<'_>>) -> Resp {
+        let url = self.url(path);
+        let mut form = reqwest::blocking::multipart::Form::new();
+        for p in parts {
+            let mut part = reqwest::blocking::multipart::Part::bytes(p.bytes);
+            if let Some((filename, ctype)) = p.file {
+                part = part
+                    .file_name(filename.to_owned())
+                    .mime_str(ctype)
+                    .expect("mime");
+            }
+            form = form.part(p.name.to_owned(), part);
+        }
+        self.send(self.http.post(&url).multipart(form), "POST", &url)
+    }
+
+    // ---- shortcuts for building fixtures ----
+
+    pub fn service(&self, unique_name: &str) -> String {
+        self.post(
+            "/v1/Services",
+            &[("UniqueName", unique_name), ("FriendlyName", unique_name)],
+        )
+        .expect(201)
+        .s("sid")
+    }
+
+    pub fn environment(&self, svc: &str, unique_name: &str, suffix: Option<&str>) -> Resp {
+        let mut form = vec![("UniqueName", unique_name)];
+        if let Some(s) = suffix {
+            form.push(("DomainSuffix", s));
+        }
+        self.post(&format!("/v1/Services/{svc}/Environments"), &form)
+            .expect(201)
+    }
+
+    /// Creates an Asset (or Function, with `kind` = "Functions") and uploads one version.
+    /// Returns (resource sid, version sid).
+    pub fn version(
+        &self,
+        svc: &str,
+        kind: &str,
+        path: &str,
+        visibility: &str,
+        content: &[u8],
+        ctype: &str,
+    ) -> (String, String) {
+        let res = self
+            .post(
+                &format!("/v1/Services/{svc}/{kind}"),
+                &[("FriendlyName", path)],
+            )
+            .expect(201)
+            .s("sid");
+        let ver = self
+            .upload(
+                &format!("/v1/Services/{svc}/{kind}/{res}/Versions"),
+                vec![
+                    Part::text("Path", path),
+                    Part::text("Visibility", visibility),
+                    Part::file("Content", content.to_vec(), "file", ctype),
+                ],
+            )
+            .expect(201)
+            .s("sid");
+        (res, ver)
+    }
+
+    /// Creates a Build from versions and waits until it is no longer `building`.
+    pub fn build(&self, svc: &str, assets: &[&str], functions: &[&str]) -> (String, String) {
+        let mut form: Vec<(&str, &str)> = assets.iter().map(|a| ("AssetVersions", *a)).collect();
+        form.extend(functions.iter().map(|f| ("FunctionVersions", *f)));
+        let sid = self
+            .post(&format!("/v1/Services/{svc}/Builds"), &form)
+            .expect(201)
+            .s("sid");
+        let status = self.wait_build(svc, &sid);
+        (sid, status)
+    }
+
+    pub fn wait_build(&self, svc: &str, build: &str) -> String {
+        for _ in 0..300 {
+            let st = self
+                .get(&format!("/v1/Services/{svc}/Builds/{build}/Status"))
+                .expect(200)
+                .s("status");
+            if st != "building" {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("build {build} still building after 6 s");
+    }
+}
+
+/// Percent-encodes a form name or value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
