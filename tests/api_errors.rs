@@ -11,7 +11,9 @@ const ZS_UNKNOWN: &str = "ZS0123456789abcdef0123456789abcdef";
 fn not_found_names_the_path_without_v1() {
     let sigil = Sigil::start();
     let api = sigil.client();
-    let r = api.get(&format!("/v1/Services/{ZS_UNKNOWN}")).expect_error(404, 20404);
+    let r = api
+        .get(&format!("/v1/Services/{ZS_UNKNOWN}"))
+        .expect_error(404, 20404);
     assert_eq!(
         r.s("message"),
         format!("The requested resource /Services/{ZS_UNKNOWN} was not found")
@@ -34,39 +36,93 @@ fn not_found_names_the_path_without_v1() {
     }
     // A Function's SID does not reach it through /Assets (they share ZH).
     let zh = api
-        .post(&format!("/v1/Services/{zs}/Functions"), &[("FriendlyName", "f")])
+        .post(
+            &format!("/v1/Services/{zs}/Functions"),
+            &[("FriendlyName", "f")],
+        )
         .expect(201)
         .s("sid");
-    api.get(&format!("/v1/Services/{zs}/Assets/{zh}")).expect_error(404, 20404);
+    api.get(&format!("/v1/Services/{zs}/Assets/{zh}"))
+        .expect_error(404, 20404);
 }
 
 #[test]
 fn missing_and_bad_parameters_are_named() {
     let sigil = Sigil::start();
     let api = sigil.client();
-    let r = api.post("/v1/Services", &[("FriendlyName", "x")]).expect_error(400, 20001);
-    assert_eq!(r.s("message"), "Missing required parameter UniqueName in the post body");
-    let r = api.post("/v1/Services", &[("UniqueName", "x")]).expect_error(400, 20001);
+    let r = api
+        .post("/v1/Services", &[("FriendlyName", "x")])
+        .expect_error(400, 20001);
+    assert_eq!(
+        r.s("message"),
+        "Missing required parameter UniqueName in the post body"
+    );
+    let r = api
+        .post("/v1/Services", &[("UniqueName", "x")])
+        .expect_error(400, 20001);
     assert!(r.s("message").contains("FriendlyName"));
     let r = api
-        .post("/v1/Services", &[("UniqueName", "x"), ("FriendlyName", "x"), ("UiEditable", "maybe")])
+        .post(
+            "/v1/Services",
+            &[
+                ("UniqueName", "x"),
+                ("FriendlyName", "x"),
+                ("UiEditable", "maybe"),
+            ],
+        )
         .expect_error(400, 20001);
     assert!(r.s("message").contains("UiEditable"));
     let zs = api.service("params");
     let ze = api.environment(&zs, "prod", None).s("sid");
     for (path, form, named) in [
-        (format!("/v1/Services/{zs}/Environments"), vec![], "UniqueName"),
-        (format!("/v1/Services/{zs}/Functions"), vec![], "FriendlyName"),
-        (format!("/v1/Services/{zs}/Assets"), vec![("FriendlyName", "")], "FriendlyName"),
+        (
+            format!("/v1/Services/{zs}/Environments"),
+            vec![],
+            "UniqueName",
+        ),
+        (
+            format!("/v1/Services/{zs}/Functions"),
+            vec![],
+            "FriendlyName",
+        ),
+        (
+            format!("/v1/Services/{zs}/Assets"),
+            vec![("FriendlyName", "")],
+            "FriendlyName",
+        ),
         (format!("/v1/Services/{zs}/Builds"), vec![], "AssetVersions"),
-        (format!("/v1/Services/{zs}/Builds"), vec![("AssetVersions", "ZH0123456789abcdef0123456789abcdef")], "AssetVersions"),
-        (format!("/v1/Services/{zs}/Environments/{ze}/Deployments"), vec![], "BuildSid"),
-        (format!("/v1/Services/{zs}/Environments/{ze}/Deployments"), vec![("BuildSid", "ZB1")], "BuildSid"),
-        (format!("/v1/Services/{zs}/Environments/{ze}/Variables"), vec![("Value", "v")], "Key"),
-        (format!("/v1/Services/{zs}/Environments/{ze}/Variables"), vec![("Key", "k")], "Value"),
+        (
+            format!("/v1/Services/{zs}/Builds"),
+            vec![("AssetVersions", "ZH0123456789abcdef0123456789abcdef")],
+            "AssetVersions",
+        ),
+        (
+            format!("/v1/Services/{zs}/Environments/{ze}/Deployments"),
+            vec![],
+            "BuildSid",
+        ),
+        (
+            format!("/v1/Services/{zs}/Environments/{ze}/Deployments"),
+            vec![("BuildSid", "ZB1")],
+            "BuildSid",
+        ),
+        (
+            format!("/v1/Services/{zs}/Environments/{ze}/Variables"),
+            vec![("Value", "v")],
+            "Key",
+        ),
+        (
+            format!("/v1/Services/{zs}/Environments/{ze}/Variables"),
+            vec![("Key", "k")],
+            "Value",
+        ),
     ] {
         let r = api.post(&path, &form).expect_error(400, 20001);
-        assert!(r.s("message").contains(named), "{path} {form:?}: {}", r.text);
+        assert!(
+            r.s("message").contains(named),
+            "{path} {form:?}: {}",
+            r.text
+        );
     }
     // A form value that is not UTF-8 is refused, not mangled.
     api.raw(
@@ -77,8 +133,13 @@ fn missing_and_bad_parameters_are_named() {
     )
     .expect_error(400, 20001);
     // A JSON body is not a form.
-    api.raw("POST", "/v1/Services", Some("application/json"), b"{}".to_vec())
-        .expect_error(415, 20001);
+    api.raw(
+        "POST",
+        "/v1/Services",
+        Some("application/json"),
+        b"{}".to_vec(),
+    )
+    .expect_error(415, 20001);
 }
 
 #[test]
@@ -100,7 +161,10 @@ fn authentication_errors() {
         }
     }
     let r = api.anonymous().get("/v1/Services").expect(401);
-    assert_eq!(r.s("message"), "Authentication Error - No credentials provided");
+    assert_eq!(
+        r.s("message"),
+        "Authentication Error - No credentials provided"
+    );
     let r = api.raw("GET", "/v1/Services", None, vec![]);
     assert_eq!(r.status, 200);
 }
@@ -110,16 +174,28 @@ fn conflicts() {
     let sigil = Sigil::start();
     let api = sigil.client();
     let zs = api.service("dupe");
-    api.post("/v1/Services", &[("UniqueName", "dupe"), ("FriendlyName", "x")])
-        .expect(409);
+    api.post(
+        "/v1/Services",
+        &[("UniqueName", "dupe"), ("FriendlyName", "x")],
+    )
+    .expect(409);
     // Names compare case-insensitively: they become host names.
-    api.post("/v1/Services", &[("UniqueName", "DUPE"), ("FriendlyName", "x")])
-        .expect(409);
+    api.post(
+        "/v1/Services",
+        &[("UniqueName", "DUPE"), ("FriendlyName", "x")],
+    )
+    .expect(409);
     api.environment(&zs, "stage-environment", Some("stage"));
     let r = api
-        .post(&format!("/v1/Services/{zs}/Environments"), &[("UniqueName", "stage-environment")])
+        .post(
+            &format!("/v1/Services/{zs}/Environments"),
+            &[("UniqueName", "stage-environment")],
+        )
         .expect(409);
-    assert_eq!(r.s("message"), "Environment with this UniqueName or DomainSuffix already exists.");
+    assert_eq!(
+        r.s("message"),
+        "Environment with this UniqueName or DomainSuffix already exists."
+    );
     api.post(
         &format!("/v1/Services/{zs}/Environments"),
         &[("UniqueName", "other"), ("DomainSuffix", "stage")],
@@ -127,12 +203,18 @@ fn conflicts() {
     .expect(409);
     // Only one environment without a suffix per service.
     api.environment(&zs, "production", None);
-    api.post(&format!("/v1/Services/{zs}/Environments"), &[("UniqueName", "prod2")])
-        .expect(409);
+    api.post(
+        &format!("/v1/Services/{zs}/Environments"),
+        &[("UniqueName", "prod2")],
+    )
+    .expect(409);
     // Re-deploying the active build.
     let (_, av) = api.version(&zs, "Assets", "/a.txt", "public", b"a", "text/plain");
     let (zb, _) = api.build(&zs, &[&av], &[]);
-    let ze = api.get(&format!("/v1/Services/{zs}/Environments")).expect(200).json["environments"][0]["sid"]
+    let ze = api
+        .get(&format!("/v1/Services/{zs}/Environments"))
+        .expect(200)
+        .json["environments"][0]["sid"]
         .as_str()
         .expect("sid")
         .to_owned();
@@ -140,13 +222,18 @@ fn conflicts() {
     api.post(&deps, &[("BuildSid", &zb)]).expect(201);
     api.post(&deps, &[("BuildSid", &zb)]).expect(409);
     // A deployed build cannot be deleted.
-    api.delete(&format!("/v1/Services/{zs}/Builds/{zb}")).expect(409);
+    api.delete(&format!("/v1/Services/{zs}/Builds/{zb}"))
+        .expect(409);
     // Duplicate variable keys.
     let vars = format!("/v1/Services/{zs}/Environments/{ze}/Variables");
     api.post(&vars, &[("Key", "A"), ("Value", "1")]).expect(201);
-    let b = api.post(&vars, &[("Key", "B"), ("Value", "2")]).expect(201).s("sid");
+    let b = api
+        .post(&vars, &[("Key", "B"), ("Value", "2")])
+        .expect(201)
+        .s("sid");
     api.post(&vars, &[("Key", "A"), ("Value", "3")]).expect(409);
-    api.post(&format!("{vars}/{b}"), &[("Key", "A")]).expect(409);
+    api.post(&format!("{vars}/{b}"), &[("Key", "A")])
+        .expect(409);
 }
 
 #[test]
@@ -159,12 +246,29 @@ fn methods_a_route_lacks_get_405_with_allow() {
         ("PUT", "/v1/Services".to_owned(), "GET, POST"),
         ("DELETE", "/v1/Services".to_owned(), "GET, POST"),
         ("PATCH", format!("/v1/Services/{zs}"), "GET, POST, DELETE"),
-        ("POST", format!("/v1/Services/{zs}/Environments/{ze}"), "GET, DELETE"),
-        ("DELETE", format!("/v1/Services/{zs}/Environments/{ze}/Logs"), "GET"),
-        ("POST", format!("/v1/Services/{zs}/Builds/ZB0123456789abcdef0123456789abcdef/Status"), "GET"),
+        (
+            "POST",
+            format!("/v1/Services/{zs}/Environments/{ze}"),
+            "GET, DELETE",
+        ),
+        (
+            "DELETE",
+            format!("/v1/Services/{zs}/Environments/{ze}/Logs"),
+            "GET",
+        ),
+        (
+            "POST",
+            format!("/v1/Services/{zs}/Builds/ZB0123456789abcdef0123456789abcdef/Status"),
+            "GET",
+        ),
     ] {
         let r = api
-            .raw(method, &path, Some("application/x-www-form-urlencoded"), vec![])
+            .raw(
+                method,
+                &path,
+                Some("application/x-www-form-urlencoded"),
+                vec![],
+            )
             .expect_error(405, 20004);
         assert_eq!(r.header("allow").as_deref(), Some(allow), "{method} {path}");
     }
@@ -178,13 +282,21 @@ fn tolerated_inputs() {
     let zs = api
         .post(
             "/v1/Services",
-            &[("UniqueName", "tolerant"), ("FriendlyName", "t"), ("Whatever", "1")],
+            &[
+                ("UniqueName", "tolerant"),
+                ("FriendlyName", "t"),
+                ("Whatever", "1"),
+            ],
         )
         .expect(201)
         .s("sid");
     api.post(
         &format!("/v1/Services/{zs}/Environments"),
-        &[("UniqueName", "dev-environment"), ("DomainSuffix", "dev"), ("FriendlyName", "ignored")],
+        &[
+            ("UniqueName", "dev-environment"),
+            ("DomainSuffix", "dev"),
+            ("FriendlyName", "ignored"),
+        ],
     )
     .expect(201);
     let (_, av) = api.version(&zs, "Assets", "/a", "public", b"a", "text/plain");
@@ -193,11 +305,18 @@ fn tolerated_inputs() {
         let b = api
             .post(
                 &format!("/v1/Services/{zs}/Builds"),
-                &[("AssetVersions", &av), ("Dependencies", &form_value), ("Runtime", "node24")],
+                &[
+                    ("AssetVersions", &av),
+                    ("Dependencies", &form_value),
+                    ("Runtime", "node24"),
+                ],
             )
             .expect(201);
         let want = if form_value.is_empty() { 0 } else { 2 };
-        assert_eq!(b.json["dependencies"].as_array().expect("array").len(), want);
+        assert_eq!(
+            b.json["dependencies"].as_array().expect("array").len(),
+            want
+        );
         assert_eq!(b.s("runtime"), "node24");
     }
     api.post(
@@ -213,7 +332,10 @@ fn uploads_over_the_limit_get_413() {
     let api = sigil.client();
     let zs = api.service("big");
     let zh = api
-        .post(&format!("/v1/Services/{zs}/Assets"), &[("FriendlyName", "a")])
+        .post(
+            &format!("/v1/Services/{zs}/Assets"),
+            &[("FriendlyName", "a")],
+        )
         .expect(201)
         .s("sid");
     let url = format!("/v1/Services/{zs}/Assets/{zh}/Versions");
@@ -223,7 +345,12 @@ fn uploads_over_the_limit_get_413() {
             vec![
                 Part::text("Path", "/big.bin"),
                 Part::text("Visibility", vis),
-                Part::file("Content", vec![7u8; size], "big.bin", "application/octet-stream"),
+                Part::file(
+                    "Content",
+                    vec![7u8; size],
+                    "big.bin",
+                    "application/octet-stream",
+                ),
             ],
         )
     };
@@ -251,7 +378,10 @@ fn malformed_uploads() {
     let api = sigil.client();
     let zs = api.service("uploads");
     let zh = api
-        .post(&format!("/v1/Services/{zs}/Assets"), &[("FriendlyName", "a")])
+        .post(
+            &format!("/v1/Services/{zs}/Assets"),
+            &[("FriendlyName", "a")],
+        )
         .expect(201)
         .s("sid");
     let url = format!("/v1/Services/{zs}/Assets/{zh}/Versions");
@@ -259,13 +389,35 @@ fn malformed_uploads() {
     for (parts, named) in [
         (vec![Part::text("Visibility", "public"), content()], "Path"),
         (vec![Part::text("Path", "/x"), content()], "Visibility"),
-        (vec![Part::text("Path", "/x"), Part::text("Visibility", "public")], "Content"),
         (
-            vec![Part::text("Path", "/x"), Part::text("Path", "/y"), Part::text("Visibility", "public"), content()],
+            vec![Part::text("Path", "/x"), Part::text("Visibility", "public")],
+            "Content",
+        ),
+        (
+            vec![
+                Part::text("Path", "/x"),
+                Part::text("Path", "/y"),
+                Part::text("Visibility", "public"),
+                content(),
+            ],
             "Path",
         ),
-        (vec![Part::text("Path", "/x"), Part::text("Visibility", "secret"), content()], "Visibility"),
-        (vec![Part::text("Path", "/a b"), Part::text("Visibility", "public"), content()], "Path"),
+        (
+            vec![
+                Part::text("Path", "/x"),
+                Part::text("Visibility", "secret"),
+                content(),
+            ],
+            "Visibility",
+        ),
+        (
+            vec![
+                Part::text("Path", "/a b"),
+                Part::text("Visibility", "public"),
+                content(),
+            ],
+            "Path",
+        ),
     ] {
         let r = api.upload(&url, parts).expect_error(400, 20001);
         assert!(r.s("message").contains(named), "{}", r.text);

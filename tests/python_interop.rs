@@ -25,7 +25,14 @@ fn python_path() -> PathBuf {
     };
     if !importable(&deps) {
         let out = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
             .arg(&deps)
             .arg("twilio>=9,<10")
             .output()
@@ -35,7 +42,10 @@ fn python_path() -> PathBuf {
             "pip install twilio failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(importable(&deps), "twilio is not importable after pip install");
+        assert!(
+            importable(&deps),
+            "twilio is not importable after pip install"
+        );
     }
     deps
 }
@@ -75,7 +85,12 @@ fn official_python_sdk_drives_sigil() {
         }
         let url = reqwest::Url::parse(ex["url"].as_str().expect("url")).expect("url parses");
         let json: serde_json::Value = serde_json::from_str(body).expect("JSON body");
-        support::spec::validate(ex["method"].as_str().expect("method"), url.path(), status, &json);
+        support::spec::validate(
+            ex["method"].as_str().expect("method"),
+            url.path(),
+            status,
+            &json,
+        );
         validated += 1;
     }
     assert!(validated >= 50, "only {validated} bodies recorded");

@@ -44,7 +44,8 @@ pub enum BuildStatus {
 }
 
 impl BuildStatus {
-    fn as_str(self) -> &'static str {
+    /// The name the API uses.
+    pub fn as_str(self) -> &'static str {
         match self {
             BuildStatus::Building => "building",
             BuildStatus::Completed => "completed",

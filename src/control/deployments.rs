@@ -115,8 +115,8 @@ impl ControlPlane {
         let build_data: BuildData = build.decode()?;
         if build_data.status != BuildStatus::Completed {
             return Err(ApiError::bad_param(format!(
-                "Build {build_sid} cannot be deployed: its status is {:?}, not completed",
-                build_data.status
+                "Build {build_sid} cannot be deployed: its status is {}, not completed",
+                build_data.status.as_str()
             )));
         }
         if env_data.build_sid.as_deref() == Some(build_sid.as_str()) {

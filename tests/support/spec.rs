@@ -23,7 +23,7 @@ fn spec() -> &'static Value {
     })
 }
 
-fn resolve<'a>(schema: &'a Value) -> &'a Value {
+fn resolve(schema: &Value) -> &Value {
     match schema.get("$ref").and_then(Value::as_str) {
         Some(r) => {
             let name = r.strip_prefix("#/components/schemas/").expect("local ref");
@@ -208,7 +208,7 @@ fn check_error(status: u16, body: &Value) -> Vec<String> {
     if !body["code"].is_u64() {
         errs.push("code is not an integer".into());
     }
-    if !body["message"].as_str().is_some_and(|m| !m.is_empty()) {
+    if body["message"].as_str().is_none_or(str::is_empty) {
         errs.push("message is empty".into());
     }
     let code = body["code"].as_u64().unwrap_or(0);
