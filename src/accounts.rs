@@ -269,16 +269,7 @@ pub fn authenticate(
 /// How many API keys an account has (for `account list`).
 pub fn key_count(store: &dyn Metadata, account_sid: &str) -> Result<usize, StoreError> {
     Ok(store
-        .list(&ListQuery {
-            kind: Kind::ApiKey,
-            account_sid: account_sid.to_owned(),
-            parent_sid: Some(account_sid.to_owned()),
-            tag: None,
-            created_from: None,
-            created_to: None,
-            cursor: crate::store::Cursor::Offset(0),
-            limit: 1000,
-        })?
+        .list(&ListQuery::children(Kind::ApiKey, account_sid, account_sid))?
         .len())
 }
 

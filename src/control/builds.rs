@@ -456,16 +456,11 @@ impl ControlPlane {
     pub(super) async fn delete_build(&self, ctx: &Ctx, svc: &str, id: &str) -> ApiResult {
         let _guard = self.writes.lock().await;
         let (rec, _) = self.build(ctx, svc, id).await?;
-        let query = ListQuery {
-            kind: Kind::Environment,
-            account_sid: ctx.account.clone(),
-            parent_sid: rec.parent_sid.clone(),
-            tag: None,
-            created_from: None,
-            created_to: None,
-            cursor: crate::store::Cursor::Offset(0),
-            limit: u32::MAX,
-        };
+        let query = ListQuery::children(
+            Kind::Environment,
+            &ctx.account,
+            rec.parent_sid.as_deref().unwrap_or_default(),
+        );
         let envs = self.db(move |s| s.list(&query)).await?;
         for env in envs {
             let d: EnvironmentData = env.decode()?;

@@ -196,16 +196,7 @@ impl ControlPlane {
     pub(super) async fn delete_service(&self, ctx: &Ctx, id: &str) -> ApiResult {
         let _guard = self.writes.lock().await;
         let (rec, _) = self.service(ctx, id).await?;
-        let query = ListQuery {
-            kind: Kind::Environment,
-            account_sid: ctx.account.clone(),
-            parent_sid: Some(rec.sid.clone()),
-            tag: None,
-            created_from: None,
-            created_to: None,
-            cursor: crate::store::Cursor::Offset(0),
-            limit: u32::MAX,
-        };
+        let query = ListQuery::children(Kind::Environment, &ctx.account, &rec.sid);
         let sid = rec.sid.clone();
         let environments = self
             .db(move |s| {

@@ -177,6 +177,22 @@ pub struct ListQuery {
     pub limit: u32,
 }
 
+impl ListQuery {
+    /// Every record of `kind` directly under `parent`, owned by `account_sid`, newest first.
+    pub fn children(kind: Kind, account_sid: &str, parent_sid: &str) -> ListQuery {
+        ListQuery {
+            kind,
+            account_sid: account_sid.to_owned(),
+            parent_sid: Some(parent_sid.to_owned()),
+            tag: None,
+            created_from: None,
+            created_to: None,
+            cursor: Cursor::Offset(0),
+            limit: u32::MAX,
+        }
+    }
+}
+
 /// What can go wrong in a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
