@@ -27,3 +27,4 @@ pub mod store;
 
 /// The response body type of every handler: one contiguous chunk of bytes.
 pub type Body = http_body_util::Full<bytes::Bytes>;
+pub mod signature;
