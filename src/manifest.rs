@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::edge::http::encoding::Coding;
+
 /// Who may fetch a version's content at the edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,9 +70,117 @@ pub struct Entry {
     pub content_type: Option<String>,
 }
 
+impl Entry {
+    /// The Content-Type to serve: as uploaded, else guessed from the path's extension
+    /// (`application/octet-stream` counts as "not given"); text types get `charset=utf-8`.
+    pub fn content_type(&self) -> String {
+        let given = self
+            .content_type
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("application/octet-stream"));
+        let base = match given {
+            Some(t) => t.to_owned(),
+            None => mime_guess::from_path(&self.path)
+                .first_raw()
+                .unwrap_or("application/octet-stream")
+                .to_owned(),
+        };
+        if is_text(&base) && !base.to_ascii_lowercase().contains("charset=") {
+            format!("{base}; charset=utf-8")
+        } else {
+            base
+        }
+    }
+}
+
+/// Whether a media type is text (gets a charset, and is worth compressing).
+pub fn is_text(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence.starts_with("text/")
+        || essence.ends_with("+xml")
+        || essence.ends_with("+json")
+        || matches!(
+            essence.as_str(),
+            "application/javascript"
+                | "application/ecmascript"
+                | "application/json"
+                | "application/manifest+json"
+                | "application/xml"
+                | "application/xhtml+xml"
+                | "application/wasm"
+                | "image/svg+xml"
+        )
+}
+
+/// A precompressed variant of a blob, made when its Build was created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encoded {
+    /// The content coding.
+    pub coding: Coding,
+    /// Address of the compressed bytes.
+    pub sha256: String,
+    /// Their length.
+    pub size: u64,
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Visibility;
+    use super::*;
+
+    fn entry(path: &str, ct: Option<&str>) -> Entry {
+        Entry {
+            sid: String::new(),
+            parent_sid: String::new(),
+            date_created: 0,
+            path: path.into(),
+            visibility: Visibility::Public,
+            sha256: String::new(),
+            size: 0,
+            content_type: ct.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        for (path, given, want) in [
+            ("/a.txt", Some("text/plain"), "text/plain; charset=utf-8"),
+            (
+                "/a.txt",
+                Some("text/plain; charset=latin1"),
+                "text/plain; charset=latin1",
+            ),
+            ("/a.css", None, "text/css; charset=utf-8"),
+            (
+                "/a.js",
+                Some("application/octet-stream"),
+                "text/javascript; charset=utf-8",
+            ),
+            ("/a.png", None, "image/png"),
+            ("/a.mp3", Some("audio/mpeg"), "audio/mpeg"),
+            ("/noext", None, "application/octet-stream"),
+            (
+                "/a.xml",
+                Some("application/xml"),
+                "application/xml; charset=utf-8",
+            ),
+            ("/a.svg", None, "image/svg+xml; charset=utf-8"),
+            (
+                "/x.bin",
+                Some("application/x-custom"),
+                "application/x-custom",
+            ),
+        ] {
+            assert_eq!(entry(path, given).content_type(), want, "{path} {given:?}");
+        }
+        assert!(is_text("application/json"));
+        assert!(!is_text("image/png"));
+    }
 
     #[test]
     fn visibility_parses_any_case() {

@@ -64,7 +64,8 @@ pub fn sign(token: &str, data: &str) -> String {
 }
 
 fn hmac_sha1(token: &str, data: &str) -> [u8; 20] {
-    let mut mac = Hmac::<Sha1>::new_from_slice(token.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha1>::new_from_slice(token.as_bytes()).expect("HMAC takes any key length");
     mac.update(data.as_bytes());
     mac.finalize().into_bytes().into()
 }
@@ -81,7 +82,11 @@ pub fn url_variants(url: &str) -> Vec<String> {
         return Vec::new();
     };
     let scheme = scheme.to_ascii_lowercase();
-    if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
         return Vec::new();
     }
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -148,7 +153,9 @@ pub fn validate(tokens: &[&str], url: &str, payload: Payload<'_>, signature: &st
             &[]
         }
     };
-    let expected = base64::engine::general_purpose::STANDARD.decode(signature.trim()).ok();
+    let expected = base64::engine::general_purpose::STANDARD
+        .decode(signature.trim())
+        .ok();
     let tried: Vec<String> = url_variants(url)
         .iter()
         .map(|u| signed_string(u, params))
@@ -178,19 +185,43 @@ mod tests {
     #[test]
     fn signed_string_sorts_and_dedups() {
         let p = |k: &str, v: &str| (k.to_owned(), v.to_owned());
-        let params = vec![p("b", "2"), p("a", "z"), p("a", "y"), p("a", "z"), p("", "e")];
+        let params = vec![
+            p("b", "2"),
+            p("a", "z"),
+            p("a", "y"),
+            p("a", "z"),
+            p("", "e"),
+        ];
         assert_eq!(signed_string("https://x/", &params), "https://x/eayazb2");
     }
 
     #[test]
     fn url_variants_table() {
         for (url, want) in [
-            ("https://a.com/p?q=1", vec!["https://a.com/p?q=1", "https://a.com:443/p?q=1"]),
-            ("HTTP://a.com:8080/p", vec!["http://a.com:8080/p", "http://a.com/p"]),
-            ("https://u:p@a.com/p", vec!["https://u:p@a.com/p", "https://u:p@a.com:443/p"]),
-            ("https://u:p@a.com:8443/p", vec!["https://u:p@a.com:8443/p", "https://u:p@a.com/p"]),
-            ("https://[::1]/p", vec!["https://[::1]/p", "https://[::1]:443/p"]),
-            ("https://[::1]:8443/p", vec!["https://[::1]:8443/p", "https://[::1]/p"]),
+            (
+                "https://a.com/p?q=1",
+                vec!["https://a.com/p?q=1", "https://a.com:443/p?q=1"],
+            ),
+            (
+                "HTTP://a.com:8080/p",
+                vec!["http://a.com:8080/p", "http://a.com/p"],
+            ),
+            (
+                "https://u:p@a.com/p",
+                vec!["https://u:p@a.com/p", "https://u:p@a.com:443/p"],
+            ),
+            (
+                "https://u:p@a.com:8443/p",
+                vec!["https://u:p@a.com:8443/p", "https://u:p@a.com/p"],
+            ),
+            (
+                "https://[::1]/p",
+                vec!["https://[::1]/p", "https://[::1]:443/p"],
+            ),
+            (
+                "https://[::1]:8443/p",
+                vec!["https://[::1]:8443/p", "https://[::1]/p"],
+            ),
             ("https://a.com", vec!["https://a.com", "https://a.com:443"]),
         ] {
             assert_eq!(url_variants(url), want, "{url}");

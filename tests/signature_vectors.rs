@@ -40,7 +40,10 @@ fn every_vector_gets_the_strict_verdict() {
         };
         let verdict = validate(&[token], url, payload, sig);
         if verdict.valid != c["valid"].as_bool().expect("valid") {
-            wrong.push(format!("{} / {}: got {}", c["case"], c["check"], verdict.valid));
+            wrong.push(format!(
+                "{} / {}: got {}",
+                c["case"], c["check"], verdict.valid
+            ));
         }
     }
     assert!(wrong.is_empty(), "wrong verdicts:\n{}", wrong.join("\n"));

@@ -6,7 +6,7 @@
 //! with the reason (logged, and sent in the `Sigil-Build-Error` header of Build Status).
 //! Builds still `building` when the server stopped are finished on the next start.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
@@ -18,7 +18,7 @@ use super::resources::ResourceKind;
 use super::versions::VersionData;
 use super::{json_response, ApiError, ApiResult, ControlPlane, Ctx, ListFilter};
 use crate::clock::{iso, now};
-use crate::manifest::{Entry, Visibility};
+use crate::manifest::{is_text, Encoded, Entry, Visibility};
 use crate::sid::Prefix;
 use crate::store::{Kind, ListQuery, Record, StoreError, Write};
 
@@ -80,6 +80,10 @@ pub struct BuildData {
     pub status: BuildStatus,
     /// Why it failed.
     pub failure: Option<String>,
+    /// Precompressed variants of text assets, by the sha256 of the original; made while the
+    /// Build is `building`, complete once it is `completed`.
+    #[serde(default)]
+    pub encodings: BTreeMap<String, Vec<Encoded>>,
     /// Last change, Unix seconds.
     pub date_updated: i64,
 }
@@ -358,6 +362,7 @@ impl ControlPlane {
             runtime,
             status: BuildStatus::Building,
             failure: None,
+            encodings: BTreeMap::new(),
             date_updated: created,
         };
         let mut rec = Record::new(
@@ -401,8 +406,9 @@ impl ControlPlane {
             .chain(&data.function_versions)
             .cloned()
             .collect();
-        let failure = tokio::task::spawn_blocking(move || {
-            entries
+        let checked = entries.clone();
+        let missing = tokio::task::spawn_blocking(move || {
+            checked
                 .iter()
                 .find(|e| !blobs.contains(&e.sha256, e.size))
                 .map(|e| {
@@ -414,6 +420,13 @@ impl ControlPlane {
         })
         .await
         .map_err(ApiError::internal)?;
+        let (failure, encodings) = match missing {
+            Some(why) => (Some(why), BTreeMap::new()),
+            None => match self.precompress(&data.asset_versions).await {
+                Ok(enc) => (None, enc),
+                Err(e) => (Some(format!("could not precompress: {e}")), BTreeMap::new()),
+            },
+        };
 
         let _guard = self.writes.lock().await;
         let key = sid.to_owned();
@@ -431,9 +444,43 @@ impl ControlPlane {
             BuildStatus::Completed
         };
         data.failure = failure;
+        data.encodings = encodings;
         data.date_updated = now();
         rec.encode(&data);
         self.db(move |s| s.commit(vec![Write::Update(rec)])).await
+    }
+
+    /// Makes br and gzip variants of every distinct text asset (blobs are shared, so a
+    /// variant made for an earlier Build is made again only if its blob is gone).
+    async fn precompress(
+        &self,
+        assets: &[Entry],
+    ) -> Result<BTreeMap<String, Vec<Encoded>>, crate::store::BlobError> {
+        let mut out: BTreeMap<String, Vec<Encoded>> = BTreeMap::new();
+        for e in assets {
+            if e.visibility == Visibility::Private
+                || !is_text(&e.content_type())
+                || out.contains_key(&e.sha256)
+            {
+                continue;
+            }
+            let content = self.blobs.read(&e.sha256).await?;
+            let variants =
+                tokio::task::spawn_blocking(move || crate::precompress::variants(&content))
+                    .await
+                    .map_err(std::io::Error::other)??;
+            let mut encoded = Vec::new();
+            for (coding, bytes) in variants {
+                let blob = self.blobs.put(&bytes).await?;
+                encoded.push(Encoded {
+                    coding,
+                    sha256: blob.sha256,
+                    size: blob.size,
+                });
+            }
+            out.insert(e.sha256.clone(), encoded);
+        }
+        Ok(out)
     }
 
     /// Finishes the Builds a previous run left `building` (call once at start).

@@ -1,0 +1,2 @@
+//! The edge.
+pub mod http;
