@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 /// sigil: an edge server for Twilio-style static assets with the Serverless v1 API.
 #[derive(Debug, Parser)]
@@ -22,6 +22,46 @@ pub enum Command {
     Serve(ServeArgs),
     /// Manage accounts and their credentials (works while a server runs on the same data).
     Account(AccountArgs),
+    /// Compute or check an X-Twilio-Signature ("why was my webhook fetch refused?").
+    Signature {
+        /// compute or verify.
+        #[command(subcommand)]
+        command: SignatureCommand,
+    },
+}
+
+/// What a signature is computed over.
+#[derive(Debug, Clone, Args)]
+pub struct SignedRequest {
+    /// The full URL Twilio requested, exactly as sent (scheme, host, port, path, query).
+    #[arg(long)]
+    pub url: String,
+    /// The auth token.
+    #[arg(long)]
+    pub token: String,
+    /// A form parameter of a POST, KEY=VALUE (repeat for more; order does not matter).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// A JSON (non-form) body: validated through the URL's bodySHA256 parameter.
+    #[arg(long, conflicts_with = "params")]
+    pub body_file: Option<PathBuf>,
+}
+
+/// `sigil signature …`.
+#[derive(Debug, Subcommand)]
+pub enum SignatureCommand {
+    /// Print the signature Twilio would send for this request.
+    Compute(SignedRequest),
+    /// Check a signature; prints valid or invalid, the strings signed and the URL variants
+    /// tried; exits 0 when valid, 1 when not.
+    Verify {
+        /// The request.
+        #[command(flatten)]
+        request: SignedRequest,
+        /// The X-Twilio-Signature header value received.
+        #[arg(long)]
+        signature: String,
+    },
 }
 
 /// Flags of `sigil serve`.
@@ -40,6 +80,46 @@ pub struct ServeArgs {
     /// Base domain of Environments: `{unique_name}-{4 digits}[-{suffix}].{domain}`.
     #[arg(long, env = "SIGIL_DOMAIN", default_value = "localhost")]
     pub domain: String,
+    /// Address of the edge's plain-HTTP listener.
+    #[arg(long, env = "SIGIL_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Address of the edge's HTTPS listener (HTTP/2 and HTTP/1.1 by ALPN).
+    #[arg(long, env = "SIGIL_HTTPS", default_value = "127.0.0.1:8443")]
+    pub https: SocketAddr,
+    /// PEM certificate chain for HTTPS [default: the embedded development certificate for
+    /// localhost and *.localhost, see certs/].
+    #[arg(long, env = "SIGIL_CERT", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, env = "SIGIL_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Addresses or networks (CIDR) of proxies whose X-Forwarded-Proto / X-Forwarded-Host are
+    /// believed; comma-separated or repeated.
+    #[arg(long, env = "SIGIL_TRUSTED_PROXY", value_delimiter = ',')]
+    pub trusted_proxy: Vec<String>,
+    /// Largest request body the edge reads on a POST, in bytes.
+    #[arg(long, env = "SIGIL_EDGE_MAX_BODY", default_value_t = 64 * 1024)]
+    pub edge_max_body: usize,
+    /// Cache-Control of public assets.
+    #[arg(
+        long,
+        env = "SIGIL_CACHE_CONTROL_PUBLIC",
+        default_value = "public, max-age=60"
+    )]
+    pub cache_control_public: String,
+    /// Cache-Control of protected assets (they are per-request signed: shared caches must not keep them).
+    #[arg(
+        long,
+        env = "SIGIL_CACHE_CONTROL_PROTECTED",
+        default_value = "private, no-cache"
+    )]
+    pub cache_control_protected: String,
+    /// How much blob content the edge keeps mapped, in MiB.
+    #[arg(long, env = "SIGIL_CACHE_SIZE", default_value_t = 1024)]
+    pub cache_size: u64,
+    /// One log line per edge request (`--access-log false` to turn it off).
+    #[arg(long, env = "SIGIL_ACCESS_LOG", default_value_t = true, action = ArgAction::Set)]
+    pub access_log: bool,
     /// Fix the first account's SID (with --auth-token); otherwise one is created on first
     /// start and its credentials printed once.
     #[arg(long, env = "SIGIL_ACCOUNT_SID", requires = "auth_token")]
@@ -159,6 +239,24 @@ pub struct Config {
     pub domain: String,
     /// Fixed credentials of the first account (SID, auth token).
     pub account: Option<(String, String)>,
+    /// Edge HTTP listener.
+    pub http: SocketAddr,
+    /// Edge HTTPS listener.
+    pub https: SocketAddr,
+    /// Certificate chain and key (PEM); None = the embedded development pair.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Trusted proxies.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Largest edge POST body.
+    pub edge_max_body: usize,
+    /// Cache-Control of public assets.
+    pub cache_control_public: http::HeaderValue,
+    /// Cache-Control of protected assets.
+    pub cache_control_protected: http::HeaderValue,
+    /// Blob cache capacity in bytes.
+    pub cache_bytes: u64,
+    /// Edge access log on or off.
+    pub access_log: bool,
 }
 
 impl Config {
@@ -204,12 +302,42 @@ impl Config {
             }
             _ => None,
         };
+        let trusted_proxies = args
+            .trusted_proxy
+            .iter()
+            .map(|t| {
+                let t = t.trim();
+                t.parse::<ipnet::IpNet>()
+                    .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "--trusted-proxy {t:?} is not an IP address or CIDR network"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let header = |flag: &str, v: &str| {
+            http::HeaderValue::from_str(v)
+                .map_err(|_| ConfigError(format!("{flag} {v:?} is not a valid header value")))
+        };
         Ok(Config {
             data: args.data,
             api: args.api,
             public_api_url,
             domain,
             account,
+            http: args.http,
+            https: args.https,
+            tls: args.cert.zip(args.key),
+            trusted_proxies,
+            edge_max_body: args.edge_max_body,
+            cache_control_public: header("--cache-control-public", &args.cache_control_public)?,
+            cache_control_protected: header(
+                "--cache-control-protected",
+                &args.cache_control_protected,
+            )?,
+            cache_bytes: args.cache_size.saturating_mul(1024 * 1024),
+            access_log: args.access_log,
         })
     }
 }
@@ -241,6 +369,16 @@ mod tests {
             domain: domain.into(),
             account_sid: None,
             auth_token: None,
+            http: "127.0.0.1:0".parse().expect("addr"),
+            https: "127.0.0.1:0".parse().expect("addr"),
+            cert: None,
+            key: None,
+            trusted_proxy: vec!["10.0.0.0/8".into(), "127.0.0.1".into()],
+            edge_max_body: 1,
+            cache_control_public: "public".into(),
+            cache_control_protected: "private".into(),
+            cache_size: 1,
+            access_log: true,
         }
     }
 
@@ -253,5 +391,9 @@ mod tests {
         assert!(Config::from_args(args("-x.io", None)).is_err());
         assert!(Config::from_args(args("localhost", Some("ftp://x"))).is_err());
         assert!(Config::from_args(args("localhost", Some("http://"))).is_err());
+        assert_eq!(c.trusted_proxies.len(), 2);
+        let mut bad = args("localhost", None);
+        bad.trusted_proxy = vec!["nope".into()];
+        assert!(Config::from_args(bad).is_err());
     }
 }

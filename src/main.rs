@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use sigil::accounts;
-use sigil::config::{AccountCommand, Cli, Command, Config, KeyCommand, TokenCommand};
+use sigil::config::{
+    AccountCommand, Cli, Command, Config, KeyCommand, SignatureCommand, SignedRequest, TokenCommand,
+};
+use sigil::signature;
 
 /// EX_USAGE: a bad configuration.
 const EXIT_CONFIG: u8 = 64;
@@ -29,6 +32,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Account(args) => account(&args.data, args.command),
+        Command::Signature { command } => match signature_command(command) {
+            Ok(true) => return ExitCode::SUCCESS,
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,4 +124,71 @@ fn account(data: &std::path::Path, command: AccountCommand) -> anyhow::Result<()
         },
     }
     Ok(())
+}
+
+/// The URL to sign and what goes with it: for a body, `bodySHA256` is appended to the URL when
+/// it is not there yet (as Twilio does).
+fn prepare(
+    req: &SignedRequest,
+) -> anyhow::Result<(String, Vec<(String, String)>, Option<Vec<u8>>)> {
+    let params = req
+        .params
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("--param {p:?} is not KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let body = match &req.body_file {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+        }
+        None => None,
+    };
+    let mut url = req.url.clone();
+    if let Some(body) = &body {
+        if !url.contains("bodySHA256=") {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            url = format!("{url}{sep}bodySHA256={}", signature::body_sha256(body));
+        }
+    }
+    if signature::url_variants(&url).is_empty() {
+        anyhow::bail!("--url {url:?} is not an absolute URL (scheme://host/path)");
+    }
+    Ok((url, params, body))
+}
+
+/// Runs `sigil signature …`; Ok(valid) for verify, Ok(true) for compute.
+fn signature_command(command: SignatureCommand) -> anyhow::Result<bool> {
+    match command {
+        SignatureCommand::Compute(req) => {
+            let (url, params, _) = prepare(&req)?;
+            let signed = signature::signed_string(&url, &params);
+            println!("url {url}");
+            println!("signed {signed}");
+            println!("signature {}", signature::sign(&req.token, &signed));
+            Ok(true)
+        }
+        SignatureCommand::Verify {
+            request,
+            signature: sig,
+        } => {
+            let (url, params, body) = prepare(&request)?;
+            let payload = match &body {
+                Some(b) => signature::Payload::Body(b),
+                None => signature::Payload::Form(&params),
+            };
+            let verdict = signature::validate(&[request.token.as_str()], &url, payload, &sig);
+            println!("{}", if verdict.valid { "valid" } else { "invalid" });
+            if let Some(problem) = &verdict.body_problem {
+                println!("body: {problem}");
+            }
+            for signed in &verdict.tried {
+                println!("tried {signed}");
+                println!("  expects {}", signature::sign(&request.token, signed));
+            }
+            Ok(verdict.valid)
+        }
+    }
 }

@@ -146,7 +146,7 @@ impl ControlPlane {
         let writes = vec![Write::Insert(rec.clone()), Write::Update(env_rec)];
         self.db(move |s| s.commit(writes)).await?;
         // The edge swaps its route before the POST returns.
-        self.notify(&env_sid);
+        self.notify(vec![env_sid]).await;
         Ok(json_response(
             StatusCode::CREATED,
             &self.render_deployment(&rec, &data),

@@ -172,7 +172,7 @@ impl ControlPlane {
         let (_, rec, _) = self.environment(ctx, svc, env).await?;
         let sid = rec.sid.clone();
         self.db(move |s| s.commit(vec![Write::Delete(sid)])).await?;
-        self.notify(&rec.sid);
+        self.notify(vec![rec.sid]).await;
         Ok(super::no_content())
     }
 }

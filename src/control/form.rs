@@ -32,26 +32,28 @@ fn decode(part: &[u8]) -> Result<String, ()> {
         .map_err(|_| ())
 }
 
+/// Decodes `a=1&b=2` into pairs (`+` is a space); an error names what is not UTF-8.
+pub fn decode_pairs(input: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    for part in input.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match part.iter().position(|&b| b == b'=') {
+            Some(i) => (&part[..i], &part[i + 1..]),
+            None => (part, &b""[..]),
+        };
+        let name = decode(name)
+            .map_err(|_| "A parameter name is not valid UTF-8 after percent-decoding".to_owned())?;
+        let value = decode(value).map_err(|_| {
+            format!("Invalid value for parameter {name}: not valid UTF-8 after percent-decoding")
+        })?;
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
 impl Params {
     /// Parses `a=1&b=2` (a query string or a form body).
     pub fn parse(input: &[u8]) -> Result<Params, ApiError> {
-        let mut pairs = Vec::new();
-        for part in input.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
-            let (name, value) = match part.iter().position(|&b| b == b'=') {
-                Some(i) => (&part[..i], &part[i + 1..]),
-                None => (part, &b""[..]),
-            };
-            let name = decode(name).map_err(|_| {
-                ApiError::bad_param("A parameter name is not valid UTF-8 after percent-decoding")
-            })?;
-            let value = decode(value).map_err(|_| {
-                ApiError::bad_param(format!(
-                    "Invalid value for parameter {name}: not valid UTF-8 after percent-decoding"
-                ))
-            })?;
-            pairs.push((name, value));
-        }
-        Ok(Params(pairs))
+        decode_pairs(input).map(Params).map_err(ApiError::bad_param)
     }
 
     /// Builds from pairs (multipart text fields).

@@ -35,10 +35,15 @@ use resources::ResourceKind;
 /// The largest form body the API reads (a Build with 1,100 version SIDs is about 50 KB).
 pub const MAX_FORM_BODY: usize = 1024 * 1024;
 
-/// Receives every change to what an Environment serves (the edge's route table).
+/// Told of every change to what an Environment serves (the edge's route table). Called on a
+/// blocking thread, after the change is committed and before the API request returns.
 pub trait DeploymentObserver: Send + Sync + 'static {
-    /// `environment` now serves `build` (None: nothing, e.g. deleted).
-    fn environment_changed(&self, environment_sid: &str);
+    /// The Environment was deployed to, or deleted (possibly with its Service).
+    fn environment_changed(
+        &self,
+        store: &dyn Metadata,
+        environment_sid: &str,
+    ) -> Result<(), StoreError>;
 }
 
 /// The control plane.
@@ -238,9 +243,23 @@ impl ControlPlane {
         }
     }
 
-    fn notify(&self, environment_sid: &str) {
-        if let Some(o) = &self.observer {
-            o.environment_changed(environment_sid);
+    /// Tells the observer that these Environments changed; the edge is up to date when this
+    /// returns.
+    async fn notify(&self, environment_sids: Vec<String>) {
+        let Some(observer) = self.observer.clone() else {
+            return;
+        };
+        let store = Arc::clone(&self.store);
+        let done = tokio::task::spawn_blocking(move || {
+            for sid in &environment_sids {
+                if let Err(e) = observer.environment_changed(store.as_ref(), sid) {
+                    tracing::error!(environment = %sid, error = %e, "could not update the route table");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::error!(error = %e, "route table update panicked");
         }
     }
 

@@ -205,9 +205,8 @@ impl ControlPlane {
                 Ok::<_, StoreError>(envs)
             })
             .await?;
-        for env in environments {
-            self.notify(&env.sid);
-        }
+        self.notify(environments.into_iter().map(|e| e.sid).collect())
+            .await;
         Ok(super::no_content())
     }
 }

@@ -1,2 +1,635 @@
-//! The edge.
+//! The edge: serves each Environment's deployed Build at its domain.
+//!
+//! A request is answered in three steps: find the Site and asset (routes), decide access
+//! (access), work out the HTTP outcome from the request's headers and the asset's validators
+//! (http) — all pure and in memory — and only then fetch bytes from the blob cache. The
+//! [`Outcome`] becomes a response in exactly one place, [`Edge::respond`]. Requests for the
+//! API's host names go to the control plane instead.
+
+pub mod access;
+pub mod cache;
 pub mod http;
+pub mod metrics;
+pub mod routes;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+
+use self::access::{decide, Access, OwnedPayload, Proof, Tokens};
+use self::cache::BlobCache;
+use self::http::conditional::{self, Precondition};
+use self::http::encoding::{self, Coding};
+use self::http::range::{self, RangeOutcome};
+use self::metrics::Metrics;
+use self::routes::{EdgeAsset, Representation, RouteTable, Site};
+use crate::control::logs::{LogData, LogEntry, LogSink};
+use crate::control::ControlPlane;
+use crate::manifest::Visibility;
+use crate::Body;
+
+/// Where requests for the API's host names go. In-process today; the seam where a proxy to a
+/// remote control plane will go.
+pub enum ApiBackend {
+    /// The control plane in this process.
+    InProcess(Arc<ControlPlane>),
+}
+
+/// Edge settings (from `sigil serve` flags).
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// `serverless.{domain}` and `serverless-upload.{domain}`.
+    pub api_hosts: [String; 2],
+    /// Largest POST body read at the edge.
+    pub max_post_body: usize,
+    /// Cache-Control of public assets.
+    pub cache_control_public: HeaderValue,
+    /// Cache-Control of protected assets.
+    pub cache_control_protected: HeaderValue,
+    /// Peers whose `X-Forwarded-Proto` / `X-Forwarded-Host` are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// One tracing line per edge request.
+    pub access_log: bool,
+}
+
+/// The connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    /// The client (or proxy).
+    pub peer: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+/// The edge.
+pub struct Edge {
+    /// Host → Site.
+    pub routes: Arc<RouteTable>,
+    /// Auth tokens for signatures.
+    pub tokens: Arc<Tokens>,
+    /// Blob bytes.
+    pub cache: BlobCache,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    logs: Arc<LogSink>,
+    api: ApiBackend,
+    config: EdgeConfig,
+}
+
+/// What the edge answers, decided before any byte is fetched.
+enum Outcome {
+    /// 200 or 206 with a representation (or a slice of it).
+    Serve {
+        asset: Arc<EdgeAsset>,
+        coding: Coding,
+        range: Option<(u64, u64)>,
+        head: bool,
+    },
+    /// 304 with the validators.
+    NotModified {
+        asset: Arc<EdgeAsset>,
+        coding: Coding,
+    },
+    /// 412.
+    PreconditionFailed,
+    /// 416 with `Content-Range: bytes */size`.
+    RangeNotSatisfiable { size: u64 },
+    /// 204 CORS preflight.
+    Preflight {
+        request_headers: Option<HeaderValue>,
+    },
+    /// 403.
+    Forbidden,
+    /// 404.
+    NotFound,
+    /// 405 with `Allow`.
+    MethodNotAllowed,
+    /// 400 with a reason.
+    BadRequest(&'static str),
+    /// 413.
+    TooLarge,
+    /// 501: a Function path (sigil serves assets; it does not run code).
+    FunctionNotExecuted,
+}
+
+const ALLOW: &str = "GET, HEAD, POST, OPTIONS";
+
+/// The host a request names: the URI's authority (HTTP/2, absolute-form), else the single
+/// Host header. Two Host headers, or a Host that disagrees with the authority, are refused.
+fn request_host<B>(req: &Request<B>) -> Result<&str, &'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("more than one Host header");
+    }
+    let host = host
+        .map(|h| h.to_str().map_err(|_| "the Host header is not ASCII"))
+        .transpose()?;
+    match (req.uri().authority(), host) {
+        (Some(a), Some(h)) if !a.as_str().eq_ignore_ascii_case(h) => {
+            Err("the Host header and the request target name different hosts")
+        }
+        (Some(a), _) => Ok(a.as_str()),
+        (None, Some(h)) if !h.is_empty() => Ok(h),
+        _ => Err("no Host header"),
+    }
+}
+
+/// `Example.COM:8443` → `example.com`.
+fn host_name(authority: &str) -> String {
+    let without_port = if authority.starts_with('[') {
+        authority.split_inclusive(']').next().unwrap_or(authority)
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    without_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn first_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let v = headers.get(name)?.to_str().ok()?;
+    v.split(',').next().map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl Edge {
+    /// An edge over `routes`, reading blobs through `cache`.
+    pub fn new(
+        routes: Arc<RouteTable>,
+        tokens: Arc<Tokens>,
+        cache: BlobCache,
+        logs: Arc<LogSink>,
+        api: ApiBackend,
+        config: EdgeConfig,
+    ) -> Edge {
+        Edge {
+            routes,
+            tokens,
+            cache,
+            metrics: Arc::new(Metrics::default()),
+            logs,
+            api,
+            config,
+        }
+    }
+
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.config.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Answers one request that arrived on `conn`.
+    pub async fn handle<B>(&self, req: Request<B>, conn: &Conn) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let started = Instant::now();
+        let trusted = self.trusted(conn.peer.ip());
+        let forwarded_host = trusted
+            .then(|| first_value(req.headers(), "x-forwarded-host"))
+            .flatten();
+        let authority = match forwarded_host.map_or_else(|| request_host(&req), Ok) {
+            Ok(a) => a.to_owned(),
+            Err(why) => {
+                return self
+                    .finish(None, &req_line(&req), Outcome::BadRequest(why), started)
+                    .await
+            }
+        };
+        let host = host_name(&authority);
+        if self.config.api_hosts.iter().any(|h| *h == host) {
+            let ApiBackend::InProcess(cp) = &self.api;
+            return cp.handle(req).await;
+        }
+        let line = req_line(&req);
+        let Some(site) = self.routes.lookup(&host) else {
+            return self.finish(None, &line, Outcome::NotFound, started).await;
+        };
+        let scheme = match trusted
+            .then(|| first_value(req.headers(), "x-forwarded-proto"))
+            .flatten()
+        {
+            Some(p) if p.eq_ignore_ascii_case("https") => "https",
+            Some(p) if p.eq_ignore_ascii_case("http") => "http",
+            _ => conn.scheme,
+        };
+        let outcome = self.decide(&site, req, scheme, &authority).await;
+        self.finish(Some(&site), &line, outcome, started).await
+    }
+
+    async fn decide<B>(
+        &self,
+        site: &Site,
+        req: Request<B>,
+        scheme: &str,
+        authority: &str,
+    ) -> Outcome
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let method = req.method().clone();
+        if method == Method::OPTIONS {
+            return Outcome::Preflight {
+                request_headers: req
+                    .headers()
+                    .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+                    .cloned(),
+            };
+        }
+        if method != Method::GET && method != Method::HEAD && method != Method::POST {
+            return Outcome::MethodNotAllowed;
+        }
+        let Ok(path) = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8() else {
+            return Outcome::BadRequest("the path is not UTF-8 after percent-decoding");
+        };
+        if path.contains('\0') {
+            return Outcome::BadRequest("the path contains NUL");
+        }
+        let Some(asset) = site.lookup(&path).cloned() else {
+            return Outcome::NotFound;
+        };
+        if asset.visibility == Visibility::Private {
+            return Outcome::Forbidden;
+        }
+        let (parts, body) = req.into_parts();
+        let body = if method == Method::POST {
+            match http_body_util::Limited::new(body, self.config.max_post_body)
+                .collect()
+                .await
+            {
+                Ok(c) => c.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => return Outcome::TooLarge,
+                Err(_) => return Outcome::BadRequest("the request body could not be read"),
+            }
+        } else {
+            Bytes::new()
+        };
+        let proof = if asset.visibility == Visibility::Protected {
+            match proof(&parts, body, scheme, authority) {
+                Ok(p) => Some(p),
+                Err(why) => return Outcome::BadRequest(why),
+            }
+        } else {
+            None
+        };
+        match decide(
+            &self.tokens,
+            &site.account_sid,
+            asset.visibility,
+            proof.as_ref(),
+        ) {
+            Access::Allowed => {}
+            Access::Private => return Outcome::Forbidden,
+            Access::MissingSignature | Access::BadSignature => {
+                self.metrics.signature_failure();
+                return Outcome::Forbidden;
+            }
+        }
+        if asset.is_function {
+            return Outcome::FunctionNotExecuted;
+        }
+        http_outcome(&method, &parts.headers, asset)
+    }
+
+    /// Turns an outcome into a response (the one place), counts and logs it.
+    async fn finish(
+        &self,
+        site: Option<&Site>,
+        line: &str,
+        outcome: Outcome,
+        started: Instant,
+    ) -> Response<Body> {
+        let function_sid = match &outcome {
+            Outcome::Serve { asset, .. } | Outcome::NotModified { asset, .. } => {
+                asset.function_sid.clone()
+            }
+            _ => None,
+        };
+        let resp = self.respond(outcome).await;
+        let status = resp.status().as_u16();
+        let sent = hyper::body::Body::size_hint(resp.body())
+            .exact()
+            .unwrap_or(0);
+        self.metrics.request(status, sent);
+        if self.config.access_log {
+            tracing::info!(
+                target: "sigil::access",
+                site = site.map(|s| s.domain.as_str()).unwrap_or("-"),
+                request = line,
+                status,
+                bytes = sent,
+                micros = started.elapsed().as_micros() as u64,
+            );
+        }
+        if let Some(site) = site {
+            let level = match status {
+                500.. => "error",
+                400.. => "warn",
+                _ => "info",
+            };
+            self.logs.record(LogEntry {
+                account_sid: site.account_sid.clone(),
+                environment_sid: site.environment_sid.clone(),
+                created: crate::clock::now(),
+                data: LogData {
+                    service_sid: site.service_sid.clone(),
+                    build_sid: site.build_sid.clone(),
+                    deployment_sid: site.deployment_sid.clone(),
+                    function_sid,
+                    request_sid: crate::sid::Prefix::Request.generate(),
+                    level: level.to_owned(),
+                    message: format!("{line} {status} {sent}"),
+                },
+            });
+        }
+        resp
+    }
+
+    async fn respond(&self, outcome: Outcome) -> Response<Body> {
+        let mut resp = Response::new(Body::new(Bytes::new()));
+        let h = resp.headers_mut();
+        let status = match outcome {
+            Outcome::Serve {
+                asset,
+                coding,
+                range,
+                head,
+            } => {
+                let rep = representation(&asset, coding);
+                validators(h, &asset, rep);
+                h.insert(header::CONTENT_TYPE, asset.content_type.clone());
+                h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                h.insert(
+                    header::CACHE_CONTROL,
+                    if asset.visibility == Visibility::Public {
+                        self.config.cache_control_public.clone()
+                    } else {
+                        self.config.cache_control_protected.clone()
+                    },
+                );
+                if asset.visibility == Visibility::Public {
+                    h.insert(
+                        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                        HeaderValue::from_static("*"),
+                    );
+                }
+                if coding != Coding::Identity {
+                    h.insert(
+                        header::CONTENT_ENCODING,
+                        HeaderValue::from_static(coding.as_str()),
+                    );
+                }
+                let (start, len, status) = match range {
+                    Some((start, end)) => {
+                        let cr = format!("bytes {start}-{end}/{}", rep.size);
+                        h.insert(
+                            header::CONTENT_RANGE,
+                            HeaderValue::from_str(&cr).expect("ASCII"),
+                        );
+                        (start, end - start + 1, StatusCode::PARTIAL_CONTENT)
+                    }
+                    None => (0, rep.size, StatusCode::OK),
+                };
+                h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                if !head {
+                    match self.cache.get(&rep.sha256, rep.size).await {
+                        Ok(bytes) => {
+                            let end = usize::try_from(start + len).expect("fits: it is mapped");
+                            let start = usize::try_from(start).expect("fits: it is mapped");
+                            *resp.body_mut() = Body::new(bytes.slice(start..end));
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, path = %asset.path, "cannot read blob");
+                            return plain(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "Internal Server Error\n",
+                            );
+                        }
+                    }
+                }
+                status
+            }
+            Outcome::NotModified { asset, coding } => {
+                validators(h, &asset, representation(&asset, coding));
+                StatusCode::NOT_MODIFIED
+            }
+            Outcome::RangeNotSatisfiable { size } => {
+                h.insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{size}")).expect("ASCII"),
+                );
+                return with_status(
+                    resp,
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "Range Not Satisfiable\n",
+                );
+            }
+            Outcome::Preflight { request_headers } => {
+                h.insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static(ALLOW),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    request_headers.unwrap_or_else(|| HeaderValue::from_static("*")),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    HeaderValue::from_static("86400"),
+                );
+                StatusCode::NO_CONTENT
+            }
+            Outcome::MethodNotAllowed => {
+                h.insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+                return with_status(resp, StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+            }
+            Outcome::PreconditionFailed => {
+                return plain(StatusCode::PRECONDITION_FAILED, "Precondition Failed\n")
+            }
+            Outcome::Forbidden => return plain(StatusCode::FORBIDDEN, "Forbidden\n"),
+            Outcome::NotFound => return plain(StatusCode::NOT_FOUND, "Not Found\n"),
+            Outcome::TooLarge => {
+                return plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n")
+            }
+            Outcome::BadRequest(why) => {
+                return plain(StatusCode::BAD_REQUEST, &format!("Bad Request: {why}\n"))
+            }
+            Outcome::FunctionNotExecuted => return plain(
+                StatusCode::NOT_IMPLEMENTED,
+                "sigil serves assets; this path is a Function, and Functions are not executed\n",
+            ),
+        };
+        *resp.status_mut() = status;
+        resp
+    }
+
+    /// The Prometheus exposition of the edge's counters.
+    pub fn render_metrics(&self) -> String {
+        self.metrics
+            .render(self.cache.stats(), self.routes.len(), self.logs.dropped())
+    }
+}
+
+fn req_line<B>(req: &Request<B>) -> String {
+    format!("{} {}", req.method(), req.uri().path())
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    with_status(Response::new(Body::new(Bytes::new())), status, text)
+}
+
+fn with_status(mut resp: Response<Body>, status: StatusCode, text: &str) -> Response<Body> {
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    *resp.body_mut() = Body::new(Bytes::from(text.to_owned()));
+    resp
+}
+
+fn representation(asset: &EdgeAsset, coding: Coding) -> &Representation {
+    asset
+        .encoded
+        .iter()
+        .find(|r| r.coding == coding)
+        .unwrap_or(&asset.identity)
+}
+
+fn validators(h: &mut HeaderMap, asset: &EdgeAsset, rep: &Representation) {
+    h.insert(header::ETAG, rep.etag.clone());
+    h.insert(header::LAST_MODIFIED, asset.last_modified_header.clone());
+    if !asset.encoded.is_empty() {
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+}
+
+/// Builds what a protected request offers: the URL as the client asked for it, and its form
+/// parameters or body.
+fn proof(
+    parts: &::http::request::Parts,
+    body: Bytes,
+    scheme: &str,
+    authority: &str,
+) -> Result<Proof, &'static str> {
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
+    let url = format!("{scheme}://{authority}{target}");
+    let is_form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    let payload = if is_form || body.is_empty() {
+        let params = crate::control::form::decode_pairs(&body)
+            .map_err(|_| "the form body is not UTF-8 after percent-decoding")?;
+        OwnedPayload::Form(params)
+    } else {
+        OwnedPayload::Body(body)
+    };
+    let signature = parts
+        .headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok(Proof {
+        url,
+        payload,
+        signature,
+    })
+}
+
+/// Content coding, preconditions and range for an asset the client may have.
+fn http_outcome(method: &Method, headers: &HeaderMap, asset: Arc<EdgeAsset>) -> Outcome {
+    let head = method == Method::HEAD;
+    let range_header = (method == Method::GET)
+        .then(|| headers.get(header::RANGE).and_then(|v| v.to_str().ok()))
+        .flatten();
+    // A Range applies to the identity bytes: no compression on a range response.
+    let coding = if range_header.is_some() {
+        Coding::Identity
+    } else {
+        let available: Vec<Coding> = asset.encoded.iter().map(|r| r.coding).collect();
+        let accept = headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok());
+        encoding::choose(accept, &available)
+    };
+    let rep = representation(&asset, coding);
+    let etag = rep.etag.to_str().expect("ETags are ASCII");
+    match conditional::evaluate(method, headers, etag, asset.last_modified) {
+        Precondition::Failed => return Outcome::PreconditionFailed,
+        Precondition::NotModified => return Outcome::NotModified { asset, coding },
+        Precondition::Proceed => {}
+    }
+    let size = rep.size;
+    let range = match range_header {
+        Some(value) if conditional::if_range_allows(headers, etag, asset.last_modified) => {
+            match range::evaluate(value, size) {
+                RangeOutcome::Full => None,
+                RangeOutcome::Partial { start, end } => Some((start, end)),
+                RangeOutcome::Unsatisfiable => return Outcome::RangeNotSatisfiable { size },
+            }
+        }
+        _ => None,
+    };
+    Outcome::Serve {
+        asset,
+        coding,
+        range,
+        head,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        assert_eq!(host_name("Example.COM:8443"), "example.com");
+        assert_eq!(host_name("example.com."), "example.com");
+        assert_eq!(host_name("[::1]:8080"), "[::1]");
+        assert_eq!(host_name("a-1234.localhost"), "a-1234.localhost");
+    }
+
+    fn req(host: &[&str], uri: &str) -> Request<()> {
+        let mut b = Request::builder().uri(uri);
+        for h in host {
+            b = b.header(header::HOST, *h);
+        }
+        b.body(()).expect("request")
+    }
+
+    #[test]
+    fn request_hosts() {
+        assert_eq!(
+            request_host(&req(&["a.localhost"], "/x")),
+            Ok("a.localhost")
+        );
+        assert_eq!(
+            request_host(&req(&[], "https://b.localhost/x")),
+            Ok("b.localhost")
+        );
+        assert_eq!(
+            request_host(&req(&["B.localhost"], "https://b.localhost/x")),
+            Ok("b.localhost")
+        );
+        assert!(request_host(&req(&["a", "b"], "/x")).is_err());
+        assert!(request_host(&req(&["a.localhost"], "https://b.localhost/x")).is_err());
+        assert!(request_host(&req(&[], "/x")).is_err());
+    }
+}

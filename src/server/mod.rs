@@ -1,6 +1,9 @@
-//! Listeners and connection handling: hyper 1 through hyper-util's auto (HTTP/1.1 + h2)
-//! builder, with a timer (so header-read timeouts work), one task per connection, and
+//! Listeners and connection handling: the API listener (control plane, `/healthz`,
+//! `/metrics`) and the edge's HTTP and HTTPS listeners. hyper 1 through hyper-util's auto
+//! (HTTP/1.1 + h2) builder with a timer, so header-read timeouts work; one task per connection;
 //! graceful shutdown: stop accepting, let in-flight requests finish, give up after a deadline.
+
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,16 +17,27 @@ use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::control::logs::LogSink;
 use crate::control::ControlPlane;
+use crate::edge::access::Tokens;
+use crate::edge::cache::BlobCache;
+use crate::edge::routes::RouteTable;
+use crate::edge::{ApiBackend, Conn, Edge, EdgeConfig};
 use crate::store::{BlobStore, Metadata, SqliteStore};
+use crate::Body;
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// How often the edge re-reads auth tokens (rotation by `sigil account token …`).
+const TOKEN_REFRESH: Duration = Duration::from_secs(2);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +53,9 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
+    /// Certificate or key.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Opens the metadata store of a data directory (creating the directory).
@@ -48,58 +65,142 @@ pub fn open_store(data: &std::path::Path) -> Result<SqliteStore, ServerError> {
     SqliteStore::open(&data.join("metadata.db")).map_err(|e| ServerError::Storage(e.to_string()))
 }
 
-/// Runs sigil until `shutdown` resolves. Prints `sigil: API listening on URL` on standard
-/// output once it serves (and, on a first start, the new account's credentials, once).
+fn storage(e: impl std::fmt::Display) -> ServerError {
+    ServerError::Storage(e.to_string())
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
+/// What a listener serves.
+#[derive(Clone)]
+enum Role {
+    Api,
+    Edge,
+    EdgeTls(tokio_rustls::TlsAcceptor),
+}
+
+/// Everything the connections share.
+struct App {
+    control: Arc<ControlPlane>,
+    edge: Arc<Edge>,
+}
+
+/// Runs sigil until `shutdown` resolves. Prints on standard output, once it serves:
+/// `sigil: edge listening on http://…`, `… https://…`, then `sigil: API listening on URL`
+/// (the last line means ready); on a first start, before them, the new account's credentials.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let store: Arc<dyn Metadata> = Arc::new(open_store(&config.data)?);
-    let blobs = BlobStore::open(&config.data).map_err(|e| ServerError::Storage(e.to_string()))?;
+    let blobs = BlobStore::open(&config.data).map_err(storage)?;
     let fixed = config
         .account
         .as_ref()
         .map(|(sid, token)| (sid.as_str(), token.as_str()));
-    let created = crate::accounts::bootstrap(store.as_ref(), fixed)
-        .map_err(|e| ServerError::Storage(e.to_string()))?;
+    let created = crate::accounts::bootstrap(store.as_ref(), fixed).map_err(storage)?;
+    let tls = tls::server_config(config.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path())))?;
 
-    let api = TcpListener::bind(config.api)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: config.api,
-            source,
-        })?;
-    let api_addr = api.local_addr().map_err(|source| ServerError::Bind {
-        addr: config.api,
-        source,
-    })?;
+    let (api, api_addr) = bind(config.api).await?;
+    let (http, http_addr) = bind(config.http).await?;
+    let (https, https_addr) = bind(config.https).await?;
     let base_url = config
         .public_api_url
         .clone()
         .unwrap_or_else(|| format!("http://{api_addr}"));
-    let control = ControlPlane::new(store, blobs, base_url, config.domain.clone(), None);
-    control
-        .resume_builds()
+
+    let routes = Arc::new(RouteTable::default());
+    let tokens = Arc::new(Tokens::default());
+    {
+        let (store, routes, tokens) =
+            (Arc::clone(&store), Arc::clone(&routes), Arc::clone(&tokens));
+        let served = tokio::task::spawn_blocking(move || {
+            tokens.refresh(store.as_ref())?;
+            routes.load_all(store.as_ref())
+        })
         .await
-        .map_err(|e| ServerError::Storage(e.to_string()))?;
+        .map_err(storage)?
+        .map_err(storage)?;
+        tracing::info!(environments = served, "route table loaded");
+    }
+    let control = ControlPlane::new(
+        Arc::clone(&store),
+        blobs.clone(),
+        base_url,
+        config.domain.clone(),
+        Some(Arc::clone(&routes) as Arc<dyn crate::control::DeploymentObserver>),
+    );
+    control.resume_builds().await.map_err(storage)?;
+    let edge = Arc::new(Edge::new(
+        routes,
+        Arc::clone(&tokens),
+        BlobCache::new(blobs, config.cache_bytes),
+        LogSink::spawn(Arc::clone(&store)),
+        ApiBackend::InProcess(Arc::clone(&control)),
+        EdgeConfig {
+            api_hosts: [
+                format!("serverless.{}", config.domain),
+                format!("serverless-upload.{}", config.domain),
+            ],
+            max_post_body: config.edge_max_body,
+            cache_control_public: config.cache_control_public.clone(),
+            cache_control_protected: config.cache_control_protected.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            access_log: config.access_log,
+        },
+    ));
+    tokio::spawn(refresh_tokens(store, tokens));
 
     if let Some((sid, token)) = created {
         // Printed once, to the terminal, never to the log.
         println!("sigil: created account {sid}");
         println!("sigil: auth token {token} (shown once; keep it)");
     }
+    println!("sigil: edge listening on http://{http_addr}");
+    println!("sigil: edge listening on https://{https_addr}");
     println!("sigil: API listening on http://{api_addr}");
-    tracing::info!(%api_addr, domain = %config.domain, "sigil ready");
+    tracing::info!(%api_addr, %http_addr, %https_addr, domain = %config.domain, "sigil ready");
 
-    serve_api(api, control, shutdown).await;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let app = Arc::new(App { control, edge });
+    tokio::join!(
+        serve(api, Role::Api, Arc::clone(&app), stop_rx.clone()),
+        serve(http, Role::Edge, Arc::clone(&app), stop_rx.clone()),
+        serve(
+            https,
+            Role::EdgeTls(tokio_rustls::TlsAcceptor::from(tls)),
+            app,
+            stop_rx
+        ),
+    );
     Ok(())
 }
 
-async fn serve_api(
-    listener: TcpListener,
-    control: Arc<ControlPlane>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+async fn refresh_tokens(store: Arc<dyn Metadata>, tokens: Arc<Tokens>) {
+    loop {
+        tokio::time::sleep(TOKEN_REFRESH).await;
+        let (s, t) = (Arc::clone(&store), Arc::clone(&tokens));
+        match tokio::task::spawn_blocking(move || t.refresh(s.as_ref())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not refresh auth tokens"),
+            Err(e) => tracing::warn!(error = %e, "auth token refresh panicked"),
+        }
+    }
+}
+
+fn builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -107,8 +208,12 @@ async fn serve_api(
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
+    builder
+}
+
+async fn serve(listener: TcpListener, role: Role, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let builder = Arc::new(builder());
+    let graceful = Arc::new(GracefulShutdown::new());
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -120,39 +225,109 @@ async fn serve_api(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let control = Arc::clone(&control);
-        let service = service_fn(move |req: Request<Incoming>| {
-            let control = Arc::clone(&control);
-            async move {
-                let started = Instant::now();
-                let method = req.method().clone();
-                let path = req.uri().path().to_owned();
-                let resp = control.handle(req).await;
-                tracing::info!(
-                    %peer,
-                    %method,
-                    %path,
-                    status = resp.status().as_u16(),
-                    micros = started.elapsed().as_micros() as u64,
-                    "api request"
-                );
-                Ok::<_, Infallible>(resp)
-            }
-        });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
+        tokio::spawn(connection(
+            stream,
+            peer,
+            role.clone(),
+            Arc::clone(&app),
+            Arc::clone(&builder),
+            Arc::clone(&graceful),
+        ));
     }
-    tracing::info!("shutting down: draining connections");
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(DRAIN_DEADLINE) => tracing::warn!("drain deadline passed; closing"),
+    drop(listener);
+    let graceful = Arc::into_inner(graceful);
+    if let Some(graceful) = graceful {
+        tokio::select! {
+            () = graceful.shutdown() => {},
+            () = tokio::time::sleep(DRAIN_DEADLINE) => tracing::warn!("drain deadline passed; closing"),
+        }
+    } else {
+        // Connections still being set up hold the watcher; give them the deadline.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    role: Role,
+    app: Arc<App>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    graceful: Arc<GracefulShutdown>,
+) {
+    let _active = (!matches!(role, Role::Api)).then(|| app.edge.metrics.connection());
+    let scheme = if matches!(role, Role::EdgeTls(_)) {
+        "https"
+    } else {
+        "http"
+    };
+    let conn = Conn { peer, scheme };
+    let service = {
+        let app = Arc::clone(&app);
+        let is_api = matches!(role, Role::Api);
+        service_fn(move |req: Request<Incoming>| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, Infallible>(dispatch(&app, is_api, req, &conn).await) }
+        })
+    };
+    let result = match role {
+        Role::EdgeTls(acceptor) => {
+            let tls =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            graceful.watch(conn.into_owned()).await
+        }
+        Role::Api | Role::Edge => {
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            graceful.watch(conn.into_owned()).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+async fn dispatch(
+    app: &App,
+    is_api: bool,
+    req: Request<Incoming>,
+    conn: &Conn,
+) -> hyper::Response<Body> {
+    if !is_api {
+        return app.edge.handle(req, conn).await;
+    }
+    if req.uri().path() == "/metrics" {
+        let mut resp = hyper::Response::new(Body::new(app.edge.render_metrics().into()));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return resp;
+    }
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = app.control.handle(req).await;
+    tracing::info!(
+        peer = %conn.peer,
+        %method,
+        %path,
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "api request"
+    );
+    resp
 }

@@ -1,0 +1,107 @@
+//! Who may fetch what: public → anyone; protected → a valid `X-Twilio-Signature` by the
+//! owning account's primary or secondary auth token; private → nobody.
+//!
+//! The tokens are held in memory and refreshed from the store every few seconds (and after
+//! start), so token rotation with `sigil account token …` reaches a running edge without any
+//! lookup on the request path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::accounts::AccountData;
+use crate::manifest::Visibility;
+use crate::signature::{validate, Payload};
+use crate::store::{Kind, Metadata, StoreError};
+
+/// Auth tokens by Account SID.
+#[derive(Default)]
+pub struct Tokens {
+    map: ArcSwap<HashMap<String, Vec<String>>>,
+}
+
+impl Tokens {
+    /// Re-reads every account's tokens.
+    pub fn refresh(&self, store: &dyn Metadata) -> Result<(), StoreError> {
+        let mut map = HashMap::new();
+        for rec in store.scan(Kind::Account)? {
+            let data: AccountData = rec.decode()?;
+            let mut tokens = vec![data.auth_token];
+            tokens.extend(data.secondary_auth_token);
+            map.insert(rec.sid, tokens);
+        }
+        self.map.store(Arc::new(map));
+        Ok(())
+    }
+
+    /// Checks a signature for `account_sid`.
+    fn valid(&self, account_sid: &str, url: &str, payload: Payload<'_>, signature: &str) -> bool {
+        let map = self.map.load();
+        let Some(tokens) = map.get(account_sid) else {
+            return false;
+        };
+        let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        validate(&tokens, url, payload, signature).valid
+    }
+}
+
+/// The access decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Serve it.
+    Allowed,
+    /// 403: private.
+    Private,
+    /// 403: protected, and the signature is missing.
+    MissingSignature,
+    /// 403: protected, and the signature is wrong.
+    BadSignature,
+}
+
+/// What a protected request offers as proof of Twilio's signature.
+pub struct Proof {
+    /// The URL as the client asked for it (scheme, host as sent, raw path and query).
+    pub url: String,
+    /// What was signed besides it.
+    pub payload: OwnedPayload,
+    /// The `X-Twilio-Signature` header, if any.
+    pub signature: Option<String>,
+}
+
+/// An owned [`Payload`].
+pub enum OwnedPayload {
+    /// Form parameters (none for a GET).
+    Form(Vec<(String, String)>),
+    /// A non-form body, checked through `bodySHA256`.
+    Body(bytes::Bytes),
+}
+
+/// Decides access to an asset of `account_sid` with `visibility`; `proof` matters only for
+/// protected assets (callers build it, and read the body, only then).
+pub fn decide(
+    tokens: &Tokens,
+    account_sid: &str,
+    visibility: Visibility,
+    proof: Option<&Proof>,
+) -> Access {
+    match visibility {
+        Visibility::Public => Access::Allowed,
+        Visibility::Private => Access::Private,
+        Visibility::Protected => {
+            let Some((p, signature)) = proof.and_then(|p| Some((p, p.signature.as_deref()?)))
+            else {
+                return Access::MissingSignature;
+            };
+            let payload = match &p.payload {
+                OwnedPayload::Form(params) => Payload::Form(params),
+                OwnedPayload::Body(body) => Payload::Body(body),
+            };
+            if tokens.valid(account_sid, &p.url, payload, signature) {
+                Access::Allowed
+            } else {
+                Access::BadSignature
+            }
+        }
+    }
+}

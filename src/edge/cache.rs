@@ -1,0 +1,104 @@
+//! Blob bytes for the edge: memory maps held in a moka cache keyed by digest, handed to hyper
+//! as `Bytes` without copying (`Bytes::from_owner`). A miss maps the file and asks the kernel
+//! to read it ahead (`madvise(WILLNEED)`) on a blocking thread, so page faults do not stall
+//! the runtime threads; concurrent misses for one blob share one load.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::store::BlobStore;
+
+/// The cache.
+pub struct BlobCache {
+    blobs: BlobStore,
+    maps: moka::future::Cache<String, Bytes>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Why bytes could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The blob is missing, shorter or longer than the manifest says, or unreadable.
+    #[error("blob {sha256}: {reason}")]
+    Blob {
+        /// Its address.
+        sha256: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn map_blob(blobs: &BlobStore, sha256: &str, size: u64) -> Result<Bytes, CacheError> {
+    let err = |reason: String| CacheError::Blob {
+        sha256: sha256.to_owned(),
+        reason,
+    };
+    let file = std::fs::File::open(blobs.path(sha256)).map_err(|e| err(e.to_string()))?;
+    let len = file.metadata().map_err(|e| err(e.to_string()))?.len();
+    if len != size {
+        return Err(err(format!("{len} bytes on disk, {size} expected")));
+    }
+    if size == 0 {
+        return Ok(Bytes::new()); // an empty file cannot be mapped
+    }
+    // SAFETY: blob files are written once under a temp name and renamed into place; they are
+    // never modified or truncated afterwards (only unlinked, which keeps a mapping valid), so
+    // the mapped bytes cannot change or vanish under the `Bytes` that owns the map.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| err(e.to_string()))?;
+    #[cfg(unix)]
+    let _ = map.advise(memmap2::Advice::WillNeed);
+    Ok(Bytes::from_owner(map))
+}
+
+impl BlobCache {
+    /// A cache over `blobs` holding up to `capacity_bytes` of mapped content.
+    pub fn new(blobs: BlobStore, capacity_bytes: u64) -> BlobCache {
+        let maps = moka::future::Cache::builder()
+            // Weighed in KiB so a u32 weight covers 25 MiB blobs.
+            .weigher(|_k: &String, v: &Bytes| u32::try_from(v.len() / 1024 + 1).unwrap_or(u32::MAX))
+            .max_capacity(capacity_bytes / 1024)
+            .build();
+        BlobCache {
+            blobs,
+            maps,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The whole content of a blob.
+    pub async fn get(&self, sha256: &str, size: u64) -> Result<Bytes, CacheError> {
+        if let Some(b) = self.maps.get(sha256).await {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(b);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let blobs = self.blobs.clone();
+        let key = sha256.to_owned();
+        self.maps
+            .try_get_with(key.clone(), async move {
+                tokio::task::spawn_blocking(move || map_blob(&blobs, &key, size))
+                    .await
+                    .map_err(|e| CacheError::Blob {
+                        sha256: String::new(),
+                        reason: e.to_string(),
+                    })?
+            })
+            .await
+            .map_err(|e: Arc<CacheError>| CacheError::Blob {
+                sha256: sha256.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// (hits, misses) so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+}

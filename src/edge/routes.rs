@@ -1,0 +1,256 @@
+//! The route table: host → Site (one Environment's active Build) → path → asset.
+//!
+//! Built from immutable Build manifests, never from the metadata store on the request path.
+//! The whole table is swapped atomically (`ArcSwap`) when a Deployment or deletion changes an
+//! Environment; a request takes one `Arc<Site>` and so sees one Build from start to end, and
+//! responses in flight finish on the Build they started with.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+
+use crate::control::builds::BuildData;
+use crate::control::environments::EnvironmentData;
+use crate::edge::http::encoding::Coding;
+use crate::manifest::{Entry, Visibility};
+use crate::store::{Kind, ListQuery, Metadata, StoreError};
+
+/// One representation of an asset: the identity bytes or a precompressed variant.
+#[derive(Debug)]
+pub struct Representation {
+    /// Content coding.
+    pub coding: Coding,
+    /// Blob address.
+    pub sha256: String,
+    /// Length in bytes.
+    pub size: u64,
+    /// Strong ETag, quoted; each variant has its own.
+    pub etag: HeaderValue,
+}
+
+/// An asset (or function) as the edge serves it, with every header value precomputed.
+#[derive(Debug)]
+pub struct EdgeAsset {
+    /// Normalised path.
+    pub path: String,
+    /// Who may fetch it.
+    pub visibility: Visibility,
+    /// A Function Version: sigil does not execute functions.
+    pub is_function: bool,
+    /// The Function's SID, for request logs.
+    pub function_sid: Option<String>,
+    /// Content-Type.
+    pub content_type: HeaderValue,
+    /// Whether the type is HTML (for the root fallback).
+    pub is_html: bool,
+    /// Last-Modified, Unix seconds (the version's creation).
+    pub last_modified: u64,
+    /// Last-Modified as an HTTP date.
+    pub last_modified_header: HeaderValue,
+    /// The identity representation.
+    pub identity: Representation,
+    /// Precompressed variants, best first.
+    pub encoded: Vec<Representation>,
+}
+
+impl EdgeAsset {
+    fn new(entry: &Entry, is_function: bool, encoded: &[crate::manifest::Encoded]) -> EdgeAsset {
+        let content_type = entry.content_type();
+        let base = &entry.sha256[..32.min(entry.sha256.len())];
+        let etag = |suffix: &str| {
+            HeaderValue::from_str(&format!("\"{base}{suffix}\"")).expect("hex is a valid header")
+        };
+        let last_modified = u64::try_from(entry.date_created).unwrap_or(0);
+        let date = std::time::UNIX_EPOCH + std::time::Duration::from_secs(last_modified);
+        let mut encoded: Vec<Representation> = encoded
+            .iter()
+            .map(|e| Representation {
+                coding: e.coding,
+                sha256: e.sha256.clone(),
+                size: e.size,
+                etag: etag(&format!("-{}", e.coding.as_str())),
+            })
+            .collect();
+        encoded.sort_by_key(|r| r.size);
+        EdgeAsset {
+            path: entry.path.clone(),
+            visibility: entry.visibility,
+            is_function,
+            function_sid: is_function.then(|| entry.parent_sid.clone()),
+            is_html: content_type.to_ascii_lowercase().starts_with("text/html"),
+            content_type: HeaderValue::from_str(&content_type)
+                .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
+            last_modified,
+            last_modified_header: HeaderValue::from_str(&httpdate::fmt_http_date(date))
+                .expect("an HTTP date is a valid header"),
+            identity: Representation {
+                coding: Coding::Identity,
+                sha256: entry.sha256.clone(),
+                size: entry.size,
+                etag: etag(""),
+            },
+            encoded,
+        }
+    }
+}
+
+/// One Environment's deployed Build.
+#[derive(Debug)]
+pub struct Site {
+    /// The host name it is served at.
+    pub domain: String,
+    /// Owner (whose auth tokens sign protected requests).
+    pub account_sid: String,
+    /// The Service.
+    pub service_sid: String,
+    /// The Environment.
+    pub environment_sid: String,
+    /// The Build served.
+    pub build_sid: String,
+    /// The Deployment that made it live.
+    pub deployment_sid: Option<String>,
+    /// Path → asset.
+    pub assets: HashMap<String, Arc<EdgeAsset>>,
+}
+
+impl Site {
+    /// The asset for a decoded request path; `/` is the asset at `/`, else the HTML asset at
+    /// `/assets/index.html`.
+    pub fn lookup(&self, path: &str) -> Option<&Arc<EdgeAsset>> {
+        if let Some(a) = self.assets.get(path) {
+            return Some(a);
+        }
+        if path == "/" {
+            return self
+                .assets
+                .get("/assets/index.html")
+                .filter(|a| a.is_html && !a.is_function);
+        }
+        None
+    }
+}
+
+/// Host → Site, swapped whole.
+pub struct RouteTable {
+    sites: ArcSwap<HashMap<String, Arc<Site>>>,
+    /// Environment SID → domain, to remove a site whose Environment is gone. Writers only.
+    domains: Mutex<HashMap<String, String>>,
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        RouteTable {
+            sites: ArcSwap::from_pointee(HashMap::new()),
+            domains: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn load_site(
+    store: &dyn Metadata,
+    env: &crate::store::Record,
+) -> Result<Option<Arc<Site>>, StoreError> {
+    let data: EnvironmentData = env.decode()?;
+    let Some(build_sid) = data.build_sid else {
+        return Ok(None);
+    };
+    let Some(build) = store.get(&build_sid)? else {
+        return Ok(None);
+    };
+    let b: BuildData = build.decode()?;
+    let no_encodings = Vec::new();
+    let mut assets = HashMap::new();
+    for (entries, is_function) in [(&b.asset_versions, false), (&b.function_versions, true)] {
+        for e in entries {
+            let enc = b.encodings.get(&e.sha256).unwrap_or(&no_encodings);
+            assets.insert(
+                e.path.clone(),
+                Arc::new(EdgeAsset::new(e, is_function, enc)),
+            );
+        }
+    }
+    let mut latest = ListQuery::children(Kind::Deployment, &env.account_sid, &env.sid);
+    latest.limit = 1;
+    let deployment_sid = store.list(&latest)?.into_iter().next().map(|d| d.sid);
+    Ok(Some(Arc::new(Site {
+        domain: data.domain_name,
+        account_sid: env.account_sid.clone(),
+        service_sid: b.service_sid,
+        environment_sid: env.sid.clone(),
+        build_sid,
+        deployment_sid,
+        assets,
+    })))
+}
+
+impl RouteTable {
+    /// The Site served at `host` (lower case, no port).
+    pub fn lookup(&self, host: &str) -> Option<Arc<Site>> {
+        self.sites.load().get(host).cloned()
+    }
+
+    /// How many Environments are served.
+    pub fn len(&self) -> usize {
+        self.sites.load().len()
+    }
+
+    /// Whether nothing is served.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn domains(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.domains.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads every Environment with an active Deployment (at start).
+    pub fn load_all(&self, store: &dyn Metadata) -> Result<usize, StoreError> {
+        let mut sites = HashMap::new();
+        let mut domains = self.domains();
+        for env in store.scan(Kind::Environment)? {
+            if let Some(site) = load_site(store, &env)? {
+                domains.insert(env.sid.clone(), site.domain.clone());
+                sites.insert(site.domain.clone(), site);
+            }
+        }
+        let n = sites.len();
+        self.sites.store(Arc::new(sites));
+        Ok(n)
+    }
+
+    /// Re-reads one Environment and swaps the table (after a Deployment or a deletion).
+    pub fn reload(&self, store: &dyn Metadata, environment_sid: &str) -> Result<(), StoreError> {
+        let env = store
+            .get(environment_sid)?
+            .filter(|r| r.kind == Kind::Environment);
+        let site = match &env {
+            Some(env) => load_site(store, env)?,
+            None => None,
+        };
+        // Writers hold the domain map for the whole read-modify-swap, so two reloads cannot
+        // lose each other's change.
+        let mut domains = self.domains();
+        let mut sites = HashMap::clone(&self.sites.load());
+        if let Some(old) = domains.remove(environment_sid) {
+            sites.remove(&old);
+        }
+        if let Some(site) = site {
+            domains.insert(environment_sid.to_owned(), site.domain.clone());
+            sites.insert(site.domain.clone(), site);
+        }
+        self.sites.store(Arc::new(sites));
+        Ok(())
+    }
+}
+
+impl crate::control::DeploymentObserver for RouteTable {
+    fn environment_changed(
+        &self,
+        store: &dyn Metadata,
+        environment_sid: &str,
+    ) -> Result<(), StoreError> {
+        self.reload(store, environment_sid)
+    }
+}
