@@ -8,47 +8,9 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use support::{Sigil, ACCOUNT_SID, AUTH_TOKEN};
-
-/// A PYTHONPATH under which `import twilio` works.
-fn python_path() -> PathBuf {
-    let deps = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pydeps");
-    let importable = |path: &PathBuf| {
-        Command::new("python3")
-            .args(["-c", "import twilio, requests"])
-            .env("PYTHONPATH", path)
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !importable(&deps) {
-        let out = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&deps)
-            .arg("twilio>=9,<10")
-            .output()
-            .expect("python3 runs");
-        assert!(
-            out.status.success(),
-            "pip install twilio failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            importable(&deps),
-            "twilio is not importable after pip install"
-        );
-    }
-    deps
-}
+use support::{python_path, Sigil, ACCOUNT_SID, AUTH_TOKEN};
 
 #[test]
 fn official_python_sdk_drives_sigil() {

@@ -22,6 +22,10 @@ pub struct Sigil {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub api: String,
+    /// The edge's plain-HTTP address.
+    pub http: std::net::SocketAddr,
+    /// The edge's HTTPS address.
+    pub https: std::net::SocketAddr,
     /// Everything it printed on stdout before it was ready.
     pub banner: Vec<String>,
     data: PathBuf,
@@ -53,7 +57,7 @@ impl Sigil {
         cmd.arg("serve")
             .arg("--data")
             .arg(data)
-            .args(["--api", "127.0.0.1:0"])
+            .args(["--api", "127.0.0.1:0", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
             .args(extra)
             .env("SIGIL_LOG", "warn")
             .env_remove("SIGIL_ACCOUNT_SID")
@@ -77,6 +81,7 @@ impl Sigil {
             }
         });
         let mut banner = Vec::new();
+        let (mut http, mut https) = (None, None);
         let api = loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(30))
@@ -84,11 +89,19 @@ impl Sigil {
             if let Some(url) = line.strip_prefix("sigil: API listening on ") {
                 break url.to_owned();
             }
+            if let Some(a) = line.strip_prefix("sigil: edge listening on http://") {
+                http = Some(a.parse().expect("edge address"));
+            }
+            if let Some(a) = line.strip_prefix("sigil: edge listening on https://") {
+                https = Some(a.parse().expect("edge address"));
+            }
             banner.push(line);
         };
         Sigil {
             child,
             api,
+            http: http.expect("edge http line"),
+            https: https.expect("edge https line"),
             banner,
             data: data.to_owned(),
             _dir: None,
@@ -103,6 +116,25 @@ impl Sigil {
     /// A client with the test account's credentials.
     pub fn client(&self) -> Api {
         Api::new(&self.api, Some((ACCOUNT_SID, AUTH_TOKEN)))
+    }
+
+    /// A client for the edge that resolves `domains` to this server (plain and TLS, trusting
+    /// the development CA; HTTP/2 by ALPN over TLS).
+    pub fn edge(&self, domains: &[&str]) -> Edge {
+        let ca = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/ca.pem")).expect("ca");
+        let mut b = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .no_gzip()
+            .no_brotli()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("pem"));
+        for d in domains {
+            b = b.resolve(d, self.http);
+        }
+        Edge {
+            http: b.build().expect("client"),
+            http_port: self.http.port(),
+            https_port: self.https.port(),
+        }
     }
 
     /// Kills the process with SIGKILL (no chance to clean up) and waits for it.
@@ -135,6 +167,174 @@ impl Drop for Sigil {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A client of the edge.
+pub struct Edge {
+    pub http: reqwest::blocking::Client,
+    pub http_port: u16,
+    pub https_port: u16,
+}
+
+/// An edge response.
+#[derive(Debug)]
+pub struct EdgeResp {
+    pub status: u16,
+    pub version: reqwest::Version,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl EdgeResp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().expect("ascii"))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    #[track_caller]
+    pub fn expect(self, status: u16) -> EdgeResp {
+        assert_eq!(self.status, status, "unexpected status; headers {:?} body {}", self.headers, self.text());
+        self
+    }
+}
+
+impl Edge {
+    /// `http://{domain}:{port}{path}`.
+    pub fn url(&self, domain: &str, path: &str) -> String {
+        format!("http://{domain}:{}{path}", self.http_port)
+    }
+    /// `https://{domain}:{port}{path}`.
+    pub fn tls_url(&self, domain: &str, path: &str) -> String {
+        format!("https://{domain}:{}{path}", self.https_port)
+    }
+    /// Sends a request built from this client.
+    pub fn send(&self, rb: reqwest::blocking::RequestBuilder) -> EdgeResp {
+        let r = rb.send().expect("edge answers");
+        EdgeResp {
+            status: r.status().as_u16(),
+            version: r.version(),
+            headers: r.headers().clone(),
+            body: r.bytes().expect("body").to_vec(),
+        }
+    }
+    /// GET with extra headers.
+    pub fn get(&self, url: &str, headers: &[(&str, &str)]) -> EdgeResp {
+        let mut rb = self.http.get(url);
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        self.send(rb)
+    }
+}
+
+/// A deployed site: (domain, environment sid, service sid).
+pub struct Site {
+    pub domain: String,
+    pub env: String,
+    pub svc: String,
+}
+
+impl Api {
+    /// Creates a Service with a production Environment, uploads `files` as asset versions
+    /// (path, visibility, content, content type), builds and deploys them.
+    pub fn deploy_site(&self, name: &str, files: &[(&str, &str, &[u8], &str)]) -> Site {
+        let svc = self.service(name);
+        let env = self.environment(&svc, "production", None);
+        let site = Site {
+            domain: env.s("domain_name"),
+            env: env.s("sid"),
+            svc,
+        };
+        self.redeploy(&site, files);
+        site
+    }
+
+    /// Builds `files` and deploys them to `site`; returns the Build SID.
+    pub fn redeploy(&self, site: &Site, files: &[(&str, &str, &[u8], &str)]) -> String {
+        let versions: Vec<String> = files
+            .iter()
+            .map(|(path, vis, content, ctype)| {
+                let kind = if ctype.starts_with("function") { "Functions" } else { "Assets" };
+                let ctype = if kind == "Functions" { "application/javascript" } else { ctype };
+                let (_, v) = self.version(&site.svc, kind, path, vis, content, ctype);
+                format!("{kind}:{v}")
+            })
+            .collect();
+        let assets: Vec<&str> = versions.iter().filter_map(|v| v.strip_prefix("Assets:")).collect();
+        let functions: Vec<&str> = versions.iter().filter_map(|v| v.strip_prefix("Functions:")).collect();
+        let (build, status) = self.build(&site.svc, &assets, &functions);
+        assert_eq!(status, "completed");
+        self.deploy(site, &build);
+        build
+    }
+
+    /// Deploys an existing Build.
+    pub fn deploy(&self, site: &Site, build: &str) {
+        self.post(
+            &format!("/v1/Services/{}/Environments/{}/Deployments", site.svc, site.env),
+            &[("BuildSid", build)],
+        )
+        .expect(201);
+    }
+}
+
+/// A PYTHONPATH under which `import twilio` works (installed with pip into the test build's
+/// temp dir on first use; CI installs it up front).
+pub fn python_path() -> PathBuf {
+    let deps = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pydeps");
+    let importable = |path: &PathBuf| {
+        Command::new("python3")
+            .args(["-c", "import twilio, requests"])
+            .env("PYTHONPATH", path)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !importable(&deps) {
+        let out = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+            .arg(&deps)
+            .arg("twilio>=9,<10")
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "pip install twilio failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(importable(&deps), "twilio is not importable after pip install");
+    }
+    deps
+}
+
+/// The X-Twilio-Signature the official `twilio` Python package's RequestValidator computes.
+pub fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> String {
+    // A dict with getall(), like the multi-dicts of Flask, so repeated keys keep every value.
+    let script = "import json, sys\n\
+from twilio.request_validator import RequestValidator\n\
+class Multi(dict):\n    def getall(self, k):\n        return self[k]\n\
+a = json.load(sys.stdin)\n\
+p = Multi()\n\
+for k, v in a['params']:\n    p.setdefault(k, []).append(v)\n\
+print(RequestValidator(a['token']).compute_signature(a['url'], p))\n";
+    let input = serde_json::json!({"token": token, "url": url, "params": params});
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .env("PYTHONPATH", python_path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.to_string().as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("python3 ends");
+    assert!(out.status.success(), "python signature failed");
+    String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
 }
 
 /// A response: status, headers, raw body and (when JSON) the parsed body.
