@@ -16,6 +16,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         std::fs::write(dir.join(name), pem)?;
     }
-    println!("wrote {}/{{ca,ca-key,localhost,localhost-key}}.pem", dir.display());
+    println!(
+        "wrote {}/{{ca,ca-key,localhost,localhost-key}}.pem",
+        dir.display()
+    );
     Ok(())
 }

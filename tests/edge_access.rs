@@ -39,15 +39,19 @@ fn public_private_and_protected() {
         edge.tls_url(d, "/twiml.xml?CallSid=CA123&From=%2B14155551234"),
     ] {
         edge.get(&url, &[]).expect(403);
-        edge.get(&url, &[("X-Twilio-Signature", "bm90IGl0")]).expect(403);
+        edge.get(&url, &[("X-Twilio-Signature", "bm90IGl0")])
+            .expect(403);
         let sig = twilio_signature(AUTH_TOKEN, &url, &[]);
         let r = edge.get(&url, &[("X-Twilio-Signature", &sig)]).expect(200);
         assert_eq!(r.body, SECRET);
         // The signature covers the query: another query is refused.
         let other = url.replace("CA123", "CA999");
-        edge.get(&other, &[("X-Twilio-Signature", &sig)]).expect(403);
+        edge.get(&other, &[("X-Twilio-Signature", &sig)])
+            .expect(403);
         // Signed without the port (as Twilio does for default ports): still valid.
-        let no_port = url.replace(&format!(":{}", edge.http_port), "").replace(&format!(":{}", edge.https_port), "");
+        let no_port = url
+            .replace(&format!(":{}", edge.http_port), "")
+            .replace(&format!(":{}", edge.https_port), "");
         let sig = twilio_signature(AUTH_TOKEN, &no_port, &[]);
         edge.get(&url, &[("X-Twilio-Signature", &sig)]).expect(200);
         // Signed by another token: refused.
@@ -57,18 +61,36 @@ fn public_private_and_protected() {
 
     // Protected, form POST (a webhook fetcher posting to a TwiML asset).
     let url = edge.url(d, "/twiml.xml");
-    let params = [("CallSid", "CA1"), ("Digits", "1234"), ("Digits", "5678"), ("From", "+14155551234")];
+    let params = [
+        ("CallSid", "CA1"),
+        ("Digits", "1234"),
+        ("Digits", "5678"),
+        ("From", "+14155551234"),
+    ];
     let sig = twilio_signature(AUTH_TOKEN, &url, &params);
     let post = |sig: &str, params: &[(&str, &str)]| {
-        edge.send(edge.http.post(&url).header("X-Twilio-Signature", sig).form(params))
+        edge.send(
+            edge.http
+                .post(&url)
+                .header("X-Twilio-Signature", sig)
+                .form(params),
+        )
     };
     assert_eq!(post(&sig, &params).expect(200).body, SECRET);
     let mut reordered = params;
     reordered.reverse();
     post(&sig, &reordered).expect(200);
     post(&sig, &params[..3]).expect(403);
-    post(&sig, &[("CallSid", "CA1"), ("Digits", "1234"), ("Digits", "5678"), ("From", "+14155550000")])
-        .expect(403);
+    post(
+        &sig,
+        &[
+            ("CallSid", "CA1"),
+            ("Digits", "1234"),
+            ("Digits", "5678"),
+            ("From", "+14155550000"),
+        ],
+    )
+    .expect(403);
 
     // Protected, JSON POST validated through bodySHA256.
     let body = br#"{"Body":"hello","From":"+14155551234"}"#;
@@ -132,10 +154,17 @@ fn rotated_tokens_sign_too() {
 #[test]
 fn forwarded_headers_only_from_trusted_proxies() {
     for trusted in [true, false] {
-        let flags: &[&str] = if trusted { &["--trusted-proxy", "127.0.0.0/8"] } else { &[] };
+        let flags: &[&str] = if trusted {
+            &["--trusted-proxy", "127.0.0.0/8"]
+        } else {
+            &[]
+        };
         let sigil = Sigil::start_with(flags);
         let api = sigil.client();
-        let site = api.deploy_site("fwd", &[("/hook.xml", "protected", SECRET, "application/xml")]);
+        let site = api.deploy_site(
+            "fwd",
+            &[("/hook.xml", "protected", SECRET, "application/xml")],
+        );
         let d = site.domain.as_str();
         let edge = sigil.edge(&[d]);
         // Twilio fetched https://{domain}/hook.xml?x=1 from a TLS-terminating proxy, which
@@ -145,7 +174,11 @@ fn forwarded_headers_only_from_trusted_proxies() {
             &edge.url(d, "/hook.xml?x=1"),
             &[("X-Forwarded-Proto", "https"), ("X-Twilio-Signature", &sig)],
         );
-        assert_eq!(via_proxy.status, if trusted { 200 } else { 403 }, "trusted={trusted}");
+        assert_eq!(
+            via_proxy.status,
+            if trusted { 200 } else { 403 },
+            "trusted={trusted}"
+        );
         // A proxy that rewrites Host names the public host in X-Forwarded-Host.
         let rewritten = edge.get(
             &format!("http://127.0.0.1:{}/hook.xml?x=1", edge.http_port),
@@ -156,6 +189,10 @@ fn forwarded_headers_only_from_trusted_proxies() {
             ],
         );
         // Untrusted, the forwarded host is ignored: 127.0.0.1 names no Environment.
-        assert_eq!(rewritten.status, if trusted { 200 } else { 404 }, "trusted={trusted}");
+        assert_eq!(
+            rewritten.status,
+            if trusted { 200 } else { 404 },
+            "trusted={trusted}"
+        );
     }
 }

@@ -46,8 +46,10 @@ fn tls_error(what: impl std::fmt::Display) -> ServerError {
 fn dev_ca_params() -> Result<CertificateParams, rcgen::Error> {
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "sigil development CA (not for production)");
+    ca.distinguished_name.push(
+        DnType::CommonName,
+        "sigil development CA (not for production)",
+    );
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     Ok(ca)
 }
@@ -80,7 +82,10 @@ pub fn generate_dev_certs() -> Result<[String; 4], rcgen::Error> {
     ])
 }
 
-fn certified(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'_>) -> Result<CertifiedKey, ServerError> {
+fn certified(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'_>,
+) -> Result<CertifiedKey, ServerError> {
     let signer = rustls::crypto::ring::sign::any_supported_type(&key).map_err(tls_error)?;
     Ok(CertifiedKey::new(chain, signer))
 }
@@ -92,7 +97,8 @@ fn load_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, ServerErro
     if certs.is_empty() {
         return Err(tls_error("the certificate file holds no certificate"));
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| tls_error(format!("key PEM: {e}")))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| tls_error(format!("key PEM: {e}")))?;
     certified(certs, key)
 }
 
@@ -115,7 +121,9 @@ impl DevResolver {
     fn new() -> Result<DevResolver, ServerError> {
         let ca_key = KeyPair::from_pem(DEV_CA_KEY).map_err(tls_error)?;
         // Same name and key as certs/ca.pem, so what it signs chains to that file.
-        let ca = dev_ca_params().and_then(|p| p.self_signed(&ca_key)).map_err(tls_error)?;
+        let ca = dev_ca_params()
+            .and_then(|p| p.self_signed(&ca_key))
+            .map_err(tls_error)?;
         let ca_der = CertificateDer::from_pem_slice(DEV_CA.as_bytes()).map_err(tls_error)?;
         Ok(DevResolver {
             default: Arc::new(load_pair(DEV_CERT, DEV_KEY)?),
@@ -179,7 +187,9 @@ impl ResolvesServerCert for Fixed {
 }
 
 /// The rustls server configuration: `files` (certificate chain, key) or the development pair.
-pub fn server_config(files: Option<(&Path, &Path)>) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+pub fn server_config(
+    files: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ServerConfig>, ServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -187,7 +197,8 @@ pub fn server_config(files: Option<(&Path, &Path)>) -> Result<Arc<rustls::Server
         .with_no_client_auth();
     let mut config = match files {
         Some((cert, key)) => {
-            let read = |p: &Path| std::fs::read(p).map_err(|e| tls_error(format!("{}: {e}", p.display())));
+            let read =
+                |p: &Path| std::fs::read(p).map_err(|e| tls_error(format!("{}: {e}", p.display())));
             let pair = Arc::new(load_pair(&read(cert)?, &read(key)?)?);
             builder.with_cert_resolver(Arc::new(Fixed(pair)))
         }

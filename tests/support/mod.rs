@@ -57,7 +57,14 @@ impl Sigil {
         cmd.arg("serve")
             .arg("--data")
             .arg(data)
-            .args(["--api", "127.0.0.1:0", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+            .args([
+                "--api",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--https",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .env("SIGIL_LOG", "warn")
             .env_remove("SIGIL_ACCOUNT_SID")
@@ -194,7 +201,13 @@ impl EdgeResp {
     }
     #[track_caller]
     pub fn expect(self, status: u16) -> EdgeResp {
-        assert_eq!(self.status, status, "unexpected status; headers {:?} body {}", self.headers, self.text());
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; headers {:?} body {}",
+            self.headers,
+            self.text()
+        );
         self
     }
 }
@@ -255,14 +268,28 @@ impl Api {
         let versions: Vec<String> = files
             .iter()
             .map(|(path, vis, content, ctype)| {
-                let kind = if ctype.starts_with("function") { "Functions" } else { "Assets" };
-                let ctype = if kind == "Functions" { "application/javascript" } else { ctype };
+                let kind = if ctype.starts_with("function") {
+                    "Functions"
+                } else {
+                    "Assets"
+                };
+                let ctype = if kind == "Functions" {
+                    "application/javascript"
+                } else {
+                    ctype
+                };
                 let (_, v) = self.version(&site.svc, kind, path, vis, content, ctype);
                 format!("{kind}:{v}")
             })
             .collect();
-        let assets: Vec<&str> = versions.iter().filter_map(|v| v.strip_prefix("Assets:")).collect();
-        let functions: Vec<&str> = versions.iter().filter_map(|v| v.strip_prefix("Functions:")).collect();
+        let assets: Vec<&str> = versions
+            .iter()
+            .filter_map(|v| v.strip_prefix("Assets:"))
+            .collect();
+        let functions: Vec<&str> = versions
+            .iter()
+            .filter_map(|v| v.strip_prefix("Functions:"))
+            .collect();
         let (build, status) = self.build(&site.svc, &assets, &functions);
         assert_eq!(status, "completed");
         self.deploy(site, &build);
@@ -272,7 +299,10 @@ impl Api {
     /// Deploys an existing Build.
     pub fn deploy(&self, site: &Site, build: &str) {
         self.post(
-            &format!("/v1/Services/{}/Environments/{}/Deployments", site.svc, site.env),
+            &format!(
+                "/v1/Services/{}/Environments/{}/Deployments",
+                site.svc, site.env
+            ),
             &[("BuildSid", build)],
         )
         .expect(201);
@@ -292,7 +322,14 @@ pub fn python_path() -> PathBuf {
     };
     if !importable(&deps) {
         let out = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
             .arg(&deps)
             .arg("twilio>=9,<10")
             .output()
@@ -302,7 +339,10 @@ pub fn python_path() -> PathBuf {
             "pip install twilio failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(importable(&deps), "twilio is not importable after pip install");
+        assert!(
+            importable(&deps),
+            "twilio is not importable after pip install"
+        );
     }
     deps
 }
@@ -334,7 +374,10 @@ print(RequestValidator(a['token']).compute_signature(a['url'], p))\n";
         .expect("write");
     let out = child.wait_with_output().expect("python3 ends");
     assert!(out.status.success(), "python signature failed");
-    String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
 }
 
 /// A response: status, headers, raw body and (when JSON) the parsed body.
@@ -536,10 +579,11 @@ impl Api {
         for p in parts {
             let mut part = reqwest::blocking::multipart::Part::bytes(p.bytes);
             if let Some((filename, ctype)) = p.file {
-                part = part
-                    .file_name(filename.to_owned())
-                    .mime_str(ctype)
-                    .expect("mime");
+                part = part.file_name(filename.to_owned());
+                // An empty type sends the part without a Content-Type.
+                if !ctype.is_empty() {
+                    part = part.mime_str(ctype).expect("mime");
+                }
             }
             form = form.part(p.name.to_owned(), part);
         }
