@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts and their credentials (works while a server runs on the same data).
     Account(AccountArgs),
     /// Compute or check an X-Twilio-Signature ("why was my webhook fetch refused?").

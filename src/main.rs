@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
-        Command::Serve(args) => match Config::from_args(args) {
+        Command::Serve(args) => match Config::from_args(*args) {
             Ok(config) => serve(config),
             Err(e) => {
                 eprintln!("sigil: {e}");
@@ -126,11 +126,16 @@ fn account(data: &std::path::Path, command: AccountCommand) -> anyhow::Result<()
     Ok(())
 }
 
+/// A request to sign: the URL, form parameters, and a non-form body.
+struct Prepared {
+    url: String,
+    params: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+}
+
 /// The URL to sign and what goes with it: for a body, `bodySHA256` is appended to the URL when
 /// it is not there yet (as Twilio does).
-fn prepare(
-    req: &SignedRequest,
-) -> anyhow::Result<(String, Vec<(String, String)>, Option<Vec<u8>>)> {
+fn prepare(req: &SignedRequest) -> anyhow::Result<Prepared> {
     let params = req
         .params
         .iter()
@@ -156,14 +161,14 @@ fn prepare(
     if signature::url_variants(&url).is_empty() {
         anyhow::bail!("--url {url:?} is not an absolute URL (scheme://host/path)");
     }
-    Ok((url, params, body))
+    Ok(Prepared { url, params, body })
 }
 
 /// Runs `sigil signature …`; Ok(valid) for verify, Ok(true) for compute.
 fn signature_command(command: SignatureCommand) -> anyhow::Result<bool> {
     match command {
         SignatureCommand::Compute(req) => {
-            let (url, params, _) = prepare(&req)?;
+            let Prepared { url, params, .. } = prepare(&req)?;
             let signed = signature::signed_string(&url, &params);
             println!("url {url}");
             println!("signed {signed}");
@@ -174,7 +179,7 @@ fn signature_command(command: SignatureCommand) -> anyhow::Result<bool> {
             request,
             signature: sig,
         } => {
-            let (url, params, body) = prepare(&request)?;
+            let Prepared { url, params, body } = prepare(&request)?;
             let payload = match &body {
                 Some(b) => signature::Payload::Body(b),
                 None => signature::Payload::Form(&params),

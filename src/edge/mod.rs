@@ -199,7 +199,7 @@ impl Edge {
             }
         };
         let host = host_name(&authority);
-        if self.config.api_hosts.iter().any(|h| *h == host) {
+        if self.config.api_hosts.contains(&host) {
             let ApiBackend::InProcess(cp) = &self.api;
             return cp.handle(req).await;
         }

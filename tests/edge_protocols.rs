@@ -1,0 +1,216 @@
+//! Protocols and plumbing: HTTP/1.1 keep-alive, HTTP/2 over TLS (ALPN), HTTP/1.1 over TLS,
+//! h2c with prior knowledge; the API reached through the edge by host name; /metrics; the
+//! Logs resource filled by edge requests.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use support::Sigil;
+
+fn metric(sigil: &Sigil, name: &str) -> u64 {
+    let text = reqwest::blocking::get(format!("{}/metrics", sigil.api))
+        .expect("metrics")
+        .text()
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing in {text}"))
+        .parse()
+        .expect("number")
+}
+
+#[test]
+fn http1_keep_alive_http2_and_tls() {
+    let sigil = Sigil::start();
+    let api = sigil.client();
+    let site = api.deploy_site("proto", &[("/a.txt", "public", b"abc", "text/plain")]);
+    let d = site.domain.as_str();
+
+    // HTTP/1.1 keep-alive: three requests on one raw connection.
+    let mut s = std::net::TcpStream::connect(sigil.http).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let req = format!("GET /a.txt HTTP/1.1\r\nHost: {d}\r\n\r\n");
+    for _ in 0..3 {
+        s.write_all(req.as_bytes()).expect("write");
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        while !got.ends_with(b"abc") {
+            let n = s.read(&mut buf).expect("read");
+            assert!(
+                n > 0,
+                "connection closed: {}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    }
+
+    let edge = sigil.edge(&[d]);
+    // HTTPS negotiates h2 by ALPN.
+    let r = edge.get(&edge.tls_url(d, "/a.txt"), &[]).expect(200);
+    assert_eq!(r.version, reqwest::Version::HTTP_2);
+    assert_eq!(r.body, b"abc");
+    // HTTP/1.1 over TLS.
+    let ca = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/ca.pem")).expect("ca");
+    let h1 = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("pem"))
+        .http1_only()
+        .resolve(d, sigil.https)
+        .build()
+        .expect("client");
+    let r = edge.send(h1.get(edge.tls_url(d, "/a.txt"))).expect(200);
+    assert_eq!(r.version, reqwest::Version::HTTP_11);
+    // h2c with prior knowledge on the plain listener.
+    let h2c = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .resolve(d, sigil.http)
+        .build()
+        .expect("client");
+    let r = edge.send(h2c.get(edge.url(d, "/a.txt"))).expect(200);
+    assert_eq!(r.version, reqwest::Version::HTTP_2);
+    // localhost itself has a certificate (no site: 404).
+    let r = edge.send(
+        reqwest::blocking::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("pem"))
+            .resolve("localhost", sigil.https)
+            .build()
+            .expect("client")
+            .get(format!("https://localhost:{}/", sigil.https.port())),
+    );
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn the_api_through_the_edge_by_host_name() {
+    let sigil = Sigil::start();
+    let edge = sigil.edge(&["serverless.localhost", "serverless-upload.localhost"]);
+    for url in [
+        edge.url("serverless.localhost", "/v1/Services"),
+        edge.tls_url("serverless.localhost", "/v1/Services"),
+    ] {
+        let r = edge
+            .send(
+                edge.http
+                    .get(&url)
+                    .basic_auth(support::ACCOUNT_SID, Some(support::AUTH_TOKEN)),
+            )
+            .expect(200);
+        let json: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(json["meta"]["key"], "services");
+        edge.get(&url, &[]).expect(401);
+    }
+    // An upload to the upload host.
+    let api = sigil.client();
+    let zs = api.service("via-edge");
+    let zh = api
+        .post(
+            &format!("/v1/Services/{zs}/Assets"),
+            &[("FriendlyName", "a")],
+        )
+        .expect(201)
+        .s("sid");
+    let form = reqwest::blocking::multipart::Form::new()
+        .text("Path", "/up.txt")
+        .text("Visibility", "public")
+        .part(
+            "Content",
+            reqwest::blocking::multipart::Part::bytes(b"up".to_vec())
+                .file_name("up.txt")
+                .mime_str("text/plain")
+                .expect("mime"),
+        );
+    let r = edge
+        .send(
+            edge.http
+                .post(edge.tls_url(
+                    "serverless-upload.localhost",
+                    &format!("/v1/Services/{zs}/Assets/{zh}/Versions"),
+                ))
+                .basic_auth(support::ACCOUNT_SID, Some(support::AUTH_TOKEN))
+                .multipart(form),
+        )
+        .expect(201);
+    let json: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(json["path"], "/up.txt");
+}
+
+#[test]
+fn metrics_and_request_logs() {
+    let sigil = Sigil::start();
+    let api = sigil.client();
+    let site = api.deploy_site(
+        "obs",
+        &[
+            ("/a.txt", "public", b"hello", "text/plain"),
+            ("/p.txt", "private", b"no", "text/plain"),
+        ],
+    );
+    let edge = sigil.edge(&[&site.domain]);
+    for _ in 0..3 {
+        edge.get(&edge.url(&site.domain, "/a.txt"), &[]).expect(200);
+    }
+    edge.get(&edge.url(&site.domain, "/p.txt"), &[]).expect(403);
+    edge.get(&edge.url(&site.domain, "/missing"), &[])
+        .expect(404);
+    assert!(metric(&sigil, "sigil_bytes_sent_total") >= 15);
+    assert!(metric(&sigil, "sigil_cache_hits_total") >= 2);
+    assert!(metric(&sigil, "sigil_cache_misses_total") >= 1);
+    assert!(metric(&sigil, "sigil_connections_total") >= 1);
+    assert_eq!(metric(&sigil, "sigil_environments_served"), 1);
+    let text = reqwest::blocking::get(format!("{}/metrics", sigil.api))
+        .expect("m")
+        .text()
+        .expect("t");
+    assert!(
+        text.contains("sigil_requests_total{status=\"200\"} 3"),
+        "{text}"
+    );
+    assert!(text.contains("sigil_requests_total{status=\"403\"} 1"));
+    assert!(text.contains("sigil_active_connections"));
+
+    // The Logs resource lists the edge's request lines (written in batches).
+    let logs_url = format!("/v1/Services/{}/Environments/{}/Logs", site.svc, site.env);
+    let mut messages = Vec::new();
+    for _ in 0..100 {
+        let logs = api.get(&logs_url).expect(200);
+        messages = logs.json["logs"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|l| {
+                (
+                    l["message"].as_str().expect("m").to_owned(),
+                    l["level"].as_str().expect("l").to_owned(),
+                )
+            })
+            .collect();
+        if messages.len() >= 5 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(messages.len(), 5, "{messages:?}");
+    assert_eq!(
+        messages[0],
+        ("GET /missing 404 10".to_owned(), "warn".to_owned())
+    );
+    assert_eq!(
+        messages[1],
+        ("GET /p.txt 403 10".to_owned(), "warn".to_owned())
+    );
+    assert_eq!(
+        messages[4],
+        ("GET /a.txt 200 5".to_owned(), "info".to_owned())
+    );
+    let first = &api.get(&logs_url).expect(200).json["logs"][0];
+    assert_eq!(first["build_sid"].as_str().map(|s| &s[..2]), Some("ZB"));
+    assert_eq!(
+        first["deployment_sid"].as_str().map(|s| &s[..2]),
+        Some("ZD")
+    );
+    assert_eq!(first["request_sid"].as_str().map(|s| &s[..2]), Some("RQ"));
+}
