@@ -22,12 +22,91 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Manage accounts and their credentials (works while a server runs on the same data).
     Account(AccountArgs),
+    /// Deploy a Serverless Toolkit project (assets/ or static/, functions/) to a sigil API.
+    Deploy(DeployArgs),
+    /// List an Environment's Deployments, newest first, marking the active one.
+    Deployments(EnvironmentArgs),
+    /// Re-deploy the previous (or a given) Build of an Environment.
+    Rollback {
+        /// Which Environment.
+        #[command(flatten)]
+        target: EnvironmentArgs,
+        /// The Build to deploy [default: the one deployed before the active one].
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Deploy the Build active in one Environment to another.
+    Promote {
+        /// The API and Service.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Service unique name [default: `name` in ./package.json].
+        #[arg(long)]
+        service: Option<String>,
+        /// Source Environment's domain suffix (empty: production).
+        #[arg(long)]
+        from: String,
+        /// Target Environment's domain suffix (empty: production); created if missing.
+        #[arg(long, default_value = "")]
+        to: String,
+    },
     /// Compute or check an X-Twilio-Signature ("why was my webhook fetch refused?").
     Signature {
         /// compute or verify.
         #[command(subcommand)]
         command: SignatureCommand,
     },
+}
+
+/// Where the API is and who calls it (deploy, deployments, rollback, promote).
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Base URL of the sigil API (its API listener, or `https://serverless.{domain}` on the edge).
+    #[arg(long, env = "SIGIL_API_URL", default_value = "http://127.0.0.1:8081")]
+    pub api_url: String,
+    /// Account SID (or API key SID).
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    pub account_sid: String,
+    /// Auth token (or API key secret); prefer the environment variable.
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: String,
+}
+
+/// `sigil deploy`.
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    /// The project directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The API and credentials.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Service unique name [default: `name` in the project's package.json].
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Environment domain suffix (`dev`, `stage`, …); empty is production.
+    #[arg(long, default_value = "")]
+    pub environment: String,
+    /// Runtime of the Build (`node22`, …) [default: the server's].
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Uploads at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+}
+
+/// An Environment of a Service, on an API.
+#[derive(Debug, Clone, Args)]
+pub struct EnvironmentArgs {
+    /// The API and credentials.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Service unique name [default: `name` in ./package.json].
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Environment domain suffix; empty is production.
+    #[arg(long, default_value = "")]
+    pub environment: String,
 }
 
 /// What a signature is computed over.

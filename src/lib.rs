@@ -27,6 +27,7 @@ pub mod store;
 
 /// The response body type of every handler: one contiguous chunk of bytes.
 pub type Body = http_body_util::Full<bytes::Bytes>;
+pub mod deploy;
 pub mod edge;
 pub mod precompress;
 pub mod signature;

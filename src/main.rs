@@ -6,8 +6,10 @@ use anyhow::Context;
 use clap::Parser;
 use sigil::accounts;
 use sigil::config::{
-    AccountCommand, Cli, Command, Config, KeyCommand, SignatureCommand, SignedRequest, TokenCommand,
+    AccountCommand, Cli, ClientArgs, Command, Config, DeployArgs, KeyCommand, SignatureCommand,
+    SignedRequest, TokenCommand,
 };
+use sigil::deploy::{self, client::Client, project::FileKind};
 use sigil::signature;
 
 /// EX_USAGE: a bad configuration.
@@ -32,6 +34,55 @@ fn main() -> ExitCode {
             }
         },
         Command::Account(args) => account(&args.data, args.command),
+        Command::Deploy(args) => run_async(deploy_command(args)),
+        Command::Deployments(args) => run_async(async move {
+            let client = client(&args.client)?;
+            let service = service_name(args.service)?;
+            let (env, lines) = deploy::deployments(&client, &service, &args.environment).await?;
+            println!(
+                "{} ({})",
+                env["unique_name"].as_str().unwrap_or(""),
+                env["domain_name"].as_str().unwrap_or("")
+            );
+            println!(
+                "  {:<36} {:<36} {:<22} ACTIVE",
+                "DEPLOYMENT", "BUILD", "DATE"
+            );
+            for l in lines {
+                println!(
+                    "  {:<36} {:<36} {:<22} {}",
+                    l.sid,
+                    l.build_sid,
+                    l.date_created,
+                    if l.active { "*" } else { "" }
+                );
+            }
+            Ok(())
+        }),
+        Command::Rollback { target, to } => run_async(async move {
+            let client = client(&target.client)?;
+            let service = service_name(target.service)?;
+            let build =
+                deploy::rollback(&client, &service, &target.environment, to.as_deref()).await?;
+            println!("rolled back: {build} is active");
+            Ok(())
+        }),
+        Command::Promote {
+            client: c,
+            service,
+            from,
+            to,
+        } => run_async(async move {
+            let client = client(&c)?;
+            let service = service_name(service)?;
+            let (build, env) = deploy::promote(&client, &service, &from, &to).await?;
+            println!(
+                "promoted {build} to {} ({})",
+                env["unique_name"].as_str().unwrap_or(""),
+                env["domain_name"].as_str().unwrap_or("")
+            );
+            Ok(())
+        }),
         Command::Signature { command } => match signature_command(command) {
             Ok(true) => return ExitCode::SUCCESS,
             Ok(false) => return ExitCode::from(1),
@@ -45,6 +96,90 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a client command on a small runtime.
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(fut)
+}
+
+fn client(args: &ClientArgs) -> anyhow::Result<Client> {
+    Ok(Client::new(
+        &args.api_url,
+        &args.account_sid,
+        &args.auth_token,
+    )?)
+}
+
+/// `--service`, else `name` from ./package.json.
+fn service_name(given: Option<String>) -> anyhow::Result<String> {
+    if let Some(s) = given {
+        return Ok(s);
+    }
+    let text = std::fs::read_to_string("package.json")
+        .context("no --service given and no ./package.json to take the name from")?;
+    let json: serde_json::Value = serde_json::from_str(&text).context("./package.json")?;
+    json["name"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no --service given and ./package.json has no name")
+}
+
+async fn deploy_command(args: DeployArgs) -> anyhow::Result<()> {
+    let client = client(&args.client)?;
+    let opts = deploy::DeployOptions {
+        dir: args.dir,
+        service: args.service,
+        environment: args.environment,
+        runtime: args.runtime,
+        concurrency: args.concurrency,
+    };
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} uploaded {pos} {msg}")
+            .expect("a valid template"),
+    );
+    let report = deploy::deploy(&client, &opts, |file, n| {
+        bar.set_position(n as u64);
+        bar.set_message(file.path.clone());
+    })
+    .await;
+    bar.finish_and_clear();
+    let report = report?;
+    let uploaded = report.files.iter().filter(|f| f.uploaded).count();
+    if report.deployed {
+        println!("deployed {} to {}", report.build_sid, report.domain_name);
+    } else {
+        println!(
+            "nothing changed: {} stays active on {}",
+            report.build_sid, report.domain_name
+        );
+    }
+    println!("url https://{}/", report.domain_name);
+    println!("  {:<40} {:<10} {:<8} UPLOAD", "PATH", "VISIBILITY", "KIND");
+    for f in &report.files {
+        println!(
+            "  {:<40} {:<10} {:<8} {}",
+            f.path,
+            f.visibility.as_str(),
+            if f.kind == FileKind::Asset {
+                "asset"
+            } else {
+                "function"
+            },
+            if f.uploaded { "uploaded" } else { "unchanged" }
+        );
+    }
+    println!(
+        "uploaded {uploaded}, unchanged {}",
+        report.files.len() - uploaded
+    );
+    Ok(())
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use http::{header, Request, StatusCode};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyStream;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -18,6 +18,10 @@ use crate::clock::iso;
 use crate::manifest::Visibility;
 use crate::sid::Prefix;
 use crate::store::{BlobError, BlobWriter, Record, Write};
+use crate::Body;
+
+/// The response header carrying a version's content sha256 (lowercase hex).
+pub const CONTENT_SHA256: &str = "sigil-content-sha256";
 
 /// Largest public or protected content: 25 MiB (Twilio's "25 MB").
 pub const MAX_CONTENT: u64 = 25 * 1024 * 1024;
@@ -144,6 +148,22 @@ impl ControlPlane {
         .await
     }
 
+    /// A version's JSON, with its content address in a `Sigil-Content-Sha256` header (not a
+    /// field: bodies keep Twilio's shape) so `sigil deploy` can skip unchanged files.
+    fn version_response(
+        &self,
+        status: StatusCode,
+        kind: ResourceKind,
+        rec: &Record,
+        d: &VersionData,
+    ) -> Response<Body> {
+        let mut resp = json_response(status, &self.render_version(kind, rec, d));
+        if let Ok(v) = HeaderValue::from_str(&d.sha256) {
+            resp.headers_mut().insert(CONTENT_SHA256, v);
+        }
+        resp
+    }
+
     pub(super) async fn fetch_version(
         &self,
         ctx: &Ctx,
@@ -153,10 +173,7 @@ impl ControlPlane {
         id: &str,
     ) -> ApiResult {
         let (rec, data) = self.version(ctx, svc, kind, res, id).await?;
-        Ok(json_response(
-            StatusCode::OK,
-            &self.render_version(kind, &rec, &data),
-        ))
+        Ok(self.version_response(StatusCode::OK, kind, &rec, &data))
     }
 
     pub(super) async fn fetch_function_content(
@@ -297,9 +314,6 @@ impl ControlPlane {
         let write = rec.clone();
         self.db(move |s| s.commit(vec![Write::Insert(write)]))
             .await?;
-        Ok(json_response(
-            StatusCode::CREATED,
-            &self.render_version(kind, &rec, &data),
-        ))
+        Ok(self.version_response(StatusCode::CREATED, kind, &rec, &data))
     }
 }

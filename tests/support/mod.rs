@@ -347,6 +347,33 @@ pub fn python_path() -> PathBuf {
     deps
 }
 
+/// The `twilio-run` CLI (npm package `twilio-run@5`), installed with npm into the test
+/// build's temp dir on first use (CI's `.ci/run` installs it up front).
+pub fn twilio_run() -> PathBuf {
+    let prefix = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("npm-tools");
+    let bin = prefix.join("node_modules/.bin/twilio-run");
+    if !bin.exists() {
+        let out = Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(&prefix)
+            .arg("twilio-run@5")
+            .output()
+            .expect("npm runs");
+        assert!(
+            out.status.success(),
+            "npm install twilio-run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    bin
+}
+
 /// The X-Twilio-Signature the official `twilio` Python package's RequestValidator computes.
 pub fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> String {
     // A dict with getall(), like the multi-dicts of Flask, so repeated keys keep every value.
