@@ -173,7 +173,8 @@ fn deploy_redeploy_history_rollback_promote() {
     let (code, out, _) = sigil_cli(&sigil, dir, &["rollback", "--environment", "dev"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&first_build));
-    check_site(&sigil, &dev_domain, &project().path().to_owned());
+    let original = project();
+    check_site(&sigil, &dev_domain, original.path());
     let (code, _, _) = sigil_cli(
         &sigil,
         dir,
