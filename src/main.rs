@@ -139,12 +139,15 @@ async fn deploy_command(args: DeployArgs) -> anyhow::Result<()> {
         runtime: args.runtime,
         concurrency: args.concurrency,
     };
-    let bar = indicatif::ProgressBar::new_spinner();
+    // Drawn on stderr, and only when it is a terminal.
+    let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} uploaded {pos} {msg}")
-            .expect("a valid template"),
+        indicatif::ProgressStyle::with_template("uploading [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
     );
-    let report = deploy::deploy(&client, &opts, |file, n| {
+    let report = deploy::deploy(&client, &opts, |file, n, total| {
+        bar.set_length(total as u64);
         bar.set_position(n as u64);
         bar.set_message(file.path.clone());
     })

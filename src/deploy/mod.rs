@@ -229,11 +229,11 @@ fn segment(kind: FileKind) -> &'static str {
     }
 }
 
-/// Deploys the project; `progress` is told of each finished upload.
+/// Deploys the project; `progress(file, done, total)` is told of each finished upload.
 pub async fn deploy(
     client: &Client,
     opts: &DeployOptions,
-    progress: impl Fn(&LocalFile, usize) + Sync,
+    progress: impl Fn(&LocalFile, usize, usize) + Sync,
 ) -> Result<DeployReport, DeployError> {
     let project = project::load(&opts.dir)?;
     let name = opts
@@ -305,10 +305,11 @@ pub async fn deploy(
         to_upload.push(f);
     }
     let done = std::sync::atomic::AtomicUsize::new(0);
+    let total = to_upload.len();
     let uploaded: Vec<(VersionKey, String)> = stream::iter(to_upload.iter().copied())
         .map(|f| {
             let parent = parents[&(f.kind, f.path.clone())].clone();
-            let (svc_sid, done, progress) = (&svc_sid, &done, &progress);
+            let (svc_sid, done, progress, total) = (&svc_sid, &done, &progress, total);
             async move {
                 let what = format!("uploading {} as {}", f.source.display(), f.path);
                 let content = tokio::fs::read(&f.source)
@@ -332,6 +333,7 @@ pub async fn deploy(
                 progress(
                     f,
                     done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                    total,
                 );
                 Ok::<_, DeployError>((key(f), s(&v, "sid")))
             }
