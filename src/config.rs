@@ -199,6 +199,10 @@ pub struct ServeArgs {
     /// One log line per edge request (`--access-log false` to turn it off).
     #[arg(long, env = "SIGIL_ACCESS_LOG", default_value_t = true, action = ArgAction::Set)]
     pub access_log: bool,
+    /// One Log line per edge request in the API's Logs resource (`--request-logs false` to
+    /// turn it off, e.g. under load tests).
+    #[arg(long, env = "SIGIL_REQUEST_LOGS", default_value_t = true, action = ArgAction::Set)]
+    pub request_logs: bool,
     /// Fix the first account's SID (with --auth-token); otherwise one is created on first
     /// start and its credentials printed once.
     #[arg(long, env = "SIGIL_ACCOUNT_SID", requires = "auth_token")]
@@ -336,6 +340,8 @@ pub struct Config {
     pub cache_bytes: u64,
     /// Edge access log on or off.
     pub access_log: bool,
+    /// Logs resource lines on or off.
+    pub request_logs: bool,
 }
 
 impl Config {
@@ -417,6 +423,7 @@ impl Config {
             )?,
             cache_bytes: args.cache_size.saturating_mul(1024 * 1024),
             access_log: args.access_log,
+            request_logs: args.request_logs,
         })
     }
 }
@@ -458,6 +465,7 @@ mod tests {
             cache_control_protected: "private".into(),
             cache_size: 1,
             access_log: true,
+            request_logs: true,
         }
     }
 

@@ -80,6 +80,34 @@ pub fn random_hex(bytes: usize) -> String {
     hex(&buf)
 }
 
+/// 16 random bytes as hex from a per-thread generator (xorshift128+, seeded from the OS once
+/// per thread): for request ids, which must be unique, not secret, and cheap — no syscall per
+/// request.
+pub fn fast_random_hex16() -> String {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<(u64, u64)> = Cell::new({
+            let mut seed = [0u8; 16];
+            getrandom::fill(&mut seed).expect("the operating system's random source is available");
+            let a = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
+            let b = u64::from_le_bytes(seed[8..].try_into().expect("8 bytes"));
+            (a | 1, b | 1)
+        });
+    }
+    let mut out = [0u8; 16];
+    STATE.with(|state| {
+        for chunk in out.chunks_mut(8) {
+            let (mut s1, s0) = state.get();
+            s1 ^= s1 << 23;
+            s1 ^= s1 >> 17;
+            s1 ^= s0 ^ (s0 >> 26);
+            state.set((s0, s1));
+            chunk.copy_from_slice(&s1.wrapping_add(s0).to_le_bytes());
+        }
+    });
+    hex(&out)
+}
+
 /// A random number in `0..bound`; used for the 4 digits of a Service's domain.
 pub fn random_below(bound: u32) -> u32 {
     let mut buf = [0u8; 4];
@@ -131,6 +159,14 @@ mod tests {
         ] {
             assert_eq!(Prefix::Service.parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn fast_ids_differ() {
+        let a = fast_random_hex16();
+        let b = fast_random_hex16();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
     }
 
     #[test]

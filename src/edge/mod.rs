@@ -54,6 +54,8 @@ pub struct EdgeConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// One tracing line per edge request.
     pub access_log: bool,
+    /// One Log line (the API's Logs resource) per edge request.
+    pub request_logs: bool,
 }
 
 /// The connection a request came on.
@@ -139,14 +141,19 @@ fn request_host<B>(req: &Request<B>) -> Result<&str, &'static str> {
     }
 }
 
-/// `Example.COM:8443` → `example.com`.
-fn host_name(authority: &str) -> String {
+/// `Example.COM:8443` → `example.com` (borrowed when it is already in that form).
+fn host_name(authority: &str) -> std::borrow::Cow<'_, str> {
     let without_port = if authority.starts_with('[') {
         authority.split_inclusive(']').next().unwrap_or(authority)
     } else {
         authority.rsplit_once(':').map_or(authority, |(h, _)| h)
     };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
+    let name = without_port.trim_end_matches('.');
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
 }
 
 fn first_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -185,25 +192,29 @@ impl Edge {
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let started = Instant::now();
+        // Only the access log reads the clock.
+        let started = self.config.access_log.then(Instant::now);
         let trusted = self.trusted(conn.peer.ip());
         let forwarded_host = trusted
             .then(|| first_value(req.headers(), "x-forwarded-host"))
             .flatten();
+        let line = RequestLine {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+        };
         let authority = match forwarded_host.map_or_else(|| request_host(&req), Ok) {
             Ok(a) => a.to_owned(),
             Err(why) => {
                 return self
-                    .finish(None, &req_line(&req), Outcome::BadRequest(why), started)
+                    .finish(None, &line, Outcome::BadRequest(why), started)
                     .await
             }
         };
         let host = host_name(&authority);
-        if self.config.api_hosts.contains(&host) {
+        if self.config.api_hosts.iter().any(|h| h.as_str() == host.as_ref()) {
             let ApiBackend::InProcess(cp) = &self.api;
             return cp.handle(req).await;
         }
-        let line = req_line(&req);
         let Some(site) = self.routes.lookup(&host) else {
             return self.finish(None, &line, Outcome::NotFound, started).await;
         };
@@ -298,9 +309,9 @@ impl Edge {
     async fn finish(
         &self,
         site: Option<&Site>,
-        line: &str,
+        line: &RequestLine,
         outcome: Outcome,
-        started: Instant,
+        started: Option<Instant>,
     ) -> Response<Body> {
         let function_sid = match &outcome {
             Outcome::Serve { asset, .. } | Outcome::NotModified { asset, .. } => {
@@ -314,17 +325,18 @@ impl Edge {
             .exact()
             .unwrap_or(0);
         self.metrics.request(status, sent);
-        if self.config.access_log {
+        if let Some(started) = started {
             tracing::info!(
                 target: "sigil::access",
                 site = site.map(|s| s.domain.as_str()).unwrap_or("-"),
-                request = line,
+                method = %line.method,
+                path = line.uri.path(),
                 status,
                 bytes = sent,
                 micros = started.elapsed().as_micros() as u64,
             );
         }
-        if let Some(site) = site {
+        if let Some(site) = site.filter(|_| self.config.request_logs) {
             let level = match status {
                 500.. => "error",
                 400.. => "warn",
@@ -339,9 +351,13 @@ impl Edge {
                     build_sid: site.build_sid.clone(),
                     deployment_sid: site.deployment_sid.clone(),
                     function_sid,
-                    request_sid: crate::sid::Prefix::Request.generate(),
+                    request_sid: format!(
+                        "{}{}",
+                        crate::sid::Prefix::Request,
+                        crate::sid::fast_random_hex16()
+                    ),
                     level: level.to_owned(),
-                    message: format!("{line} {status} {sent}"),
+                    message: format!("{} {} {status} {sent}", line.method, line.uri.path()),
                 },
             });
         }
@@ -478,8 +494,10 @@ impl Edge {
     }
 }
 
-fn req_line<B>(req: &Request<B>) -> String {
-    format!("{} {}", req.method(), req.uri().path())
+/// What the logs say of a request (cheap to keep: both are reference-counted).
+struct RequestLine {
+    method: Method,
+    uri: ::http::Uri,
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<Body> {
@@ -562,7 +580,11 @@ fn http_outcome(method: &Method, headers: &HeaderMap, asset: Arc<EdgeAsset>) -> 
     let coding = if range_header.is_some() {
         Coding::Identity
     } else {
-        let available: Vec<Coding> = asset.encoded.iter().map(|r| r.coding).collect();
+        // At most br and gzip: no allocation (identity fills the unused slot).
+        let mut available = [Coding::Identity; 2];
+        for (slot, r) in available.iter_mut().zip(&asset.encoded) {
+            *slot = r.coding;
+        }
         let accept = headers
             .get(header::ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok());

@@ -111,8 +111,20 @@ pub struct Site {
     pub build_sid: String,
     /// The Deployment that made it live.
     pub deployment_sid: Option<String>,
-    /// Path → asset.
-    pub assets: HashMap<String, Arc<EdgeAsset>>,
+    /// Path → asset; shared by every Environment serving the same Build.
+    pub assets: Arc<Assets>,
+}
+
+/// A Build's path → asset map.
+pub type Assets = HashMap<String, Arc<EdgeAsset>>;
+
+/// Shares what is shared while loading: one asset map per Build, one [`EdgeAsset`] per
+/// version (versions are immutable), so 1,000 Environments of 100 assets cost 100 entries
+/// plus 1,000 small maps, not 100,000 entries.
+#[derive(Default)]
+struct Loader {
+    by_build: HashMap<String, Arc<Assets>>,
+    by_version: HashMap<String, Arc<EdgeAsset>>,
 }
 
 impl Site {
@@ -148,41 +160,72 @@ impl Default for RouteTable {
     }
 }
 
-fn load_site(
-    store: &dyn Metadata,
-    env: &crate::store::Record,
-) -> Result<Option<Arc<Site>>, StoreError> {
-    let data: EnvironmentData = env.decode()?;
-    let Some(build_sid) = data.build_sid else {
-        return Ok(None);
-    };
-    let Some(build) = store.get(&build_sid)? else {
-        return Ok(None);
-    };
-    let b: BuildData = build.decode()?;
-    let no_encodings = Vec::new();
-    let mut assets = HashMap::new();
-    for (entries, is_function) in [(&b.asset_versions, false), (&b.function_versions, true)] {
-        for e in entries {
-            let enc = b.encodings.get(&e.sha256).unwrap_or(&no_encodings);
-            assets.insert(
-                e.path.clone(),
-                Arc::new(EdgeAsset::new(e, is_function, enc)),
-            );
+impl Loader {
+    /// Starts from the maps the table already holds.
+    fn from_table(sites: &HashMap<String, Arc<Site>>) -> Loader {
+        let mut loader = Loader::default();
+        for site in sites.values() {
+            loader
+                .by_build
+                .entry(site.build_sid.clone())
+                .or_insert_with(|| Arc::clone(&site.assets));
         }
+        loader
     }
-    let mut latest = ListQuery::children(Kind::Deployment, &env.account_sid, &env.sid);
-    latest.limit = 1;
-    let deployment_sid = store.list(&latest)?.into_iter().next().map(|d| d.sid);
-    Ok(Some(Arc::new(Site {
-        domain: data.domain_name,
-        account_sid: env.account_sid.clone(),
-        service_sid: b.service_sid,
-        environment_sid: env.sid.clone(),
-        build_sid,
-        deployment_sid,
-        assets,
-    })))
+
+    fn assets(&mut self, build_sid: &str, b: &BuildData) -> Arc<Assets> {
+        if let Some(a) = self.by_build.get(build_sid) {
+            return Arc::clone(a);
+        }
+        let no_encodings = Vec::new();
+        let mut assets = HashMap::with_capacity(b.asset_versions.len() + b.function_versions.len());
+        for (entries, is_function) in [(&b.asset_versions, false), (&b.function_versions, true)] {
+            for e in entries {
+                let asset = self.by_version.entry(e.sid.clone()).or_insert_with(|| {
+                    let enc = b.encodings.get(&e.sha256).unwrap_or(&no_encodings);
+                    Arc::new(EdgeAsset::new(e, is_function, enc))
+                });
+                assets.insert(e.path.clone(), Arc::clone(asset));
+            }
+        }
+        let assets = Arc::new(assets);
+        self.by_build.insert(build_sid.to_owned(), Arc::clone(&assets));
+        assets
+    }
+
+    fn site(
+        &mut self,
+        store: &dyn Metadata,
+        env: &crate::store::Record,
+    ) -> Result<Option<Arc<Site>>, StoreError> {
+        let data: EnvironmentData = env.decode()?;
+        let Some(build_sid) = data.build_sid else {
+            return Ok(None);
+        };
+        let assets = match self.by_build.get(&build_sid) {
+            Some(a) => Arc::clone(a),
+            None => {
+                let Some(build) = store.get(&build_sid)? else {
+                    return Ok(None);
+                };
+                let b: BuildData = build.decode()?;
+                self.assets(&build_sid, &b)
+            }
+        };
+        let service_sid = env.parent_sid.clone().unwrap_or_default();
+        let mut latest = ListQuery::children(Kind::Deployment, &env.account_sid, &env.sid);
+        latest.limit = 1;
+        let deployment_sid = store.list(&latest)?.into_iter().next().map(|d| d.sid);
+        Ok(Some(Arc::new(Site {
+            domain: data.domain_name,
+            account_sid: env.account_sid.clone(),
+            service_sid,
+            environment_sid: env.sid.clone(),
+            build_sid,
+            deployment_sid,
+            assets,
+        })))
+    }
 }
 
 impl RouteTable {
@@ -209,8 +252,9 @@ impl RouteTable {
     pub fn load_all(&self, store: &dyn Metadata) -> Result<usize, StoreError> {
         let mut sites = HashMap::new();
         let mut domains = self.domains();
+        let mut loader = Loader::default();
         for env in store.scan(Kind::Environment)? {
-            if let Some(site) = load_site(store, &env)? {
+            if let Some(site) = loader.site(store, &env)? {
                 domains.insert(env.sid.clone(), site.domain.clone());
                 sites.insert(site.domain.clone(), site);
             }
@@ -222,17 +266,17 @@ impl RouteTable {
 
     /// Re-reads one Environment and swaps the table (after a Deployment or a deletion).
     pub fn reload(&self, store: &dyn Metadata, environment_sid: &str) -> Result<(), StoreError> {
-        let env = store
-            .get(environment_sid)?
-            .filter(|r| r.kind == Kind::Environment);
-        let site = match &env {
-            Some(env) => load_site(store, env)?,
-            None => None,
-        };
         // Writers hold the domain map for the whole read-modify-swap, so two reloads cannot
         // lose each other's change.
         let mut domains = self.domains();
         let mut sites = HashMap::clone(&self.sites.load());
+        let env = store
+            .get(environment_sid)?
+            .filter(|r| r.kind == Kind::Environment);
+        let site = match &env {
+            Some(env) => Loader::from_table(&sites).site(store, env)?,
+            None => None,
+        };
         if let Some(old) = domains.remove(environment_sid) {
             sites.remove(&old);
         }

@@ -155,6 +155,7 @@ pub async fn run(
             cache_control_protected: config.cache_control_protected.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             access_log: config.access_log,
+            request_logs: config.request_logs,
         },
     ));
     tokio::spawn(refresh_tokens(store, tokens));
