@@ -56,7 +56,8 @@ pub struct EdgeAsset {
 }
 
 impl EdgeAsset {
-    fn new(entry: &Entry, is_function: bool, encoded: &[crate::manifest::Encoded]) -> EdgeAsset {
+    /// The edge's view of a manifest entry and its precompressed variants.
+    pub fn new(entry: &Entry, is_function: bool, encoded: &[crate::manifest::Encoded]) -> EdgeAsset {
         let content_type = entry.content_type();
         let base = &entry.sha256[..32.min(entry.sha256.len())];
         let etag = |suffix: &str| {
@@ -246,6 +247,16 @@ impl RouteTable {
 
     fn domains(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
         self.domains.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the whole table (benchmarks and tests that build Sites by hand).
+    pub fn replace_all(&self, sites: HashMap<String, Arc<Site>>) {
+        let mut domains = self.domains();
+        domains.clear();
+        for site in sites.values() {
+            domains.insert(site.environment_sid.clone(), site.domain.clone());
+        }
+        self.sites.store(Arc::new(sites));
     }
 
     /// Loads every Environment with an active Deployment (at start).
