@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""sigil vs nginx, same machine, same run (driven by benches/compare.sh).
+
+Both servers serve the same 1 KiB, 16 KiB, 256 KiB and 8 MiB files, each pinned to CPU 0 with
+one worker (sigil: its runtime sees one CPU), logs off on both; the load generator runs on
+CPU 1. wrk (HTTP/1.1, keep-alive) and h2load (TLS + HTTP/2) drive them alternately, RUNS times
+each; the table shows median req/s and p99 latency and the sigil/nginx ratio. Then: protected
+(a valid X-Twilio-Signature on every request) vs public; 10,000 Environments vs 1; time from
+start to serving 1,000 Environments x 100 assets, and sigil's RSS after serving them (mapped
+file pages excluded: RssAnon).
+"""
+import concurrent.futures
+import json
+import urllib.parse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from base64 import b64encode
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "sigil")
+RUNS = int(os.environ.get("RUNS", "3"))
+DURATION = int(os.environ.get("DURATION", "10"))
+CONNS = int(os.environ.get("CONNS", "64"))
+SID = "AC0123456789abcdef0123456789abcdef"
+TOKEN = "0123456789abcdef0123456789abcdef"
+SIZES = [("1k", 1024), ("16k", 16384), ("256k", 262144), ("8m", 8388608)]
+PORTS = dict(api=19181, http=19180, https=19543, nginx_http=19190, nginx_https=19553)
+AUTH = "Basic " + b64encode(f"{SID}:{TOKEN}".encode()).decode()
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+class Sigil:
+    def __init__(self, data, extra=()):
+        self.data = data
+        env = dict(os.environ, SIGIL_ACCOUNT_SID=SID, SIGIL_AUTH_TOKEN=TOKEN, SIGIL_LOG="warn")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", "0", BIN, "serve", "--data", data,
+             "--api", f"127.0.0.1:{PORTS['api']}", "--http", f"127.0.0.1:{PORTS['http']}",
+             "--https", f"127.0.0.1:{PORTS['https']}", "--access-log", "false",
+             "--request-logs", "false", *extra],
+            env=env, stdout=subprocess.PIPE, text=True)
+        for line in self.proc.stdout:
+            if line.startswith("sigil: API listening on"):
+                break
+        self.ready = time.monotonic() - self.started
+        # Every thread (runtime workers, blocking pool) on CPU 0.
+        subprocess.run(["taskset", "-a", "-p", "-c", "0", str(self.proc.pid)], check=True,
+                       stdout=subprocess.DEVNULL)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def rss_anon_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+        return -1
+
+
+def api(method, path, form=None):
+    data = None
+    headers = {"Authorization": AUTH}
+    if form is not None:
+        data = "&".join(f"{k}={urllib.parse.quote(v, safe='')}" for k, v in form).encode()
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    req = urllib.request.Request(f"http://127.0.0.1:{PORTS['api']}/v1{path}", data=data,
+                                 headers=headers, method=method)
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read() or b"null")
+
+
+def upload(svc, asset, path, content, visibility="public"):
+    boundary = "sigilbench"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"Path\"\r\n\r\n{path}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"Visibility\"\r\n\r\n{visibility}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"Content\"; filename=\"f\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{PORTS['api']}/v1/Services/{svc}/Assets/{asset}/Versions", data=body,
+        headers={"Authorization": AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read())
+
+
+def wait_build(svc, build):
+    while api("GET", f"/Services/{svc}/Builds/{build}/Status")["status"] == "building":
+        time.sleep(0.05)
+
+
+def to_ms(value, unit):
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url, host=None, headers=()):
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNS}", f"-d{DURATION}s", "--latency"]
+    if host:
+        cmd += ["-H", f"Host: {host}"]
+    for h in headers:
+        cmd += ["-H", h]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise SystemExit(f"wrk saw errors against {url}:\n{out}")
+    return rps, to_ms(m.group(1), m.group(2))
+
+
+def h2load(url, connect_to):
+    with tempfile.NamedTemporaryFile() as logf:
+        out = subprocess.run(
+            ["taskset", "-c", "1", "h2load", f"-c{CONNS}", "-m10", "-D", str(DURATION),
+             f"--connect-to={connect_to}", "--log-file", logf.name, url],
+            capture_output=True, text=True, check=True).stdout
+        rps = float(re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", out).group(1))
+        ok = re.search(r"status codes: (\d+) 2xx", out)
+        durations = []
+        with open(logf.name) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3:
+                    durations.append(int(parts[2]))  # microseconds
+        durations.sort()
+        p99 = durations[int(len(durations) * 0.99) - 1] / 1000 if durations else float("nan")
+        if not ok or int(ok.group(1)) == 0:
+            raise SystemExit(f"h2load got no 2xx from {url}:\n{out}")
+        return rps, p99
+
+
+def median_pair(samples):
+    return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="sigil-compare.")
+    os.chmod(work, 0o755)  # nginx's workers run as an unprivileged user
+    files = os.path.join(work, "root")
+    os.makedirs(files)
+    os.makedirs(os.path.join(work, "nginx-tmp"))
+    for name, size in SIZES:
+        with open(os.path.join(files, f"{name}.bin"), "wb") as f:
+            f.write(os.urandom(size))
+        os.chmod(os.path.join(files, f"{name}.bin"), 0o644)
+    conf = open(os.path.join(ROOT, "benches", "nginx.conf")).read()
+    for k, v in dict(ROOT=files, WORK=work, HTTP=PORTS["nginx_http"], HTTPS=PORTS["nginx_https"],
+                     CERT=os.path.join(ROOT, "certs", "localhost.pem"),
+                     KEY=os.path.join(ROOT, "certs", "localhost-key.pem")).items():
+        conf = conf.replace(f"@{k}@", str(v))
+    with open(os.path.join(work, "nginx.conf"), "w") as f:
+        f.write(conf)
+
+    log(f"machine: {os.cpu_count()} CPUs; {open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}")
+    sigil = Sigil(os.path.join(work, "data"))
+    nginx = subprocess.Popen(["taskset", "-c", "0", "nginx", "-c", os.path.join(work, "nginx.conf"),
+                              "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        # Deploy the same files, plus a protected copy of the 1 KiB one.
+        svc = api("POST", "/Services", [("UniqueName", "bench"), ("FriendlyName", "bench")])["sid"]
+        env = api("POST", f"/Services/{svc}/Environments", [("UniqueName", "production")])
+        domain = env["domain_name"]
+        versions = []
+        for name, _ in SIZES:
+            asset = api("POST", f"/Services/{svc}/Assets", [("FriendlyName", name)])["sid"]
+            content = open(os.path.join(files, f"{name}.bin"), "rb").read()
+            versions.append(upload(svc, asset, f"/{name}.bin", content)["sid"])
+        asset = api("POST", f"/Services/{svc}/Assets", [("FriendlyName", "p")])["sid"]
+        prot = upload(svc, asset, "/1k-protected.bin", open(os.path.join(files, "1k.bin"), "rb").read(),
+                      visibility="protected")
+        versions.append(prot["sid"])
+        build = api("POST", f"/Services/{svc}/Builds", [("AssetVersions", v) for v in versions])["sid"]
+        wait_build(svc, build)
+        api("POST", f"/Services/{svc}/Environments/{env['sid']}/Deployments", [("BuildSid", build)])
+
+        results = {}
+        log(f"HTTP/1.1 (wrk -c{CONNS}) and TLS + HTTP/2 (h2load -c{CONNS} -m10), {RUNS} runs x {DURATION}s, alternating")
+        for name, _ in SIZES:
+            for proto in ("h1", "h2"):
+                samples = {"nginx": [], "sigil": []}
+                for run in range(RUNS):
+                    order = ["nginx", "sigil"] if run % 2 == 0 else ["sigil", "nginx"]
+                    for server in order:
+                        if proto == "h1":
+                            if server == "nginx":
+                                r = wrk(f"http://127.0.0.1:{PORTS['nginx_http']}/{name}.bin")
+                            else:
+                                r = wrk(f"http://127.0.0.1:{PORTS['http']}/{name}.bin", host=domain)
+                        else:
+                            port = PORTS["nginx_https"] if server == "nginx" else PORTS["https"]
+                            r = h2load(f"https://{domain}:{port}/{name}.bin", f"127.0.0.1:{port}")
+                        samples[server].append(r)
+                        log(f"  {proto} {name:>4} {server:<5} run {run + 1}: {r[0]:>10.0f} req/s  p99 {r[1]:.2f} ms")
+                results[(proto, name)] = {s: median_pair(v) for s, v in samples.items()}
+
+        print()
+        print(f"| protocol | file | nginx req/s | sigil req/s | sigil/nginx | nginx p99 ms | sigil p99 ms |")
+        print(f"|---|---|---|---|---|---|---|")
+        for (proto, name), r in results.items():
+            label = "HTTP/1.1" if proto == "h1" else "TLS+HTTP/2"
+            (n_rps, n_p99), (s_rps, s_p99) = r["nginx"], r["sigil"]
+            print(f"| {label} | {name} | {n_rps:,.0f} | {s_rps:,.0f} | {s_rps / n_rps:.2f}x | {n_p99:.2f} | {s_p99:.2f} |")
+        nginx.terminate()
+        nginx.wait()
+        return work, sigil, domain, svc, results
+    except BaseException:
+        nginx.terminate()
+        sigil.stop()
+        raise
+
+
+def extras(work, sigil, domain, svc):
+    # Protected (a valid signature on every request) vs public, 1 KiB.
+    url = f"http://{domain}:{PORTS['http']}/1k-protected.bin"
+    sig = subprocess.run([BIN, "signature", "compute", "--url", url, "--token", TOKEN],
+                         capture_output=True, text=True, check=True).stdout
+    sig = re.search(r"^signature (\S+)$", sig, re.M).group(1)
+    pub, prot = [], []
+    for run in range(RUNS):
+        pub.append(wrk(f"http://127.0.0.1:{PORTS['http']}/1k.bin", host=domain))
+        prot.append(wrk(f"http://127.0.0.1:{PORTS['http']}/1k-protected.bin", host=f"{domain}:{PORTS['http']}",
+                        headers=[f"X-Twilio-Signature: {sig}"]))
+    pub_m, prot_m = median_pair(pub)[0], median_pair(prot)[0]
+
+    # 10,000 Environments vs 1.
+    build = api("GET", f"/Services/{svc}/Builds")["builds"][0]["sid"]
+    one = [wrk(f"http://127.0.0.1:{PORTS['http']}/1k.bin", host=domain) for _ in range(RUNS)]
+    t0 = time.monotonic()
+
+    def add_env(i):
+        e = api("POST", f"/Services/{svc}/Environments", [("UniqueName", f"e{i}"), ("DomainSuffix", f"e{i}")])
+        api("POST", f"/Services/{svc}/Environments/{e['sid']}/Deployments", [("BuildSid", build)])
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(add_env, range(1, 10_000)))
+    setup = time.monotonic() - t0
+    many = [wrk(f"http://127.0.0.1:{PORTS['http']}/1k.bin", host=domain) for _ in range(RUNS)]
+    one_m, many_m = median_pair(one)[0], median_pair(many)[0]
+    sigil.stop()
+
+    # Start-up with 1,000 Environments x 100 assets (each Environment its own Build).
+    data = os.path.join(work, "scale")
+    s = Sigil(data)
+    svc2 = api("POST", "/Services", [("UniqueName", "scale"), ("FriendlyName", "scale")])["sid"]
+    vers = []
+    for i in range(100):
+        a = api("POST", f"/Services/{svc2}/Assets", [("FriendlyName", f"a{i}")])["sid"]
+        vers.append(upload(svc2, a, f"/assets/file{i}.bin", os.urandom(1024))["sid"])
+
+    def env_with_build(i):
+        b = api("POST", f"/Services/{svc2}/Builds", [("AssetVersions", v) for v in vers])["sid"]
+        wait_build(svc2, b)
+        e = api("POST", f"/Services/{svc2}/Environments", [("UniqueName", f"s{i}"), ("DomainSuffix", f"s{i}")])
+        api("POST", f"/Services/{svc2}/Environments/{e['sid']}/Deployments", [("BuildSid", b)])
+        return e["domain_name"]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        domains = list(pool.map(env_with_build, range(1000)))
+    s.stop()
+    t0 = time.monotonic()
+    s = Sigil(data)
+    last = domains[-1]
+    while True:
+        req = urllib.request.Request(f"http://127.0.0.1:{PORTS['http']}/assets/file99.bin", headers={"Host": last})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                if r.status == 200:
+                    break
+        except Exception:
+            time.sleep(0.01)
+    startup = time.monotonic() - t0
+    for i, d in enumerate(domains):
+        req = urllib.request.Request(f"http://127.0.0.1:{PORTS['http']}/assets/file{i % 100}.bin", headers={"Host": d})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            r.read()
+    rss = s.rss_anon_kib()
+    s.stop()
+
+    print()
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| protected 1 KiB (valid signature on every request) / public 1 KiB, HTTP/1.1 | {prot_m:,.0f} / {pub_m:,.0f} req/s = {prot_m / pub_m:.2f}x |")
+    print(f"| 1 KiB with 10,000 Environments deployed / with 1 | {many_m:,.0f} / {one_m:,.0f} req/s = {many_m / one_m:.2f}x (setup of 9,999 Environments + Deployments: {setup:.0f} s) |")
+    print(f"| start to serving 1,000 Environments x 100 assets | {startup * 1000:.0f} ms |")
+    print(f"| sigil RSS after serving them (RssAnon: mapped file pages excluded) | {rss / 1024:.1f} MiB |")
+
+
+if __name__ == "__main__":
+    work, sigil, domain, svc, _ = main()
+    try:
+        extras(work, sigil, domain, svc)
+    finally:
+        sigil.stop()
+        shutil.rmtree(work, ignore_errors=True)
