@@ -28,7 +28,12 @@ fn signatures(c: &mut Criterion) {
 
     let url = "https://hello-1234.twil.io/sms.xml";
     let params: Vec<(String, String)> = (0..10)
-        .map(|i| (format!("Param{i}"), format!("value number {i} +14155551234")))
+        .map(|i| {
+            (
+                format!("Param{i}"),
+                format!("value number {i} +14155551234"),
+            )
+        })
         .collect();
     let sig = signature::sign(token, &signature::signed_string(url, &params));
     g.bench_function("form_post_10_params", |b| {
@@ -36,10 +41,15 @@ fn signatures(c: &mut Criterion) {
     });
 
     let body = "{\"Body\":\"hello\",\"n\":1}".repeat(40);
-    let url = format!("https://hello-1234.twil.io/hook.xml?bodySHA256={}", signature::body_sha256(body.as_bytes()));
+    let url = format!(
+        "https://hello-1234.twil.io/hook.xml?bodySHA256={}",
+        signature::body_sha256(body.as_bytes())
+    );
     let sig = signature::sign(token, &url);
     g.bench_function("json_body_sha256_1k", |b| {
-        b.iter(|| assert!(signature::validate(&[token], &url, Payload::Body(body.as_bytes()), &sig).valid))
+        b.iter(|| {
+            assert!(signature::validate(&[token], &url, Payload::Body(body.as_bytes()), &sig).valid)
+        })
     });
     g.finish();
 }
@@ -66,7 +76,10 @@ fn routes(c: &mut Criterion) {
                 (0..1000)
                     .map(|a| {
                         let path = format!("/assets/build{b}/file-{a}.txt");
-                        (path.clone(), Arc::new(EdgeAsset::new(&entry(path, b * 1000 + a), false, &[])))
+                        (
+                            path.clone(),
+                            Arc::new(EdgeAsset::new(&entry(path, b * 1000 + a), false, &[])),
+                        )
                     })
                     .collect(),
             )
@@ -93,7 +106,9 @@ fn routes(c: &mut Criterion) {
     c.bench_function("route_lookup_10k_envs_x_1k_assets", |b| {
         b.iter(|| {
             i = (i + 7919) % 10_000;
-            let site = table.lookup(&format!("service{i}-1234.twil.io")).expect("site");
+            let site = table
+                .lookup(&format!("service{i}-1234.twil.io"))
+                .expect("site");
             let path = format!("/assets/build{}/file-{}.txt", i % 100, i % 1000);
             assert!(site.lookup(&path).is_some());
         })
@@ -102,14 +117,26 @@ fn routes(c: &mut Criterion) {
 
 fn semantics(c: &mut Criterion) {
     let mut headers = HeaderMap::new();
-    headers.insert("if-none-match", "\"x\", \"y\", \"0123456789abcdef0123456789abcdef\"".parse().expect("h"));
-    headers.insert("if-modified-since", "Sun, 09 Sep 2001 01:46:40 GMT".parse().expect("h"));
+    headers.insert(
+        "if-none-match",
+        "\"x\", \"y\", \"0123456789abcdef0123456789abcdef\""
+            .parse()
+            .expect("h"),
+    );
+    headers.insert(
+        "if-modified-since",
+        "Sun, 09 Sep 2001 01:46:40 GMT".parse().expect("h"),
+    );
     let etag = "\"0123456789abcdef0123456789abcdef\"";
     c.bench_function("preconditions", |b| {
         b.iter(|| conditional::evaluate(&Method::GET, &headers, etag, 1_000_000_000))
     });
-    c.bench_function("range_ios_probe", |b| b.iter(|| range::evaluate("bytes=0-1", 1_000_000)));
-    c.bench_function("range_suffix", |b| b.iter(|| range::evaluate("bytes=-500", 1_000_000)));
+    c.bench_function("range_ios_probe", |b| {
+        b.iter(|| range::evaluate("bytes=0-1", 1_000_000))
+    });
+    c.bench_function("range_suffix", |b| {
+        b.iter(|| range::evaluate("bytes=-500", 1_000_000))
+    });
 }
 
 /// A whole GET of a public 1 KiB asset through `Edge::handle`, no socket.
@@ -121,7 +148,10 @@ fn whole_request(c: &mut Criterion) {
     use sigil::edge::{ApiBackend, Conn, Edge, EdgeConfig};
     use sigil::store::{BlobStore, Metadata, SqliteStore};
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let dir = tempfile::tempdir().expect("dir");
     let (edge, domain) = rt.block_on(async {
         let store: Arc<dyn Metadata> = Arc::new(SqliteStore::open(&dir.path().join("m.db")).expect("store"));

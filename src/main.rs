@@ -12,6 +12,11 @@ use sigil::config::{
 use sigil::deploy::{self, client::Client, project::FileKind};
 use sigil::signature;
 
+/// mimalloc: hyper, h2 and rustls allocate and free small buffers on every request, where
+/// glibc's allocator showed up at ~8% of CPU in profiles of HTTP/2 serving.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// EX_USAGE: a bad configuration.
 const EXIT_CONFIG: u8 = 64;
 

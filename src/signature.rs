@@ -166,7 +166,9 @@ pub fn validate(tokens: &[&str], url: &str, payload: Payload<'_>, signature: &st
         let data = signed_string(u, params);
         valid = tokens.iter().any(|token| {
             let mac = hmac_sha1(token, &data);
-            expected.as_deref().is_some_and(|e| bool::from(e.ct_eq(&mac)))
+            expected
+                .as_deref()
+                .is_some_and(|e| bool::from(e.ct_eq(&mac)))
         });
         tried.push(data);
         if valid {

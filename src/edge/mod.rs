@@ -211,7 +211,12 @@ impl Edge {
             }
         };
         let host = host_name(&authority);
-        if self.config.api_hosts.iter().any(|h| h.as_str() == host.as_ref()) {
+        if self
+            .config
+            .api_hosts
+            .iter()
+            .any(|h| h.as_str() == host.as_ref())
+        {
             let ApiBackend::InProcess(cp) = &self.api;
             return cp.handle(req).await;
         }

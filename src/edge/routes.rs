@@ -57,7 +57,11 @@ pub struct EdgeAsset {
 
 impl EdgeAsset {
     /// The edge's view of a manifest entry and its precompressed variants.
-    pub fn new(entry: &Entry, is_function: bool, encoded: &[crate::manifest::Encoded]) -> EdgeAsset {
+    pub fn new(
+        entry: &Entry,
+        is_function: bool,
+        encoded: &[crate::manifest::Encoded],
+    ) -> EdgeAsset {
         let content_type = entry.content_type();
         let base = &entry.sha256[..32.min(entry.sha256.len())];
         let etag = |suffix: &str| {
@@ -190,7 +194,8 @@ impl Loader {
             }
         }
         let assets = Arc::new(assets);
-        self.by_build.insert(build_sid.to_owned(), Arc::clone(&assets));
+        self.by_build
+            .insert(build_sid.to_owned(), Arc::clone(&assets));
         assets
     }
 

@@ -208,7 +208,15 @@ fn builder() -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    // Windows large enough that flow control does not stall a fast client, and room for
+    // many concurrent streams (h2load -m10, browsers fetching a page's assets).
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(8 << 20)
+        .max_send_buf_size(1 << 20);
     builder
 }
 
