@@ -40,15 +40,19 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
+PORTS_B = dict(api=19281, http=19280, https=19643)
+
+
 class Sigil:
-    def __init__(self, data, extra=()):
+    def __init__(self, data, extra=(), ports=None):
+        ports = ports or PORTS
         self.data = data
         env = dict(os.environ, SIGIL_ACCOUNT_SID=SID, SIGIL_AUTH_TOKEN=TOKEN, SIGIL_LOG="warn")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             ["taskset", "-c", "0", BIN, "serve", "--data", data,
-             "--api", f"127.0.0.1:{PORTS['api']}", "--http", f"127.0.0.1:{PORTS['http']}",
-             "--https", f"127.0.0.1:{PORTS['https']}", "--access-log", "false",
+             "--api", f"127.0.0.1:{ports['api']}", "--http", f"127.0.0.1:{ports['http']}",
+             "--https", f"127.0.0.1:{ports['https']}", "--access-log", "false",
              "--request-logs", "false", *extra],
             env=env, stdout=subprocess.PIPE, text=True)
         for line in self.proc.stdout:
@@ -75,33 +79,35 @@ class Sigil:
         return -1
 
 
-def api(method, path, form=None):
+def api(method, path, form=None, port=None):
+    port = port or PORTS["api"]
     data = None
     headers = {"Authorization": AUTH}
     if form is not None:
         data = "&".join(f"{k}={urllib.parse.quote(v, safe='')}" for k, v in form).encode()
         headers["Content-Type"] = "application/x-www-form-urlencoded"
-    req = urllib.request.Request(f"http://127.0.0.1:{PORTS['api']}/v1{path}", data=data,
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1{path}", data=data,
                                  headers=headers, method=method)
     with urllib.request.urlopen(req, timeout=120) as r:
         return json.loads(r.read() or b"null")
 
 
-def upload(svc, asset, path, content, visibility="public"):
+def upload(svc, asset, path, content, visibility="public", port=None):
+    port = port or PORTS["api"]
     boundary = "sigilbench"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"Path\"\r\n\r\n{path}\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"Visibility\"\r\n\r\n{visibility}\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"Content\"; filename=\"f\"\r\n"
             f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
     req = urllib.request.Request(
-        f"http://127.0.0.1:{PORTS['api']}/v1/Services/{svc}/Assets/{asset}/Versions", data=body,
+        f"http://127.0.0.1:{port}/v1/Services/{svc}/Assets/{asset}/Versions", data=body,
         headers={"Authorization": AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"})
     with urllib.request.urlopen(req, timeout=120) as r:
         return json.loads(r.read())
 
 
-def wait_build(svc, build):
-    while api("GET", f"/Services/{svc}/Builds/{build}/Status")["status"] == "building":
+def wait_build(svc, build, port=None):
+    while api("GET", f"/Services/{svc}/Builds/{build}/Status", port=port)["status"] == "building":
         time.sleep(0.05)
 
 
@@ -239,20 +245,34 @@ def extras(work, sigil, domain, svc):
                         headers=[f"X-Twilio-Signature: {sig}"]))
     pub_m, prot_m = median_pair(pub)[0], median_pair(prot)[0]
 
-    # 10,000 Environments vs 1.
-    build = api("GET", f"/Services/{svc}/Builds")["builds"][0]["sid"]
-    one = [wrk(f"http://127.0.0.1:{PORTS['http']}/1k.bin", host=domain) for _ in range(RUNS)]
+    # 10,000 Environments vs 1: a second sigil serves the same 1 KiB file from one of 10,000
+    # deployed Environments; the two are measured alternately, like nginx and sigil above.
+    b_port = PORTS_B["api"]
+    many_sigil = Sigil(os.path.join(work, "many"), ports=PORTS_B)
+    svc_b = api("POST", "/Services", [("UniqueName", "many"), ("FriendlyName", "many")], port=b_port)["sid"]
+    asset_b = api("POST", f"/Services/{svc_b}/Assets", [("FriendlyName", "1k")], port=b_port)["sid"]
+    content = open(os.path.join(work, "root", "1k.bin"), "rb").read()
+    ver_b = upload(svc_b, asset_b, "/1k.bin", content, port=b_port)["sid"]
+    build_b = api("POST", f"/Services/{svc_b}/Builds", [("AssetVersions", ver_b)], port=b_port)["sid"]
+    wait_build(svc_b, build_b, port=b_port)
     t0 = time.monotonic()
 
     def add_env(i):
-        e = api("POST", f"/Services/{svc}/Environments", [("UniqueName", f"e{i}"), ("DomainSuffix", f"e{i}")])
-        api("POST", f"/Services/{svc}/Environments/{e['sid']}/Deployments", [("BuildSid", build)])
+        form = [("UniqueName", f"e{i}")] + ([("DomainSuffix", f"e{i}")] if i else [])
+        e = api("POST", f"/Services/{svc_b}/Environments", form, port=b_port)
+        api("POST", f"/Services/{svc_b}/Environments/{e['sid']}/Deployments", [("BuildSid", build_b)], port=b_port)
+        return e["domain_name"]
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        list(pool.map(add_env, range(1, 10_000)))
+        many_domains = list(pool.map(add_env, range(10_000)))
     setup = time.monotonic() - t0
-    many = [wrk(f"http://127.0.0.1:{PORTS['http']}/1k.bin", host=domain) for _ in range(RUNS)]
+    target = many_domains[5_000]
+    one, many = [], []
+    for run in range(RUNS):
+        one.append(wrk(f"http://127.0.0.1:{PORTS['http']}/1k.bin", host=domain))
+        many.append(wrk(f"http://127.0.0.1:{PORTS_B['http']}/1k.bin", host=target))
     one_m, many_m = median_pair(one)[0], median_pair(many)[0]
+    many_sigil.stop()
     sigil.stop()
 
     # Start-up with 1,000 Environments x 100 assets (each Environment its own Build).
@@ -297,7 +317,7 @@ def extras(work, sigil, domain, svc):
     print("| measure | value |")
     print("|---|---|")
     print(f"| protected 1 KiB (valid signature on every request) / public 1 KiB, HTTP/1.1 | {prot_m:,.0f} / {pub_m:,.0f} req/s = {prot_m / pub_m:.2f}x |")
-    print(f"| 1 KiB with 10,000 Environments deployed / with 1 | {many_m:,.0f} / {one_m:,.0f} req/s = {many_m / one_m:.2f}x (setup of 9,999 Environments + Deployments: {setup:.0f} s) |")
+    print(f"| 1 KiB with 10,000 Environments deployed / with 1 (two instances, alternating) | {many_m:,.0f} / {one_m:,.0f} req/s = {many_m / one_m:.2f}x (setup of 10,000 Environments + Deployments: {setup:.0f} s) |")
     print(f"| start to serving 1,000 Environments x 100 assets | {startup * 1000:.0f} ms |")
     print(f"| sigil RSS after serving them (RssAnon: mapped file pages excluded) | {rss / 1024:.1f} MiB |")
 
