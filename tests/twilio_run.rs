@@ -6,20 +6,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{twilio_run, twilio_signature, Sigil, ACCOUNT_SID, AUTH_TOKEN};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let dest = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).expect("copy");
-        }
-    }
-}
+use support::{copy_dir, twilio_run, twilio_signature, Sigil, ACCOUNT_SID, AUTH_TOKEN};
 
 fn run(bin: &Path, dir: &Path, api: &str, args: &[&str]) -> String {
     let preload = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/twilio-run-preload.js");

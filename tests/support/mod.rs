@@ -347,6 +347,20 @@ pub fn python_path() -> PathBuf {
     deps
 }
 
+/// Copies a directory tree (test fixtures into a scratch directory).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let dest = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).expect("copy");
+        }
+    }
+}
+
 /// The `twilio-run` CLI (npm package `twilio-run@5`), installed with npm into the test
 /// build's temp dir on first use (CI's `.ci/run` installs it up front).
 pub fn twilio_run() -> PathBuf {
