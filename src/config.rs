@@ -199,6 +199,10 @@ pub struct ServeArgs {
     /// One log line per edge request (`--access-log false` to turn it off).
     #[arg(long, env = "SIGIL_ACCESS_LOG", default_value_t = true, action = ArgAction::Set)]
     pub access_log: bool,
+    /// Runtime worker threads [default: the CPUs this process may run on]; 1 uses the
+    /// current-thread scheduler.
+    #[arg(long, env = "SIGIL_WORKERS")]
+    pub workers: Option<usize>,
     /// One Log line per edge request in the API's Logs resource (`--request-logs false` to
     /// turn it off, e.g. under load tests).
     #[arg(long, env = "SIGIL_REQUEST_LOGS", default_value_t = true, action = ArgAction::Set)]
@@ -342,6 +346,8 @@ pub struct Config {
     pub access_log: bool,
     /// Logs resource lines on or off.
     pub request_logs: bool,
+    /// Runtime worker threads (≥ 1).
+    pub workers: usize,
 }
 
 impl Config {
@@ -424,6 +430,11 @@ impl Config {
             cache_bytes: args.cache_size.saturating_mul(1024 * 1024),
             access_log: args.access_log,
             request_logs: args.request_logs,
+            workers: match args.workers {
+                Some(0) => return Err(ConfigError("--workers must be at least 1".into())),
+                Some(n) => n,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            },
         })
     }
 }
@@ -466,6 +477,7 @@ mod tests {
             cache_size: 1,
             access_log: true,
             request_logs: true,
+            workers: None,
         }
     }
 
@@ -482,5 +494,9 @@ mod tests {
         let mut bad = args("localhost", None);
         bad.trusted_proxy = vec!["nope".into()];
         assert!(Config::from_args(bad).is_err());
+        let mut zero = args("localhost", None);
+        zero.workers = Some(0);
+        assert!(Config::from_args(zero).is_err());
+        assert!(c.workers >= 1);
     }
 }

@@ -23,7 +23,17 @@ fn metric(sigil: &Sigil, name: &str) -> u64 {
 
 #[test]
 fn http1_keep_alive_http2_and_tls() {
-    let sigil = Sigil::start();
+    protocols(&[]);
+}
+
+/// One worker: the current-thread scheduler serves everything the same way.
+#[test]
+fn one_worker_serves_every_protocol() {
+    protocols(&["--workers", "1"]);
+}
+
+fn protocols(flags: &[&str]) {
+    let sigil = Sigil::start_with(flags);
     let api = sigil.client();
     let site = api.deploy_site("proto", &[("/a.txt", "public", b"abc", "text/plain")]);
     let d = site.domain.as_str();
@@ -213,4 +223,24 @@ fn metrics_and_request_logs() {
         Some("ZD")
     );
     assert_eq!(first["request_sid"].as_str().map(|s| &s[..2]), Some("RQ"));
+}
+
+#[test]
+fn request_logs_can_be_turned_off() {
+    let sigil = Sigil::start_with(&["--request-logs", "false"]);
+    let api = sigil.client();
+    let site = api.deploy_site("quiet", &[("/a.txt", "public", b"a", "text/plain")]);
+    let edge = sigil.edge(&[&site.domain]);
+    for _ in 0..3 {
+        edge.get(&edge.url(&site.domain, "/a.txt"), &[]).expect(200);
+    }
+    // The writer batches every 50 ms; give it ample time to (not) write.
+    std::thread::sleep(Duration::from_millis(500));
+    let logs = api
+        .get(&format!(
+            "/v1/Services/{}/Environments/{}/Logs",
+            site.svc, site.env
+        ))
+        .expect(200);
+    assert_eq!(logs.json["logs"], serde_json::json!([]));
 }
