@@ -58,6 +58,8 @@ class Sigil:
         for line in self.proc.stdout:
             if line.startswith("sigil: API listening on"):
                 break
+        if self.proc.poll() is not None:
+            raise SystemExit(f"sigil did not start (exit {self.proc.returncode}); are ports {ports} free?")
         self.ready = time.monotonic() - self.started
         # Every thread (runtime workers, blocking pool) on CPU 0.
         subprocess.run(["taskset", "-a", "-p", "-c", "0", str(self.proc.pid)], check=True,
