@@ -331,14 +331,7 @@ fn uploads_over_the_limit_get_413() {
     let sigil = Sigil::start();
     let api = sigil.client();
     let zs = api.service("big");
-    let zh = api
-        .post(
-            &format!("/v1/Services/{zs}/Assets"),
-            &[("FriendlyName", "a")],
-        )
-        .expect(201)
-        .s("sid");
-    let url = format!("/v1/Services/{zs}/Assets/{zh}/Versions");
+    let url = api.versions_url(&zs, "Assets");
     let upload = |size: usize, vis: &str| {
         api.upload(
             &url,
@@ -377,14 +370,7 @@ fn malformed_uploads() {
     let sigil = Sigil::start();
     let api = sigil.client();
     let zs = api.service("uploads");
-    let zh = api
-        .post(
-            &format!("/v1/Services/{zs}/Assets"),
-            &[("FriendlyName", "a")],
-        )
-        .expect(201)
-        .s("sid");
-    let url = format!("/v1/Services/{zs}/Assets/{zh}/Versions");
+    let url = api.versions_url(&zs, "Assets");
     let content = || Part::file("Content", b"x".to_vec(), "x", "text/plain");
     for (parts, named) in [
         (vec![Part::text("Visibility", "public"), content()], "Path"),

@@ -363,16 +363,10 @@ fn upload_parts_in_any_order_and_content_type_kept() {
     let sigil = Sigil::start();
     let api = sigil.client();
     let zs = api.service("order");
-    let zh = api
-        .post(
-            &format!("/v1/Services/{zs}/Assets"),
-            &[("FriendlyName", "a")],
-        )
-        .expect(201)
-        .s("sid");
+    let versions = api.versions_url(&zs, "Assets");
     let r = api
         .upload(
-            &format!("/v1/Services/{zs}/Assets/{zh}/Versions"),
+            &versions,
             vec![
                 Part::file(
                     "Content",

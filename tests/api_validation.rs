@@ -10,14 +10,7 @@ fn version_paths() {
     let sigil = Sigil::start();
     let api = sigil.client();
     let zs = api.service("paths");
-    let zh = api
-        .post(
-            &format!("/v1/Services/{zs}/Assets"),
-            &[("FriendlyName", "a")],
-        )
-        .expect(201)
-        .s("sid");
-    let url = format!("/v1/Services/{zs}/Assets/{zh}/Versions");
+    let url = api.versions_url(&zs, "Assets");
     let up = |path: &str| {
         api.upload(
             &url,
@@ -213,17 +206,11 @@ fn at_most_1000_public_and_protected_assets() {
     let sigil = Sigil::start();
     let api = sigil.client();
     let zs = api.service("thousand");
-    let zh = api
-        .post(
-            &format!("/v1/Services/{zs}/Assets"),
-            &[("FriendlyName", "a")],
-        )
-        .expect(201)
-        .s("sid");
+    let versions = api.versions_url(&zs, "Assets");
     let sids: Vec<String> = (0..1001)
         .map(|i| {
             api.upload(
-                &format!("/v1/Services/{zs}/Assets/{zh}/Versions"),
+                &versions,
                 vec![
                     Part::text("Path", &format!("/f{i}")),
                     Part::text(

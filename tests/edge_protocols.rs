@@ -116,13 +116,7 @@ fn the_api_through_the_edge_by_host_name() {
     // An upload to the upload host.
     let api = sigil.client();
     let zs = api.service("via-edge");
-    let zh = api
-        .post(
-            &format!("/v1/Services/{zs}/Assets"),
-            &[("FriendlyName", "a")],
-        )
-        .expect(201)
-        .s("sid");
+    let versions = api.versions_url(&zs, "Assets");
     let form = reqwest::blocking::multipart::Form::new()
         .text("Path", "/up.txt")
         .text("Visibility", "public")
@@ -136,10 +130,7 @@ fn the_api_through_the_edge_by_host_name() {
     let r = edge
         .send(
             edge.http
-                .post(edge.tls_url(
-                    "serverless-upload.localhost",
-                    &format!("/v1/Services/{zs}/Assets/{zh}/Versions"),
-                ))
+                .post(edge.tls_url("serverless-upload.localhost", &versions))
                 .basic_auth(support::ACCOUNT_SID, Some(support::AUTH_TOKEN))
                 .multipart(form),
         )

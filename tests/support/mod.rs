@@ -651,6 +651,18 @@ impl Api {
             .expect(201)
     }
 
+    /// Creates an Asset (or Function, with `kind` = "Functions"); returns its Versions URL.
+    pub fn versions_url(&self, svc: &str, kind: &str) -> String {
+        let res = self
+            .post(
+                &format!("/v1/Services/{svc}/{kind}"),
+                &[("FriendlyName", "a")],
+            )
+            .expect(201)
+            .s("sid");
+        format!("/v1/Services/{svc}/{kind}/{res}/Versions")
+    }
+
     /// Creates an Asset (or Function, with `kind` = "Functions") and uploads one version.
     /// Returns (resource sid, version sid).
     pub fn version(
