@@ -199,6 +199,19 @@ pub struct ServeArgs {
     /// One log line per edge request (`--access-log false` to turn it off).
     #[arg(long, env = "SIGIL_ACCESS_LOG", default_value_t = true, action = ArgAction::Set)]
     pub access_log: bool,
+    /// Seconds a client may take to send a request's headers (slowloris; also bounds how long
+    /// an idle keep-alive connection waits for its next request).
+    #[arg(long, env = "SIGIL_HEADER_READ_TIMEOUT", default_value_t = 10)]
+    pub header_read_timeout: u64,
+    /// Seconds a TLS handshake may take.
+    #[arg(long, env = "SIGIL_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10)]
+    pub tls_handshake_timeout: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM / SIGINT.
+    #[arg(long, env = "SIGIL_DRAIN_TIMEOUT", default_value_t = 10)]
+    pub drain_timeout: u64,
+    /// Open connections at most, across all listeners; more are closed at once.
+    #[arg(long, env = "SIGIL_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
     /// Runtime worker threads [default: the CPUs this process may run on]; 1 uses the
     /// current-thread scheduler.
     #[arg(long, env = "SIGIL_WORKERS")]
@@ -348,6 +361,14 @@ pub struct Config {
     pub request_logs: bool,
     /// Runtime worker threads (≥ 1).
     pub workers: usize,
+    /// Header-read timeout.
+    pub header_read_timeout: std::time::Duration,
+    /// TLS handshake timeout.
+    pub tls_handshake_timeout: std::time::Duration,
+    /// Drain deadline on shutdown.
+    pub drain_timeout: std::time::Duration,
+    /// Connection cap.
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -430,6 +451,13 @@ impl Config {
             cache_bytes: args.cache_size.saturating_mul(1024 * 1024),
             access_log: args.access_log,
             request_logs: args.request_logs,
+            header_read_timeout: secs("--header-read-timeout", args.header_read_timeout)?,
+            tls_handshake_timeout: secs("--tls-handshake-timeout", args.tls_handshake_timeout)?,
+            drain_timeout: std::time::Duration::from_secs(args.drain_timeout),
+            max_connections: match args.max_connections {
+                0 => return Err(ConfigError("--max-connections must be at least 1".into())),
+                n => n,
+            },
             workers: match args.workers {
                 Some(0) => return Err(ConfigError("--workers must be at least 1".into())),
                 Some(n) => n,
@@ -437,6 +465,14 @@ impl Config {
             },
         })
     }
+}
+
+/// A timeout of at least one second.
+fn secs(flag: &str, value: u64) -> Result<std::time::Duration, ConfigError> {
+    if value == 0 {
+        return Err(ConfigError(format!("{flag} must be at least 1 second")));
+    }
+    Ok(std::time::Duration::from_secs(value))
 }
 
 /// Whether `name` is a DNS name: dot-separated labels of 1..=63 letters, digits and inner dashes.
@@ -478,6 +514,10 @@ mod tests {
             access_log: true,
             request_logs: true,
             workers: None,
+            header_read_timeout: 10,
+            tls_handshake_timeout: 10,
+            drain_timeout: 10,
+            max_connections: 100,
         }
     }
 

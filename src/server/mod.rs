@@ -16,9 +16,8 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::control::logs::LogSink;
@@ -30,12 +29,6 @@ use crate::edge::{ApiBackend, Conn, Edge, EdgeConfig};
 use crate::store::{BlobStore, Metadata, SqliteStore};
 use crate::Body;
 
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a TLS handshake may take.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long in-flight requests get to finish after a shutdown signal.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// How often the edge re-reads auth tokens (rotation by `sigil account token …`).
 const TOKEN_REFRESH: Duration = Duration::from_secs(2);
 
@@ -91,6 +84,18 @@ enum Role {
 struct App {
     control: Arc<ControlPlane>,
     edge: Arc<Edge>,
+    /// One permit per open connection, across all listeners (`--max-connections`).
+    connections: Arc<Semaphore>,
+    limits: Limits,
+}
+
+/// Connection limits and timeouts (from `sigil serve` flags).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    header_read: Duration,
+    tls_handshake: Duration,
+    drain: Duration,
+    max_connections: usize,
 }
 
 /// Runs sigil until `shutdown` resolves. Prints on standard output, once it serves:
@@ -175,17 +180,36 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let app = Arc::new(App { control, edge });
+    let limits = Limits {
+        header_read: config.header_read_timeout,
+        tls_handshake: config.tls_handshake_timeout,
+        drain: config.drain_timeout,
+        max_connections: config.max_connections.min(Semaphore::MAX_PERMITS),
+    };
+    let app = Arc::new(App {
+        control,
+        edge,
+        connections: Arc::new(Semaphore::new(limits.max_connections)),
+        limits,
+    });
     tokio::join!(
         serve(api, Role::Api, Arc::clone(&app), stop_rx.clone()),
         serve(http, Role::Edge, Arc::clone(&app), stop_rx.clone()),
         serve(
             https,
             Role::EdgeTls(tokio_rustls::TlsAcceptor::from(tls)),
-            app,
+            Arc::clone(&app),
             stop_rx
         ),
     );
+    // Listeners are closed; every connection was told to finish its requests and close.
+    // All permits back means all connections are gone.
+    tracing::info!("shutting down: draining connections");
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    match tokio::time::timeout(limits.drain, app.connections.acquire_many(all)).await {
+        Ok(_) => tracing::info!("all connections closed"),
+        Err(_) => tracing::warn!("drain deadline passed; closing the remaining connections"),
+    }
     Ok(())
 }
 
@@ -201,12 +225,12 @@ async fn refresh_tokens(store: Arc<dyn Metadata>, tokens: Arc<Tokens>) {
     }
 }
 
-fn builder() -> auto::Builder<TokioExecutor> {
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(limits.header_read)
         .keep_alive(true);
     // Windows large enough that flow control does not stall a fast client, and room for
     // many concurrent streams (h2load -m10, browsers fetching a page's assets).
@@ -221,8 +245,7 @@ fn builder() -> auto::Builder<TokioExecutor> {
 }
 
 async fn serve(listener: TcpListener, role: Role, app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let builder = Arc::new(builder());
-    let graceful = Arc::new(GracefulShutdown::new());
+    let builder = Arc::new(builder(&app.limits));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -236,6 +259,12 @@ async fn serve(listener: TcpListener, role: Role, app: Arc<App>, mut stop: watch
             },
             _ = stop.changed() => break,
         };
+        // At the connection cap, a new connection is closed at once: the open ones keep
+        // being served.
+        let Ok(permit) = Arc::clone(&app.connections).try_acquire_owned() else {
+            tracing::warn!(%peer, "connection refused: --max-connections reached");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         tokio::spawn(connection(
             stream,
@@ -243,19 +272,9 @@ async fn serve(listener: TcpListener, role: Role, app: Arc<App>, mut stop: watch
             role.clone(),
             Arc::clone(&app),
             Arc::clone(&builder),
-            Arc::clone(&graceful),
+            stop.clone(),
+            permit,
         ));
-    }
-    drop(listener);
-    let graceful = Arc::into_inner(graceful);
-    if let Some(graceful) = graceful {
-        tokio::select! {
-            () = graceful.shutdown() => {},
-            () = tokio::time::sleep(DRAIN_DEADLINE) => tracing::warn!("drain deadline passed; closing"),
-        }
-    } else {
-        // Connections still being set up hold the watcher; give them the deadline.
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -265,7 +284,8 @@ async fn connection(
     role: Role,
     app: Arc<App>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    graceful: Arc<GracefulShutdown>,
+    stop: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
 ) {
     let _active = (!matches!(role, Role::Api)).then(|| app.edge.metrics.connection());
     let scheme = if matches!(role, Role::EdgeTls(_)) {
@@ -284,29 +304,56 @@ async fn connection(
     };
     let result = match role {
         Role::EdgeTls(acceptor) => {
-            let tls =
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            graceful.watch(conn.into_owned()).await
+            let tls = match tokio::time::timeout(app.limits.tls_handshake, acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            drive(
+                builder.serve_connection_with_upgrades(TokioIo::new(tls), service),
+                stop,
+            )
+            .await
         }
         Role::Api | Role::Edge => {
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            graceful.watch(conn.into_owned()).await
+            drive(
+                builder.serve_connection_with_upgrades(TokioIo::new(stream), service),
+                stop,
+            )
+            .await
         }
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+}
+
+/// Serves a connection; on shutdown, lets its in-flight requests finish and then closes it
+/// (HTTP/1.1: no further keep-alive; HTTP/2: GOAWAY).
+async fn drive<I, S>(
+    conn: auto::UpgradeableConnection<'_, I, S, TokioExecutor>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = hyper::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => return res,
+        _ = stop.changed() => conn.as_mut().graceful_shutdown(),
+    }
+    conn.await
 }
 
 async fn dispatch(

@@ -144,6 +144,28 @@ impl Sigil {
         }
     }
 
+    /// Sends SIGTERM (graceful shutdown).
+    pub fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -TERM failed");
+    }
+
+    /// Waits up to `within` for the process to exit; its exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Kills the process with SIGKILL (no chance to clean up) and waits for it.
     pub fn kill9(mut self) -> Option<tempfile::TempDir> {
         self.child.kill().expect("kill");

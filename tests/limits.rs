@@ -1,0 +1,123 @@
+//! Connection hygiene: header-read timeout (slowloris), the connection cap, and graceful
+//! shutdown that lets a download in flight finish.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::Sigil;
+
+/// Reads until EOF or `limit`; whether the server closed the connection, and how long it took.
+fn closed_within(s: &mut TcpStream, limit: Duration) -> (bool, Duration) {
+    let started = Instant::now();
+    s.set_read_timeout(Some(limit)).expect("timeout");
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (true, started.elapsed()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (true, started.elapsed())
+            }
+            Err(_) => return (false, started.elapsed()),
+        }
+    }
+}
+
+#[test]
+fn slow_headers_are_cut_off() {
+    let sigil = Sigil::start_with(&["--header-read-timeout", "1"]);
+    let mut s = TcpStream::connect(sigil.http).expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: slow.localhost\r\nX-Slow: ")
+        .expect("write");
+    let (closed, after) = closed_within(&mut s, Duration::from_secs(5));
+    assert!(
+        closed,
+        "a client that never finishes its headers is disconnected"
+    );
+    assert!(after < Duration::from_secs(4), "{after:?}");
+    // Everyone else is still served.
+    let r = reqwest::blocking::get(format!("{}/healthz", sigil.api)).expect("healthz");
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn connections_over_the_cap_are_closed_and_the_rest_served() {
+    let sigil = Sigil::start_with(&["--max-connections", "2"]);
+    let mut a = TcpStream::connect(sigil.http).expect("connect");
+    let _b = TcpStream::connect(sigil.http).expect("connect");
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = TcpStream::connect(sigil.http).expect("the kernel still accepts");
+    let (closed, _) = closed_within(&mut c, Duration::from_secs(3));
+    assert!(closed, "the third connection is closed at once");
+    // The open ones are served.
+    a.write_all(b"GET / HTTP/1.1\r\nHost: nobody.localhost\r\n\r\n")
+        .expect("write");
+    let mut buf = [0u8; 64];
+    a.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let n = a.read(&mut buf).expect("read");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 404"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // A freed slot is usable again.
+    drop(a);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut d = TcpStream::connect(sigil.http).expect("connect");
+    d.write_all(b"GET / HTTP/1.1\r\nHost: nobody.localhost\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    d.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let n = d.read(&mut buf).expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 404"));
+}
+
+#[test]
+fn sigterm_lets_a_download_in_flight_finish() {
+    let mut sigil = Sigil::start();
+    let api = sigil.client();
+    // Larger than the socket buffers on both sides can hold, so most of it is written after
+    // the signal.
+    let big: Vec<u8> = (0..24 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let site = api.deploy_site(
+        "drain",
+        &[("/big.bin", "public", &big, "application/octet-stream")],
+    );
+    let mut s = TcpStream::connect(sigil.http).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(format!("GET /big.bin HTTP/1.1\r\nHost: {}\r\n\r\n", site.domain).as_bytes())
+        .expect("write");
+    let mut got = vec![0u8; 64 * 1024];
+    let n = s.read(&mut got).expect("first bytes");
+    got.truncate(n);
+    // Shut down while most of the body is still to come; the client reads slowly on.
+    sigil.sigterm();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("read failed after {} bytes: {e}", got.len()),
+        }
+    }
+    let status = sigil.wait_exit(Duration::from_secs(10));
+    let header_end = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers")
+        + 4;
+    assert_eq!(got.len() - header_end, big.len(), "the whole body arrived");
+    assert_eq!(&got[header_end..], &big[..]);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "sigil exits cleanly: {status:?}"
+    );
+}
