@@ -121,3 +121,22 @@ fn sigterm_lets_a_download_in_flight_finish() {
         "sigil exits cleanly: {status:?}"
     );
 }
+
+#[test]
+fn idle_keep_alive_connections_are_closed() {
+    let sigil = Sigil::start_with(&["--header-read-timeout", "1"]);
+    let mut s = TcpStream::connect(sigil.http).expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: nobody.localhost\r\n\r\n")
+        .expect("write");
+    let mut buf = [0u8; 256];
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let n = s.read(&mut buf).expect("response");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 404"));
+    // No next request: the connection is closed once the header-read timeout passes.
+    let (closed, after) = closed_within(&mut s, Duration::from_secs(5));
+    assert!(
+        closed && after < Duration::from_secs(4),
+        "closed={closed} after {after:?}"
+    );
+}
