@@ -83,7 +83,7 @@ pub fn random_hex(bytes: usize) -> String {
 /// 16 random bytes as hex from a per-thread generator (xorshift128+, seeded from the OS once
 /// per thread): for request ids, which must be unique, not secret, and cheap — no syscall per
 /// request.
-pub fn fast_random_hex16() -> String {
+fn fast_random_hex16() -> String {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<(u64, u64)> = Cell::new({
@@ -106,6 +106,12 @@ pub fn fast_random_hex16() -> String {
         }
     });
     hex(&out)
+}
+
+/// A request id (`RQ…`, `twilio-request-id`, Log `request_sid`): unique, not secret, made
+/// without a syscall.
+pub fn request_sid() -> String {
+    format!("{}{}", Prefix::Request, fast_random_hex16())
 }
 
 /// A random number in `0..bound`; used for the 4 digits of a Service's domain.

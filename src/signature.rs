@@ -128,7 +128,12 @@ fn body_sha256_param(url: &str) -> Option<&str> {
 }
 
 /// Validates `signature` for a request to `url` with `payload` against each of `tokens`.
-pub fn validate(tokens: &[&str], url: &str, payload: Payload<'_>, signature: &str) -> Verdict {
+pub fn validate<T: AsRef<str>>(
+    tokens: &[T],
+    url: &str,
+    payload: Payload<'_>,
+    signature: &str,
+) -> Verdict {
     let params: &[(String, String)] = match payload {
         Payload::Form(p) => p,
         Payload::Body(body) => {
@@ -165,7 +170,7 @@ pub fn validate(tokens: &[&str], url: &str, payload: Payload<'_>, signature: &st
     for u in &variants {
         let data = signed_string(u, params);
         valid = tokens.iter().any(|token| {
-            let mac = hmac_sha1(token, &data);
+            let mac = hmac_sha1(token.as_ref(), &data);
             expected
                 .as_deref()
                 .is_some_and(|e| bool::from(e.ct_eq(&mac)))

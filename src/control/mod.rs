@@ -269,7 +269,7 @@ impl ControlPlane {
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let request_sid = crate::sid::Prefix::Request.generate();
+        let request_sid = crate::sid::request_sid();
         let mut resp = match self.route(req).await {
             Ok(r) => r,
             Err(e) => e.into_response(),

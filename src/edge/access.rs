@@ -41,8 +41,7 @@ impl Tokens {
         let Some(tokens) = map.get(account_sid) else {
             return false;
         };
-        let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
-        validate(&tokens, url, payload, signature).valid
+        validate(tokens, url, payload, signature).valid
     }
 }
 

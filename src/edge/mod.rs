@@ -318,8 +318,11 @@ impl Edge {
         outcome: Outcome,
         started: Option<Instant>,
     ) -> Response<Body> {
+        // Read before `respond` consumes the outcome, and only when a Log line will be written.
         let function_sid = match &outcome {
-            Outcome::Serve { asset, .. } | Outcome::NotModified { asset, .. } => {
+            Outcome::Serve { asset, .. } | Outcome::NotModified { asset, .. }
+                if self.config.request_logs =>
+            {
                 asset.function_sid.clone()
             }
             _ => None,
@@ -356,11 +359,7 @@ impl Edge {
                     build_sid: site.build_sid.clone(),
                     deployment_sid: site.deployment_sid.clone(),
                     function_sid,
-                    request_sid: format!(
-                        "{}{}",
-                        crate::sid::Prefix::Request,
-                        crate::sid::fast_random_hex16()
-                    ),
+                    request_sid: crate::sid::request_sid(),
                     level: level.to_owned(),
                     message: format!("{} {} {status} {sent}", line.method, line.uri.path()),
                 },
