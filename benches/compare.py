@@ -32,6 +32,9 @@ CONNS = int(os.environ.get("CONNS", "64"))
 SID = "AC0123456789abcdef0123456789abcdef"
 TOKEN = "0123456789abcdef0123456789abcdef"
 SIZES = [("1k", 1024), ("16k", 16384), ("256k", 262144), ("8m", 8388608)]
+# For quick looks: CASES=h1:1k,h2:1k limits the table; EXTRAS=protected|none limits what follows.
+CASES = [c for c in os.environ.get("CASES", "").split(",") if c]
+EXTRAS = os.environ.get("EXTRAS", "all")
 PORTS = dict(api=19181, http=19180, https=19543, nginx_http=19190, nginx_https=19553)
 AUTH = "Basic " + b64encode(f"{SID}:{TOKEN}".encode()).decode()
 
@@ -202,6 +205,8 @@ def main():
         log(f"HTTP/1.1 (wrk -c{CONNS}) and TLS + HTTP/2 (h2load -c{CONNS} -m10), {RUNS} runs x {DURATION}s, alternating")
         for name, _ in SIZES:
             for proto in ("h1", "h2"):
+                if CASES and f"{proto}:{name}" not in CASES:
+                    continue
                 samples = {"nginx": [], "sigil": []}
                 for run in range(RUNS):
                     order = ["nginx", "sigil"] if run % 2 == 0 else ["sigil", "nginx"]
@@ -246,6 +251,12 @@ def extras(work, sigil, domain, svc):
         prot.append(wrk(f"http://127.0.0.1:{PORTS['http']}/1k-protected.bin", host=f"{domain}:{PORTS['http']}",
                         headers=[f"X-Twilio-Signature: {sig}"]))
     pub_m, prot_m = median_pair(pub)[0], median_pair(prot)[0]
+    print()
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| protected 1 KiB (valid signature on every request) / public 1 KiB, HTTP/1.1 | {prot_m:,.0f} / {pub_m:,.0f} req/s = {prot_m / pub_m:.2f}x |")
+    if EXTRAS != "all":
+        return
 
     # 10,000 Environments vs 1: a second sigil serves the same 1 KiB file from one of 10,000
     # deployed Environments; the two are measured alternately, like nginx and sigil above.
@@ -315,10 +326,6 @@ def extras(work, sigil, domain, svc):
     rss = s.rss_anon_kib()
     s.stop()
 
-    print()
-    print("| measure | value |")
-    print("|---|---|")
-    print(f"| protected 1 KiB (valid signature on every request) / public 1 KiB, HTTP/1.1 | {prot_m:,.0f} / {pub_m:,.0f} req/s = {prot_m / pub_m:.2f}x |")
     print(f"| 1 KiB with 10,000 Environments deployed / with 1 (two instances, alternating) | {many_m:,.0f} / {one_m:,.0f} req/s = {many_m / one_m:.2f}x (setup of 10,000 Environments + Deployments: {setup:.0f} s) |")
     print(f"| start to serving 1,000 Environments x 100 assets | {startup * 1000:.0f} ms |")
     print(f"| sigil RSS after serving them (RssAnon: mapped file pages excluded) | {rss / 1024:.1f} MiB |")
@@ -327,7 +334,8 @@ def extras(work, sigil, domain, svc):
 if __name__ == "__main__":
     work, sigil, domain, svc, _ = main()
     try:
-        extras(work, sigil, domain, svc)
+        if EXTRAS != "none":
+            extras(work, sigil, domain, svc)
     finally:
         sigil.stop()
         shutil.rmtree(work, ignore_errors=True)

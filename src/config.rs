@@ -212,6 +212,27 @@ pub struct ServeArgs {
     /// Open connections at most, across all listeners; more are closed at once.
     #[arg(long, env = "SIGIL_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Largest request head (request line and headers) in bytes; above it 431 (≥ 8192).
+    #[arg(long, env = "SIGIL_MAX_HEADER_BYTES", default_value_t = 32 * 1024)]
+    pub max_header_bytes: usize,
+    /// Longest request target (path and query) in bytes; above it 414.
+    #[arg(long, env = "SIGIL_MAX_URI_BYTES", default_value_t = 8 * 1024)]
+    pub max_uri_bytes: usize,
+    /// Seconds a client may take to send a whole request body (uploads, edge POSTs); after
+    /// it 408.
+    #[arg(long, env = "SIGIL_BODY_READ_TIMEOUT", default_value_t = 120)]
+    pub body_read_timeout: u64,
+    /// HTTP/2: concurrent streams per connection at most.
+    #[arg(long, env = "SIGIL_H2_MAX_STREAMS", default_value_t = 256)]
+    pub h2_max_streams: u32,
+    /// HTTP/2: streams reset by the client before sigil answered them that may be pending at
+    /// once; above it the connection gets GOAWAY (reset-flood protection).
+    #[arg(long, env = "SIGIL_H2_MAX_PENDING_RESETS", default_value_t = 20)]
+    pub h2_max_pending_resets: usize,
+    /// HTTP/2: streams sigil may reset because of a client's protocol errors before the
+    /// connection is closed (reset-flood protection).
+    #[arg(long, env = "SIGIL_H2_MAX_ERROR_RESETS", default_value_t = 1024)]
+    pub h2_max_error_resets: usize,
     /// Runtime worker threads [default: the CPUs this process may run on]; 1 uses the
     /// current-thread scheduler.
     #[arg(long, env = "SIGIL_WORKERS")]
@@ -369,6 +390,18 @@ pub struct Config {
     pub drain_timeout: std::time::Duration,
     /// Connection cap.
     pub max_connections: usize,
+    /// Request head size cap (431).
+    pub max_header_bytes: usize,
+    /// Request target length cap (414).
+    pub max_uri_bytes: usize,
+    /// Whole-body read deadline (408).
+    pub body_read_timeout: std::time::Duration,
+    /// HTTP/2 concurrent streams per connection.
+    pub h2_max_streams: u32,
+    /// HTTP/2 pending client resets before GOAWAY.
+    pub h2_max_pending_resets: usize,
+    /// HTTP/2 resets caused by client errors before the connection closes.
+    pub h2_max_error_resets: usize,
 }
 
 impl Config {
@@ -458,6 +491,29 @@ impl Config {
                 0 => return Err(ConfigError("--max-connections must be at least 1".into())),
                 n => n,
             },
+            max_header_bytes: match args.max_header_bytes {
+                n if n < 8192 => {
+                    return Err(ConfigError(
+                        "--max-header-bytes must be at least 8192".into(),
+                    ))
+                }
+                n => n,
+            },
+            max_uri_bytes: match args.max_uri_bytes {
+                n if n < 64 || n > args.max_header_bytes => {
+                    return Err(ConfigError(
+                        "--max-uri-bytes must be at least 64 and at most --max-header-bytes".into(),
+                    ))
+                }
+                n => n,
+            },
+            body_read_timeout: secs("--body-read-timeout", args.body_read_timeout)?,
+            h2_max_streams: match args.h2_max_streams {
+                0 => return Err(ConfigError("--h2-max-streams must be at least 1".into())),
+                n => n,
+            },
+            h2_max_pending_resets: args.h2_max_pending_resets,
+            h2_max_error_resets: args.h2_max_error_resets,
             workers: match args.workers {
                 Some(0) => return Err(ConfigError("--workers must be at least 1".into())),
                 Some(n) => n,
@@ -518,6 +574,12 @@ mod tests {
             tls_handshake_timeout: 10,
             drain_timeout: 10,
             max_connections: 100,
+            max_header_bytes: 32 * 1024,
+            max_uri_bytes: 8 * 1024,
+            body_read_timeout: 120,
+            h2_max_streams: 256,
+            h2_max_pending_resets: 20,
+            h2_max_error_resets: 1024,
         }
     }
 

@@ -64,10 +64,60 @@ pub fn sign(token: &str, data: &str) -> String {
 }
 
 fn hmac_sha1(token: &str, data: &str) -> [u8; 20] {
-    let mut mac =
-        Hmac::<Sha1>::new_from_slice(token.as_bytes()).expect("HMAC takes any key length");
-    mac.update(data.as_bytes());
-    mac.finalize().into_bytes().into()
+    SigningKey::new(token).mac(data)
+}
+
+/// An auth token ready to sign: its HMAC key schedule computed once, not per request.
+#[derive(Clone)]
+pub struct SigningKey(Hmac<Sha1>);
+
+impl SigningKey {
+    /// The key of `token`.
+    pub fn new(token: &str) -> SigningKey {
+        SigningKey(Hmac::new_from_slice(token.as_bytes()).expect("HMAC takes any key length"))
+    }
+
+    fn mac(&self, data: &str) -> [u8; 20] {
+        let mut mac = self.0.clone();
+        mac.update(data.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
+}
+
+/// A token, or a token's [`SigningKey`]: what [`validate`] checks signatures against.
+pub trait Token {
+    /// HMAC-SHA1 of `data` under this token.
+    fn mac(&self, data: &str) -> [u8; 20];
+}
+
+impl Token for SigningKey {
+    fn mac(&self, data: &str) -> [u8; 20] {
+        SigningKey::mac(self, data)
+    }
+}
+
+impl Token for str {
+    fn mac(&self, data: &str) -> [u8; 20] {
+        hmac_sha1(self, data)
+    }
+}
+
+impl Token for String {
+    fn mac(&self, data: &str) -> [u8; 20] {
+        hmac_sha1(self, data)
+    }
+}
+
+impl<T: Token + ?Sized> Token for &T {
+    fn mac(&self, data: &str) -> [u8; 20] {
+        (**self).mac(data)
+    }
 }
 
 /// Lowercase hex sha256 of a body, as `bodySHA256` carries it.
@@ -75,25 +125,38 @@ pub fn body_sha256(body: &[u8]) -> String {
     crate::sid::hex(&Sha256::digest(body))
 }
 
+/// `url` split into its scheme and the rest, when it is absolute: a scheme of letters,
+/// digits, `+`, `-` and `.`, then `://` and a non-empty authority.
+fn absolute(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let valid_scheme = !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    (valid_scheme && authority_len > 0).then_some((scheme, rest))
+}
+
+/// The URL as received with its scheme lower-cased (borrowed when it already is); `None`
+/// when `url` is not absolute.
+fn as_received(url: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let (scheme, rest) = absolute(url)?;
+    Some(if scheme.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(format!("{}://{rest}", scheme.to_ascii_lowercase()))
+    } else {
+        std::borrow::Cow::Borrowed(url)
+    })
+}
+
 /// The URL candidates for `url`: as received (scheme lower-cased), and with its port removed
 /// or, when it has none, the scheme's default port added. Empty when `url` is not absolute.
 pub fn url_variants(url: &str) -> Vec<String> {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some((scheme, rest)) = absolute(url) else {
         return Vec::new();
     };
     let scheme = scheme.to_ascii_lowercase();
-    if scheme.is_empty()
-        || !scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-    {
-        return Vec::new();
-    }
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    if authority.is_empty() {
-        return Vec::new();
-    }
     let (userinfo, hostport) = match authority.rfind('@') {
         Some(i) => authority.split_at(i + 1),
         None => ("", authority),
@@ -128,7 +191,7 @@ fn body_sha256_param(url: &str) -> Option<&str> {
 }
 
 /// Validates `signature` for a request to `url` with `payload` against each of `tokens`.
-pub fn validate<T: AsRef<str>>(
+pub fn validate<T: Token>(
     tokens: &[T],
     url: &str,
     payload: Payload<'_>,
@@ -158,26 +221,40 @@ pub fn validate<T: AsRef<str>>(
             &[]
         }
     };
+    // An HMAC-SHA1 is 20 bytes; anything that does not decode to exactly that never matches.
+    let mut decoded = [0u8; 24];
     let expected = base64::engine::general_purpose::STANDARD
-        .decode(signature.trim())
-        .ok();
-    let variants = url_variants(url);
-    let mut tried = Vec::with_capacity(variants.len());
-    let mut valid = false;
+        .decode_slice(signature.trim(), &mut decoded)
+        .ok()
+        .filter(|&n| n == 20)
+        .map(|_| &decoded[..20]);
+    let matches = |data: &str| {
+        tokens.iter().any(|token| {
+            let mac = token.mac(data);
+            expected.is_some_and(|e| bool::from(e.ct_eq(&mac)))
+        })
+    };
     // The URL as received first: that is what Twilio signed unless a port was added or
-    // removed on the way. Each comparison is constant-time; stopping at a match reveals
-    // nothing the response does not.
-    for u in &variants {
-        let data = signed_string(u, params);
-        valid = tokens.iter().any(|token| {
-            let mac = hmac_sha1(token.as_ref(), &data);
-            expected
-                .as_deref()
-                .is_some_and(|e| bool::from(e.ct_eq(&mac)))
-        });
-        tried.push(data);
-        if valid {
-            break;
+    // removed on the way; the other candidate is built only when it does not match. Each
+    // comparison is constant-time; stopping at a match reveals nothing the response does not.
+    let Some(first) = as_received(url) else {
+        return Verdict {
+            valid: false,
+            tried: Vec::new(),
+            body_problem: None,
+        };
+    };
+    let first = signed_string(&first, params);
+    let mut valid = matches(&first);
+    let mut tried = vec![first];
+    if !valid {
+        for u in url_variants(url).iter().skip(1) {
+            let data = signed_string(u, params);
+            valid = matches(&data);
+            tried.push(data);
+            if valid {
+                break;
+            }
         }
     }
     Verdict {

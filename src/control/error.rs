@@ -1,8 +1,9 @@
 //! Twilio JSON errors: `{"code", "message", "more_info", "status"}` (CONTRACT.md §7).
 //!
 //! Codes: 20001 bad or missing parameter, 20003 authentication, 20004 method not allowed,
-//! 20404 not found, 20500 internal error — Twilio's own numbers. Twilio's serverless 409 and
-//! 413 bodies carry no known code; sigil answers [GUESS] 20409 and 20413 so that every error
+//! 20404 not found, 20500 internal error — Twilio's own numbers. Twilio's serverless 408, 409,
+//! 413 and 414 bodies carry no known code; sigil answers [GUESS] 20408, 20409, 20413 and
+//! 20414 so that every error
 //! is the same shape (the toolkit and SDKs read `code`, falling back to the status).
 
 use bytes::Bytes;
@@ -75,6 +76,24 @@ impl ApiError {
     /// 409 / 20409 [GUESS].
     pub fn conflict(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, 20409, message)
+    }
+
+    /// 408 / 20408 [GUESS]: the request body did not arrive within `--body-read-timeout`.
+    pub fn body_timeout(e: impl std::fmt::Display) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            20408,
+            format!("Timed out: {e}"),
+        )
+    }
+
+    /// 414 / 20414 [GUESS]: the request target is longer than `--max-uri-bytes`.
+    pub fn uri_too_long(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            20414,
+            format!("The request URI is longer than {limit} bytes"),
+        )
     }
 
     /// 413 / 20413 [GUESS].

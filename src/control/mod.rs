@@ -503,6 +503,7 @@ where
                 "The request body is larger than {MAX_FORM_BODY} bytes"
             )))
         }
+        Err(e) if crate::server::is_timeout(e.as_ref()) => return Err(ApiError::body_timeout(e)),
         Err(e) => {
             return Err(ApiError::bad_param(format!(
                 "Could not read the request body: {e}"

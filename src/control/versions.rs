@@ -55,6 +55,9 @@ fn upload_error(e: multer::Error) -> ApiError {
                 "The upload is larger than the limit ({MAX_CONTENT} bytes of content)"
             ))
         }
+        multer::Error::StreamReadFailed(e) if crate::server::is_timeout(e.as_ref()) => {
+            ApiError::body_timeout(e)
+        }
         other => ApiError::bad_param(format!("Malformed multipart body: {other}")),
     }
 }

@@ -12,13 +12,13 @@ use arc_swap::ArcSwap;
 
 use crate::accounts::AccountData;
 use crate::manifest::Visibility;
-use crate::signature::{validate, Payload};
+use crate::signature::{validate, Payload, SigningKey};
 use crate::store::{Kind, Metadata, StoreError};
 
 /// Auth tokens by Account SID.
 #[derive(Default)]
 pub struct Tokens {
-    map: ArcSwap<HashMap<String, Vec<String>>>,
+    map: ArcSwap<HashMap<String, Vec<SigningKey>>>,
 }
 
 impl Tokens {
@@ -27,8 +27,8 @@ impl Tokens {
         let mut map = HashMap::new();
         for rec in store.scan(Kind::Account)? {
             let data: AccountData = rec.decode()?;
-            let mut tokens = vec![data.auth_token];
-            tokens.extend(data.secondary_auth_token);
+            let mut tokens = vec![SigningKey::new(&data.auth_token)];
+            tokens.extend(data.secondary_auth_token.as_deref().map(SigningKey::new));
             map.insert(rec.sid, tokens);
         }
         self.map.store(Arc::new(map));

@@ -114,6 +114,8 @@ enum Outcome {
     BadRequest(&'static str),
     /// 413.
     TooLarge,
+    /// 408: the body did not arrive in time.
+    Timeout,
     /// 501: a Function path (sigil serves assets; it does not run code).
     FunctionNotExecuted,
 }
@@ -278,6 +280,7 @@ impl Edge {
             {
                 Ok(c) => c.to_bytes(),
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => return Outcome::TooLarge,
+                Err(e) if crate::server::is_timeout(e.as_ref()) => return Outcome::Timeout,
                 Err(_) => return Outcome::BadRequest("the request body could not be read"),
             }
         } else {
@@ -479,6 +482,7 @@ impl Edge {
             Outcome::TooLarge => {
                 return plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n")
             }
+            Outcome::Timeout => return plain(StatusCode::REQUEST_TIMEOUT, "Request Timeout\n"),
             Outcome::BadRequest(why) => {
                 return plain(StatusCode::BAD_REQUEST, &format!("Bad Request: {why}\n"))
             }

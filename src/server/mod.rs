@@ -3,7 +3,11 @@
 //! (HTTP/1.1 + h2) builder with a timer, so header-read timeouts work; one task per connection;
 //! graceful shutdown: stop accepting, let in-flight requests finish, give up after a deadline.
 
+mod body;
+mod h1;
 pub mod tls;
+
+pub use body::{is_timeout, BodyTimeout};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::Request;
@@ -96,6 +101,12 @@ struct Limits {
     tls_handshake: Duration,
     drain: Duration,
     max_connections: usize,
+    max_header_bytes: usize,
+    max_uri_bytes: usize,
+    body_read: Duration,
+    h2_max_streams: u32,
+    h2_max_pending_resets: usize,
+    h2_max_error_resets: usize,
 }
 
 /// Runs sigil until `shutdown` resolves. Prints on standard output, once it serves:
@@ -185,6 +196,12 @@ pub async fn run(
         tls_handshake: config.tls_handshake_timeout,
         drain: config.drain_timeout,
         max_connections: config.max_connections.min(Semaphore::MAX_PERMITS),
+        max_header_bytes: config.max_header_bytes,
+        max_uri_bytes: config.max_uri_bytes,
+        body_read: config.body_read_timeout,
+        h2_max_streams: config.h2_max_streams,
+        h2_max_pending_resets: config.h2_max_pending_resets,
+        h2_max_error_resets: config.h2_max_error_resets,
     };
     let app = Arc::new(App {
         control,
@@ -231,13 +248,17 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read)
+        .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
     // Windows large enough that flow control does not stall a fast client, and room for
     // many concurrent streams (h2load -m10, browsers fetching a page's assets).
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(limits.h2_max_streams)
+        .max_pending_accept_reset_streams(limits.h2_max_pending_resets)
+        .max_local_error_reset_streams(limits.h2_max_error_resets)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(8 << 20)
         .max_send_buf_size(1 << 20);
@@ -284,7 +305,7 @@ async fn connection(
     role: Role,
     app: Arc<App>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
     let _active = (!matches!(role, Role::Api)).then(|| app.edge.metrics.connection());
@@ -304,26 +325,49 @@ async fn connection(
     };
     let result = match role {
         Role::EdgeTls(acceptor) => {
-            let tls = match tokio::time::timeout(app.limits.tls_handshake, acceptor.accept(stream))
-                .await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
+            let mut tls =
+                match tokio::time::timeout(app.limits.tls_handshake, acceptor.accept(stream)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let prefix = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                Bytes::new()
+            } else {
+                match h1::serve(&mut tls, &app.edge, &conn, &app.limits, &mut stop).await {
+                    Ok(h1::Ended::HandOff(prefix)) => prefix,
+                    Ok(h1::Ended::Done) => return,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        return;
+                    }
                 }
             };
-            drive(
-                builder.serve_connection_with_upgrades(TokioIo::new(tls), service),
-                stop,
-            )
-            .await
+            let io = TokioIo::new(h1::Prefixed::new(prefix, tls));
+            drive(builder.serve_connection_with_upgrades(io, service), stop).await
         }
-        Role::Api | Role::Edge => {
+        Role::Edge => {
+            let mut stream = stream;
+            let prefix =
+                match h1::serve(&mut stream, &app.edge, &conn, &app.limits, &mut stop).await {
+                    Ok(h1::Ended::HandOff(prefix)) => prefix,
+                    Ok(h1::Ended::Done) => return,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        return;
+                    }
+                };
+            let io = TokioIo::new(h1::Prefixed::new(prefix, stream));
+            drive(builder.serve_connection_with_upgrades(io, service), stop).await
+        }
+        Role::Api => {
             drive(
                 builder.serve_connection_with_upgrades(TokioIo::new(stream), service),
                 stop,
@@ -362,6 +406,21 @@ async fn dispatch(
     req: Request<Incoming>,
     conn: &Conn,
 ) -> hyper::Response<Body> {
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target > app.limits.max_uri_bytes {
+        return if is_api {
+            crate::control::ApiError::uri_too_long(app.limits.max_uri_bytes).into_response()
+        } else {
+            let mut resp = hyper::Response::new(Body::new("URI Too Long\n".into()));
+            *resp.status_mut() = http::StatusCode::URI_TOO_LONG;
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            resp
+        };
+    }
+    let req = req.map(|b| body::TimedBody::new(b, app.limits.body_read));
     if !is_api {
         return app.edge.handle(req, conn).await;
     }

@@ -1,0 +1,390 @@
+//! The edge's HTTP/1.1 fast path: body-less `GET` and `HEAD` requests, parsed with `httparse`
+//! straight out of the connection's read buffer and answered with one `write`/`writev` each.
+//!
+//! It takes only what it fully understands: an HTTP/1.1 `GET`/`HEAD` in origin form without
+//! `Content-Length`, `Transfer-Encoding`, `Expect`, `Upgrade` or `HTTP2-Settings`. Anything
+//! else — a POST, HTTP/1.0, the h2c preface, a head httparse rejects — ends the fast path, and
+//! hyper serves the rest of the connection starting with the bytes already read, so every
+//! request with a body, every upgrade and every malformed request meets hyper's own handling.
+//! A request never reaches the edge twice and no byte is read past a request here without
+//! being handed on. Why it exists: README, "Performance" (hyper's HTTP/1 dispatch was the
+//! largest user-space cost per small request).
+
+use std::io::{self, IoSlice};
+use std::ops::Range;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{
+    header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri,
+};
+use http_body_util::{BodyExt, Empty};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
+
+use super::Limits;
+use crate::edge::{Conn, Edge};
+use crate::Body;
+
+/// Headers per request at most (hyper's default; above it hyper answers 431).
+const MAX_HEADERS: usize = 100;
+/// Responses up to this size are copied behind their head and sent with one `write`.
+const COPY_BODY_UP_TO: usize = 4 * 1024;
+
+/// How the fast path left a connection.
+pub(super) enum Ended {
+    /// Closed: by the client, after `Connection: close`, on a timeout, an error or shutdown.
+    Done,
+    /// A request the fast path does not take: hyper serves the connection from here on,
+    /// starting with these bytes (that request, and whatever followed it).
+    HandOff(Bytes),
+}
+
+/// A parsed request head: offsets into the buffer it was parsed from.
+struct Head {
+    len: usize,
+    method: Method,
+    target: Range<usize>,
+    headers: usize,
+    close: bool,
+}
+
+enum Parsed {
+    Complete(Head),
+    Partial,
+    HandOff,
+}
+
+/// Serves requests on `io` until it closes or a request needs hyper.
+pub(super) async fn serve<I>(
+    io: &mut I,
+    edge: &Edge,
+    conn: &Conn,
+    limits: &Limits,
+    stop: &mut watch::Receiver<bool>,
+) -> io::Result<Ended>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut out = Vec::with_capacity(1024);
+    let mut fields = [const { (0..0, 0..0) }; MAX_HEADERS];
+    loop {
+        // Read until a whole head is buffered; the header-read timeout covers the wait for
+        // the next request on an idle keep-alive connection too.
+        let deadline = tokio::time::Instant::now() + limits.header_read;
+        let head = loop {
+            if !buf.is_empty() {
+                match parse(&buf, &mut fields) {
+                    Parsed::Complete(head) => break head,
+                    Parsed::HandOff => return Ok(Ended::HandOff(buf.freeze())),
+                    Parsed::Partial if buf.len() >= limits.max_header_bytes => {
+                        let status = if buf.contains(&b'\n') {
+                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+                        } else {
+                            StatusCode::URI_TOO_LONG
+                        };
+                        refuse(io, &mut out, status).await?;
+                        return Ok(Ended::Done);
+                    }
+                    Parsed::Partial => {}
+                }
+            }
+            buf.reserve(4 * 1024);
+            let read = tokio::select! {
+                biased;
+                r = tokio::time::timeout_at(deadline, io.read_buf(&mut buf)) => r,
+                // Shutdown closes a connection between requests, never in the middle of one.
+                _ = stop.changed(), if buf.is_empty() => return Ok(Ended::Done),
+            };
+            match read {
+                Ok(Ok(0)) | Err(_) => return Ok(Ended::Done),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+            }
+        };
+        if head.target.len() > limits.max_uri_bytes {
+            refuse(io, &mut out, StatusCode::URI_TOO_LONG).await?;
+            return Ok(Ended::Done);
+        }
+        let bytes = buf.split_to(head.len).freeze();
+        let Some(req) = request(&bytes, &head, &fields) else {
+            // Valid to httparse, not to `http` (e.g. a target `Uri` refuses): hyper decides.
+            let mut rest = BytesMut::from(bytes);
+            rest.extend_from_slice(&buf);
+            return Ok(Ended::HandOff(rest.freeze()));
+        };
+        let resp = edge.handle(req, conn).await;
+        drop(bytes);
+        let close = head.close || *stop.borrow();
+        write_response(io, &mut out, resp, head.method == Method::HEAD, close).await?;
+        if close {
+            return Ok(Ended::Done);
+        }
+    }
+}
+
+/// Parses the head at the start of `buf`, recording header name/value offsets in `fields`.
+fn parse(buf: &[u8], fields: &mut [(Range<usize>, Range<usize>); MAX_HEADERS]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::HandOff,
+    };
+    let method = match req.method {
+        Some("GET") => Method::GET,
+        Some("HEAD") => Method::HEAD,
+        _ => return Parsed::HandOff,
+    };
+    let Some(path) = req.path.filter(|p| p.starts_with('/')) else {
+        return Parsed::HandOff;
+    };
+    if req.version != Some(1) {
+        return Parsed::HandOff;
+    }
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        start..start + s.len()
+    };
+    let mut close = false;
+    for (i, h) in req.headers.iter().enumerate() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"expect")
+            || name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"http2-settings")
+        {
+            return Parsed::HandOff;
+        }
+        if name.eq_ignore_ascii_case(b"connection") {
+            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
+                    return Parsed::HandOff;
+                }
+            }
+        }
+        fields[i] = (offset(name), offset(h.value));
+    }
+    Parsed::Complete(Head {
+        len,
+        method,
+        target: offset(path.as_bytes()),
+        headers: req.headers.len(),
+        close,
+    })
+}
+
+/// The `http::Request` of a parsed head; header values and the target share `bytes`.
+fn request(
+    bytes: &Bytes,
+    head: &Head,
+    fields: &[(Range<usize>, Range<usize>)],
+) -> Option<Request<Empty<Bytes>>> {
+    let mut headers = HeaderMap::with_capacity(head.headers);
+    for (name, value) in &fields[..head.headers] {
+        let name = HeaderName::from_bytes(&bytes[name.clone()]).ok()?;
+        let value = HeaderValue::from_maybe_shared(bytes.slice(value.clone())).ok()?;
+        headers.append(name, value);
+    }
+    let uri = Uri::from_maybe_shared(bytes.slice(head.target.clone())).ok()?;
+    let mut req = Request::new(Empty::new());
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    Some(req)
+}
+
+/// Answers `status` with a short text and closes (the request could not be read).
+async fn refuse<I>(io: &mut I, out: &mut Vec<u8>, status: StatusCode) -> io::Result<()>
+where
+    I: AsyncWrite + Unpin,
+{
+    let text = format!("{}\n", status.canonical_reason().unwrap_or("Bad Request"));
+    let mut resp = Response::new(Body::new(Bytes::from(text)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    write_response(io, out, resp, false, true).await
+}
+
+/// Writes `resp`: the head (with `Content-Length`, `Date` and, when closing,
+/// `Connection: close` added as hyper would) and, unless `head_only`, the body.
+async fn write_response<I>(
+    io: &mut I,
+    out: &mut Vec<u8>,
+    resp: Response<Body>,
+    head_only: bool,
+    close: bool,
+) -> io::Result<()>
+where
+    I: AsyncWrite + Unpin,
+{
+    let (parts, mut body) = resp.into_parts();
+    let body = match body.frame().await {
+        Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
+        _ => Bytes::new(),
+    };
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let bodiless_status = parts.status.is_informational()
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED;
+    if !bodiless_status && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        DATE.with(|d| out.extend_from_slice(&d.now()));
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let body: &[u8] = if head_only || bodiless_status {
+        &[]
+    } else {
+        &body
+    };
+    if body.len() <= COPY_BODY_UP_TO {
+        out.extend_from_slice(body);
+        io.write_all(out).await?;
+    } else {
+        write_two(io, out, body).await?;
+    }
+    io.flush().await
+}
+
+/// Writes `a` then `b`, both in one `writev` where the socket takes them.
+async fn write_two<I>(io: &mut I, mut a: &[u8], mut b: &[u8]) -> io::Result<()>
+where
+    I: AsyncWrite + Unpin,
+{
+    while !a.is_empty() {
+        let n = io
+            .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        if n < a.len() {
+            a = &a[n..];
+        } else {
+            b = &b[n - a.len()..];
+            a = &[];
+        }
+    }
+    io.write_all(b).await
+}
+
+/// The `Date` header's value, formatted once a second per thread.
+struct DateCache {
+    second: std::cell::Cell<u64>,
+    text: std::cell::RefCell<[u8; 29]>,
+}
+
+impl DateCache {
+    fn now(&self) -> [u8; 29] {
+        let now = SystemTime::now();
+        let second = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if second != self.second.get() {
+            let text = httpdate::fmt_http_date(now);
+            if let Ok(bytes) = <[u8; 29]>::try_from(text.as_bytes()) {
+                *self.text.borrow_mut() = bytes;
+                self.second.set(second);
+            }
+        }
+        *self.text.borrow()
+    }
+}
+
+thread_local! {
+    static DATE: DateCache = const {
+        DateCache {
+            second: std::cell::Cell::new(u64::MAX),
+            text: std::cell::RefCell::new([b' '; 29]),
+        }
+    };
+}
+
+/// An I/O object that first yields `prefix` (bytes the fast path read), then reads `inner`.
+pub(super) struct Prefixed<I> {
+    prefix: Bytes,
+    inner: I,
+}
+
+impl<I> Prefixed<I> {
+    pub(super) fn new(prefix: Bytes, inner: I) -> Self {
+        Prefixed { prefix, inner }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(out.remaining());
+            out.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, out)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
