@@ -294,6 +294,7 @@ impl ControlPlane {
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        check_host(&req)?;
         let path = req.uri().path().to_owned();
         if path == "/healthz" {
             return Ok(json_response(
@@ -479,6 +480,30 @@ fn cors_preflight() -> Response<Body> {
         HeaderValue::from_static("true"),
     );
     resp
+}
+
+/// RFC 9112 §3.2: a request with more than one Host header or an invalid one is a 400; so is
+/// one whose Host names another host than its absolute target (as at the edge). No Host at all
+/// is tolerated: the API does not route by host.
+fn check_host<B>(req: &Request<B>) -> Result<(), ApiError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let Some(host) = hosts.next() else {
+        return Ok(());
+    };
+    if hosts.next().is_some() {
+        return Err(ApiError::bad_param("More than one Host header"));
+    }
+    let host = host
+        .to_str()
+        .ok()
+        .filter(|h| crate::edge::routes::valid_host(h))
+        .ok_or_else(|| ApiError::bad_param("The Host header is not a valid host"))?;
+    match req.uri().authority() {
+        Some(a) if !a.as_str().eq_ignore_ascii_case(host) => Err(ApiError::bad_param(
+            "The Host header and the request target name different hosts",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Reads a form body of at most [`MAX_FORM_BODY`] bytes.

@@ -17,6 +17,61 @@ use crate::edge::http::encoding::Coding;
 use crate::manifest::{Entry, Visibility};
 use crate::store::{Kind, ListQuery, Metadata, StoreError};
 
+/// Whether `value` is a valid Host field value (RFC 9110 §7.2, RFC 3986 §3.2.2):
+/// `uri-host [ ":" port ]`, where the host is a registered name (unreserved characters,
+/// sub-delims, percent-encoded octets; IPv4 addresses are among them) or a bracketed IP
+/// literal, and the port is digits. No userinfo, whitespace or second colon. RFC 9112 §3.2
+/// requires a 400 for an invalid Host; an empty value is valid syntax (the target had no
+/// authority), and whether it can be routed is the caller's question.
+pub fn valid_host(value: &str) -> bool {
+    let (host_ok, port) = match value.strip_prefix('[') {
+        Some(rest) => {
+            let Some((literal, after)) = rest.split_once(']') else {
+                return false;
+            };
+            let port = match after {
+                "" => None,
+                p => match p.strip_prefix(':') {
+                    Some(p) => Some(p),
+                    None => return false,
+                },
+            };
+            let literal_ok = !literal.is_empty()
+                && literal
+                    .bytes()
+                    .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.');
+            (literal_ok, port)
+        }
+        None => match value.split_once(':') {
+            Some((name, port)) => (reg_name(name), Some(port)),
+            None => (reg_name(value), None),
+        },
+    };
+    host_ok && port.is_none_or(|p| p.bytes().all(|c| c.is_ascii_digit()))
+}
+
+/// RFC 3986 `reg-name`: `*( unreserved / pct-encoded / sub-delims )`.
+fn reg_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
+                if !(hex(i + 1) && hex(i + 2)) {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            c if c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&c) => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
 /// One representation of an asset: the identity bytes or a precompressed variant.
 #[derive(Debug)]
 pub struct Representation {
@@ -312,5 +367,50 @@ impl crate::control::DeploymentObserver for RouteTable {
         environment_sid: &str,
     ) -> Result<(), StoreError> {
         self.reload(store, environment_sid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_host;
+
+    #[test]
+    fn host_values() {
+        for ok in [
+            "a-1234.localhost",
+            "A-1234.LOCALHOST:8080",
+            "a-1234.localhost.",
+            "a-1234.localhost:",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8443",
+            "[::ffff:127.0.0.1]:1",
+            "xn--hllo-bpa.localhost",
+            "a%41b",
+            "",
+        ] {
+            assert!(valid_host(ok), "{ok:?}");
+        }
+        for bad in [
+            "a b",
+            "a.localhost, b.localhost",
+            "evil@a.localhost",
+            "a.localhost:abc",
+            "a.localhost:80:80",
+            "a.localhost:-1",
+            "[::1",
+            "[::1]x",
+            "[]",
+            "[::1]:a",
+            "a%4",
+            "a%zz",
+            "a\tb",
+            "a/b",
+            "a\\b",
+            "ü.localhost",
+            "a.localhost\0",
+        ] {
+            assert!(!valid_host(bad), "{bad:?}");
+        }
     }
 }
