@@ -1,8 +1,8 @@
-//! Hostile input: overlong paths (and request lines) on the edge and the API. Up to what hyper
-//! parses (a URI under 64 KiB), a long path is an ordinary path that names nothing (edge 404;
-//! API 404 or 401 as Twilio JSON); longer, hyper answers 414 URI Too Long, and past its header
-//! buffer 431 — both before sigil sees the request, with an empty body, which is a proper 4xx
-//! on a route that is not a Twilio one. Nothing else gives way.
+//! Hostile input: overlong paths (and request lines) on the edge and the API. Up to
+//! `--max-uri-bytes` (8 KiB by default) a long path is an ordinary path that names nothing
+//! (edge 404; API 404 or 401 as Twilio JSON); longer, 414 URI Too Long (Twilio JSON 20414 on
+//! the API); a request head over `--max-header-bytes` (32 KiB) gets 431 — on the edge 414 when
+//! the request line alone fills it. Nothing else gives way.
 
 mod hostile;
 mod support;
@@ -32,17 +32,23 @@ fn overlong_paths_get_a_4xx_and_the_server_keeps_serving() {
     let segments = b"/a".repeat(30_000);
     let edge_cases: Vec<(&str, Vec<u8>, u16)> = vec![
         ("8 KiB path", long("/", 8 * 1024), 404),
-        ("60 KiB path", long("/", 60 * 1024), 404),
-        ("30,000 segments", segments.clone(), 404),
-        ("10,000 `../` then the private asset", climbing, 404),
+        ("8 KiB + 1 path", long("/", 8 * 1024 + 1), 414),
+        ("60 KiB path", long("/", 60 * 1024), 414),
+        ("30,000 segments", segments.clone(), 414),
+        ("10,000 `../` then the private asset", climbing, 414),
+        (
+            "7 KiB of query on the public asset",
+            long("/pub.txt?q=", 7 * 1024),
+            200,
+        ),
         (
             "60 KiB of query on the public asset",
             long("/pub.txt?q=", 60 * 1024),
-            200,
+            414,
         ),
         ("a 64 KiB URI", long("/", 64 * 1024), 414),
         ("a 200 KiB URI", long("/", 200 * 1024), 414),
-        ("a 1 MiB request line", long("/", 1024 * 1024), 431),
+        ("a 1 MiB request line", long("/", 1024 * 1024), 414),
     ];
     for (what, target, want) in &edge_cases {
         let what = format!("edge: {what}");
@@ -63,15 +69,14 @@ fn overlong_paths_get_a_4xx_and_the_server_keeps_serving() {
     // API: a long path names no resource: 404 Twilio JSON; without credentials 401.
     for (what, target) in [
         ("8 KiB Service id", long("/v1/Services/", 8 * 1024)),
-        ("60 KiB Service id", long("/v1/Services/", 60 * 1024)),
-        ("30,000 segments", {
+        ("4,000 segments", {
             let mut p = b"/v1".to_vec();
-            p.extend_from_slice(&segments);
+            p.extend_from_slice(&segments[..8000]);
             p
         }),
-        ("60 KiB Asset id", {
+        ("8 KiB Asset id", {
             let mut p = format!("/v1/Services/{}/Assets/", fx.site.svc).into_bytes();
-            p.resize(60 * 1024, b'Z');
+            p.resize(8 * 1024, b'Z');
             p
         }),
     ] {
@@ -94,10 +99,10 @@ fn overlong_paths_get_a_4xx_and_the_server_keeps_serving() {
     // A long query value or form field is a bad parameter.
     let x = exchange(
         fx.api(),
-        &api_request("GET", &long("/v1/Services?PageSize=", 60 * 1024), &[], b""),
+        &api_request("GET", &long("/v1/Services?PageSize=", 8 * 1024), &[], b""),
     );
     assert_eq!(
-        assert_twilio_error(x.only(), 400, "API: 60 KiB PageSize"),
+        assert_twilio_error(x.only(), 400, "API: 8 KiB PageSize"),
         20001
     );
     let form = format!("UniqueName={}&FriendlyName=x", "a".repeat(100_000));
@@ -114,9 +119,18 @@ fn overlong_paths_get_a_4xx_and_the_server_keeps_serving() {
         assert_twilio_error(x.only(), 400, "API: 100 KB UniqueName"),
         20001
     );
-    // Past what hyper parses: its own 414 / 431, no Twilio route reached.
+    // Over --max-uri-bytes: 414 as Twilio JSON.
+    let x = exchange(
+        fx.api(),
+        &api_request("GET", &long("/v1/Services/", 16 * 1024), &[], b""),
+    );
+    assert_eq!(
+        assert_twilio_error(x.only(), 414, "API: a 16 KiB URI"),
+        20414
+    );
+    // Past --max-header-bytes: hyper's own 431, no Twilio route reached.
     for (what, target, want) in [
-        ("a 64 KiB URI", long("/v1/Services/", 64 * 1024), 414),
+        ("a 64 KiB URI", long("/v1/Services/", 64 * 1024), 431),
         (
             "a 1 MiB request line",
             long("/v1/Services/", 1024 * 1024),
