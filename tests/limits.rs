@@ -140,3 +140,133 @@ fn idle_keep_alive_connections_are_closed() {
         "closed={closed} after {after:?}"
     );
 }
+
+/// Everything the server sends until it closes the connection.
+fn read_to_close(s: &mut TcpStream) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read until close");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(request).expect("write");
+    read_to_close(&mut s)
+}
+
+#[test]
+fn pipelined_requests_and_a_post_between_gets_on_one_connection() {
+    // GETs are answered by the fast path; the POST (a body) hands the connection, with the
+    // bytes already read, to hyper; every request gets exactly one answer, in order.
+    let sigil = Sigil::start();
+    let api = sigil.client();
+    let site = api.deploy_site("pipeline", &[("/a.txt", "public", b"alpha", "text/plain")]);
+    let host = &site.domain;
+    let request = format!(
+        "GET /a.txt HTTP/1.1\r\nHost: {host}\r\n\r\n\
+         HEAD /a.txt HTTP/1.1\r\nHost: {host}\r\n\r\n\
+         POST /a.txt HTTP/1.1\r\nHost: {host}\r\nContent-Length: 3\r\n\r\nabc\
+         GET /missing HTTP/1.1\r\nHost: {host}\r\n\r\n\
+         GET /a.txt HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    );
+    let got = exchange(sigil.http, request.as_bytes());
+    let statuses: Vec<&str> = got
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &got[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "200", "200", "404", "200"], "{got}");
+    assert_eq!(got.matches("alpha").count(), 3, "HEAD has no body: {got}");
+    assert!(got.contains("connection: close"), "{got}");
+}
+
+#[test]
+fn head_and_uri_limits_are_flags() {
+    let sigil = Sigil::start_with(&["--max-header-bytes", "8192", "--max-uri-bytes", "1024"]);
+    let long_path = format!("/{}", "a".repeat(1100));
+    let filler = format!("X-Filler: {}\r\n", "b".repeat(9000));
+    // Edge.
+    let got = exchange(
+        sigil.http,
+        format!("GET {long_path} HTTP/1.1\r\nHost: x.localhost\r\n\r\n").as_bytes(),
+    );
+    assert!(got.starts_with("HTTP/1.1 414 "), "{got}");
+    let got = exchange(
+        sigil.http,
+        format!("GET / HTTP/1.1\r\nHost: x.localhost\r\n{filler}\r\n").as_bytes(),
+    );
+    assert!(got.starts_with("HTTP/1.1 431 "), "{got}");
+    let ok = format!("/{}", "a".repeat(1000));
+    let got = exchange(
+        sigil.http,
+        format!("GET {ok} HTTP/1.1\r\nHost: x.localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert!(got.starts_with("HTTP/1.1 404 "), "under the limits: {got}");
+    // API: 414 as Twilio JSON; a head over the limit gets hyper's 431.
+    let api: std::net::SocketAddr = sigil
+        .api
+        .trim_start_matches("http://")
+        .parse()
+        .expect("API address");
+    let got = exchange(
+        api,
+        format!("GET /v1/Services{long_path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert!(got.starts_with("HTTP/1.1 414 "), "{got}");
+    assert!(got.contains("\"code\":20414"), "{got}");
+    let got = exchange(
+        api,
+        format!("GET /v1/Services HTTP/1.1\r\nHost: api\r\n{filler}Connection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert!(got.starts_with("HTTP/1.1 431 "), "{got}");
+}
+
+#[test]
+fn bodies_that_do_not_arrive_in_time_get_408() {
+    let sigil = Sigil::start_with(&["--body-read-timeout", "1"]);
+    let api = sigil.client();
+    let site = api.deploy_site("slowbody", &[("/a.txt", "public", b"alpha", "text/plain")]);
+    // Edge POST: 10 of 100 promised bytes, then nothing.
+    let mut s = TcpStream::connect(sigil.http).expect("connect");
+    s.write_all(
+        format!(
+            "POST /a.txt HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\n0123456789",
+            site.domain
+        )
+        .as_bytes(),
+    )
+    .expect("write");
+    let got = read_to_close(&mut s);
+    assert!(got.starts_with("HTTP/1.1 408 "), "{got}");
+    // API form POST: Twilio JSON 408.
+    let addr: std::net::SocketAddr = sigil
+        .api
+        .trim_start_matches("http://")
+        .parse()
+        .expect("API address");
+    let mut s = TcpStream::connect(addr).expect("connect");
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{}:{}", support::ACCOUNT_SID, support::AUTH_TOKEN)
+        )
+    );
+    s.write_all(
+        format!(
+            "POST /v1/Services HTTP/1.1\r\nHost: api\r\nAuthorization: {auth}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nUniqueName=x"
+        )
+        .as_bytes(),
+    )
+    .expect("write");
+    let got = read_to_close(&mut s);
+    assert!(got.starts_with("HTTP/1.1 408 "), "{got}");
+    assert!(got.contains("\"code\":20408"), "{got}");
+    // The server goes on serving.
+    let r = reqwest::blocking::get(format!("{}/healthz", sigil.api)).expect("healthz");
+    assert_eq!(r.status(), 200);
+}

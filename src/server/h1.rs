@@ -205,7 +205,7 @@ fn request(
 /// Answers `status` with a short text and closes (the request could not be read).
 async fn refuse<I>(io: &mut I, out: &mut Vec<u8>, status: StatusCode) -> io::Result<()>
 where
-    I: AsyncWrite + Unpin,
+    I: AsyncRead + AsyncWrite + Unpin,
 {
     let text = format!("{}\n", status.canonical_reason().unwrap_or("Bad Request"));
     let mut resp = Response::new(Body::new(Bytes::from(text)));
@@ -214,7 +214,30 @@ where
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    write_response(io, out, resp, false, true).await
+    write_response(io, out, resp, false, true).await?;
+    linger(io).await;
+    Ok(())
+}
+
+/// Closes the sending side, then reads and drops what the client still sends (at most 1 MiB,
+/// at most a second) before the socket is closed: closing with unread bytes would make the
+/// kernel send RST, and the client could lose the response it has not read yet.
+async fn linger<I>(io: &mut I)
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = io.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut total = 0;
+        while total < 1 << 20 {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
 }
 
 /// Writes `resp`: the head (with `Content-Length`, `Date` and, when closing,
