@@ -47,7 +47,7 @@ PORTS_B = dict(api=19281, http=19280, https=19643)
 
 
 class Sigil:
-    def __init__(self, data, extra=(), ports=None):
+    def __init__(self, data, extra=(), ports=None, logs=False):
         ports = ports or PORTS
         self.data = data
         env = dict(os.environ, SIGIL_ACCOUNT_SID=SID, SIGIL_AUTH_TOKEN=TOKEN, SIGIL_LOG="warn")
@@ -55,8 +55,8 @@ class Sigil:
         self.proc = subprocess.Popen(
             ["taskset", "-c", "0", BIN, "serve", "--data", data,
              "--api", f"127.0.0.1:{ports['api']}", "--http", f"127.0.0.1:{ports['http']}",
-             "--https", f"127.0.0.1:{ports['https']}", "--access-log", "false",
-             "--request-logs", "false", *extra],
+             "--https", f"127.0.0.1:{ports['https']}",
+             *([] if logs else ["--access-log", "false", "--request-logs", "false"]), *extra],
             env=env, stdout=subprocess.PIPE, text=True)
         for line in self.proc.stdout:
             if line.startswith("sigil: API listening on"):
