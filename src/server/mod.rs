@@ -4,6 +4,7 @@
 //! graceful shutdown: stop accepting, let in-flight requests finish, give up after a deadline.
 
 mod body;
+mod coalesce;
 mod h1;
 pub mod tls;
 
@@ -33,6 +34,9 @@ use crate::edge::routes::RouteTable;
 use crate::edge::{ApiBackend, Conn, Edge, EdgeConfig};
 use crate::store::{BlobStore, Metadata, SqliteStore};
 use crate::Body;
+
+/// Bytes of HTTP/2 (and handed-off HTTP/1.1) output gathered per write (coalesce.rs).
+const WRITE_BUFFER: usize = 32 * 1024;
 
 /// How often the edge re-reads auth tokens (rotation by `sigil account token …`).
 const TOKEN_REFRESH: Duration = Duration::from_secs(2);
@@ -350,7 +354,10 @@ async fn connection(
                     }
                 }
             };
-            let io = TokioIo::new(h1::Prefixed::new(prefix, tls));
+            let io = TokioIo::new(coalesce::Coalescing::new(
+                h1::Prefixed::new(prefix, tls),
+                WRITE_BUFFER,
+            ));
             drive(builder.serve_connection_with_upgrades(io, service), stop).await
         }
         Role::Edge => {
@@ -364,7 +371,10 @@ async fn connection(
                         return;
                     }
                 };
-            let io = TokioIo::new(h1::Prefixed::new(prefix, stream));
+            let io = TokioIo::new(coalesce::Coalescing::new(
+                h1::Prefixed::new(prefix, stream),
+                WRITE_BUFFER,
+            ));
             drive(builder.serve_connection_with_upgrades(io, service), stop).await
         }
         Role::Api => {

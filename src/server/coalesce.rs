@@ -1,0 +1,81 @@
+//! Output coalescing for the edge connections hyper serves (HTTP/2 over TLS and h2c, and
+//! HTTP/1.1 handed off by the fast path).
+//!
+//! hyper's h2 answers each stream from its own task and flushes after every one, and every
+//! flush is a `writev` (over TLS also a TLS record): one syscall per 1 KiB response. This
+//! writer buffers output and, the first time it is asked to flush a part-full buffer, yields
+//! once to the scheduler instead (waking itself at once), so that the other streams that are
+//! ready add their frames first; the next flush writes them all. The delay is one pass of the
+//! runtime's run queue, never a timer.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
+
+/// Buffered output that coalesces flushes; reads pass through.
+pub(super) struct Coalescing<I> {
+    inner: BufWriter<I>,
+    /// Flushes of a buffer at least this full are not deferred.
+    eager: usize,
+    yielded: bool,
+}
+
+impl<I: AsyncWrite> Coalescing<I> {
+    /// `inner` with a buffer of `capacity` bytes; a full buffer is always written at once.
+    pub(super) fn new(inner: I, capacity: usize) -> Self {
+        Coalescing {
+            inner: BufWriter::with_capacity(capacity, inner),
+            eager: capacity / 2,
+            yielded: false,
+        }
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Coalescing<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Coalescing<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let pending = self.inner.buffer().len();
+        if !self.yielded && pending > 0 && pending < self.eager {
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.yielded = false;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
