@@ -5,8 +5,10 @@
 //! finishes the blob once every part has been read and validated, so a refused upload leaves
 //! nothing behind. The record is written after the blob is durable.
 
+use std::future::Future;
+
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{Stream, TryStreamExt};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyStream;
 use serde::{Deserialize, Serialize};
@@ -79,6 +81,125 @@ fn once<T>(slot: &mut Option<T>, name: &str, value: T) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+/// Where the `Content` part of a version upload goes as it streams in: a [`BlobWriter`] on
+/// the server, anything else in tests and fuzz targets.
+pub trait ContentSink: Send {
+    /// Appends a chunk.
+    fn write(&mut self, chunk: &[u8]) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// Bytes written so far.
+    fn size(&self) -> u64;
+}
+
+impl ContentSink for BlobWriter {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
+        BlobWriter::write(self, chunk).await.map_err(blob_error)
+    }
+
+    fn size(&self) -> u64 {
+        BlobWriter::size(self)
+    }
+}
+
+/// A version upload whose parts have been read and validated.
+#[derive(Debug)]
+pub struct Upload<W> {
+    /// The normalised `Path`.
+    pub path: String,
+    /// The `Visibility`.
+    pub visibility: Visibility,
+    /// Where the `Content` part went.
+    pub content: W,
+    /// The Content-Type of the `Content` part, if it had a non-empty one.
+    pub content_type: Option<String>,
+}
+
+/// Reads a multipart version upload (`Path`, `Visibility`, `Content`) with its request's
+/// `Content-Type` and declared `Content-Length`, streaming `Content` into a sink made by
+/// `new_content` when that part starts, and validates it: every error is the API's answer.
+pub async fn read_upload<S, O, E, W, F, Fut>(
+    content_type: &str,
+    declared_length: Option<u64>,
+    body: S,
+    mut new_content: F,
+) -> Result<Upload<W>, ApiError>
+where
+    S: Stream<Item = Result<O, E>> + Send + 'static,
+    O: Into<Bytes> + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    W: ContentSink,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<W, ApiError>>,
+{
+    let boundary = multer::parse_boundary(content_type).map_err(|_| {
+        ApiError::unsupported_media(
+            "Expected a multipart/form-data body with a boundary (parts Path, Visibility, Content)",
+        )
+    })?;
+    let max_body = MAX_CONTENT + MULTIPART_OVERHEAD;
+    if declared_length.is_some_and(|n| n > max_body) {
+        return Err(ApiError::too_large(format!(
+            "The upload is larger than the limit ({MAX_CONTENT} bytes of content)"
+        )));
+    }
+    let limits = multer::SizeLimit::new()
+        .whole_stream(max_body)
+        .for_field("Path", MAX_TEXT_PART)
+        .for_field("Visibility", MAX_TEXT_PART);
+    let mut multipart = multer::Multipart::with_constraints(
+        body,
+        boundary,
+        multer::Constraints::new().size_limit(limits),
+    );
+
+    let mut path: Option<String> = None;
+    let mut visibility: Option<String> = None;
+    let mut content: Option<(W, Option<String>)> = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(upload_error)? {
+        match field.name() {
+            Some("Path") => {
+                let v = field.text().await.map_err(upload_error)?;
+                once(&mut path, "Path", v)?;
+            }
+            Some("Visibility") => {
+                let v = field.text().await.map_err(upload_error)?;
+                once(&mut visibility, "Visibility", v)?;
+            }
+            Some("Content") => {
+                let part_type = field.content_type().map(|m| m.to_string());
+                let mut writer = new_content().await?;
+                while let Some(chunk) = field.chunk().await.map_err(upload_error)? {
+                    writer.write(&chunk).await?;
+                }
+                once(&mut content, "Content", (writer, part_type))?;
+            }
+            // Unknown parts are ignored, like unknown form fields; their bytes still count
+            // against the whole-body limit.
+            _ => while field.chunk().await.map_err(upload_error)?.is_some() {},
+        }
+    }
+    let path = path.ok_or_else(|| ApiError::missing("Path"))?;
+    let visibility = visibility.ok_or_else(|| ApiError::missing("Visibility"))?;
+    let (writer, part_type) = content.ok_or_else(|| ApiError::missing("Content"))?;
+    let path = crate::asset_path::normalize(&path)
+        .map_err(|why| ApiError::bad_param(format!("Invalid value for parameter Path: {why}")))?;
+    let visibility = Visibility::parse(&visibility).ok_or_else(|| {
+        ApiError::bad_param(format!(
+            "Invalid value for parameter Visibility: {visibility:?} is not public, protected or private"
+        ))
+    })?;
+    if visibility == Visibility::Private && writer.size() > MAX_PRIVATE_CONTENT {
+        return Err(ApiError::too_large(format!(
+            "Private content is limited to {MAX_PRIVATE_CONTENT} bytes"
+        )));
+    }
+    Ok(Upload {
+        path,
+        visibility,
+        content: writer,
+        content_type: part_type.filter(|t| !t.is_empty()),
+    })
 }
 
 impl ControlPlane {
@@ -222,90 +343,32 @@ impl ControlPlane {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (service, resource) = self.resource(ctx, svc, kind, res).await?;
-        let content_type = req
-            .headers()
+        let (parts, body) = req.into_parts();
+        let content_type = parts
+            .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let boundary = multer::parse_boundary(content_type).map_err(|_| {
-            ApiError::unsupported_media(
-                "Expected a multipart/form-data body with a boundary (parts Path, Visibility, Content)",
-            )
-        })?;
-        let max_body = MAX_CONTENT + MULTIPART_OVERHEAD;
-        let declared = req
-            .headers()
+        let declared = parts
+            .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max_body) {
-            return Err(ApiError::too_large(format!(
-                "The upload is larger than the limit ({MAX_CONTENT} bytes of content)"
-            )));
-        }
-        let stream = BodyStream::new(req.into_body())
+        let stream = BodyStream::new(body)
             .map_err(Into::into)
             .try_filter_map(|frame| async move { Ok(frame.into_data().ok()) });
-        let limits = multer::SizeLimit::new()
-            .whole_stream(max_body)
-            .for_field("Path", MAX_TEXT_PART)
-            .for_field("Visibility", MAX_TEXT_PART);
-        let mut multipart = multer::Multipart::with_constraints(
-            stream,
-            boundary,
-            multer::Constraints::new().size_limit(limits),
-        );
-
-        let mut path: Option<String> = None;
-        let mut visibility: Option<String> = None;
-        let mut content: Option<(BlobWriter, Option<String>)> = None;
-        while let Some(mut field) = multipart.next_field().await.map_err(upload_error)? {
-            match field.name() {
-                Some("Path") => {
-                    let v = field.text().await.map_err(upload_error)?;
-                    once(&mut path, "Path", v)?;
-                }
-                Some("Visibility") => {
-                    let v = field.text().await.map_err(upload_error)?;
-                    once(&mut visibility, "Visibility", v)?;
-                }
-                Some("Content") => {
-                    let part_type = field.content_type().map(|m| m.to_string());
-                    let mut writer = self.blobs.writer(MAX_CONTENT).await.map_err(blob_error)?;
-                    while let Some(chunk) = field.chunk().await.map_err(upload_error)? {
-                        writer.write(&chunk).await.map_err(blob_error)?;
-                    }
-                    once(&mut content, "Content", (writer, part_type))?;
-                }
-                // Unknown parts are ignored, like unknown form fields; their bytes still count
-                // against the whole-body limit.
-                _ => while field.chunk().await.map_err(upload_error)?.is_some() {},
-            }
-        }
-        let path = path.ok_or_else(|| ApiError::missing("Path"))?;
-        let visibility = visibility.ok_or_else(|| ApiError::missing("Visibility"))?;
-        let (writer, part_type) = content.ok_or_else(|| ApiError::missing("Content"))?;
-        let path = crate::asset_path::normalize(&path).map_err(|why| {
-            ApiError::bad_param(format!("Invalid value for parameter Path: {why}"))
-        })?;
-        let visibility = Visibility::parse(&visibility).ok_or_else(|| {
-            ApiError::bad_param(format!(
-                "Invalid value for parameter Visibility: {visibility:?} is not public, protected or private"
-            ))
-        })?;
-        if visibility == Visibility::Private && writer.size() > MAX_PRIVATE_CONTENT {
-            return Err(ApiError::too_large(format!(
-                "Private content is limited to {MAX_PRIVATE_CONTENT} bytes"
-            )));
-        }
-        let blob = writer.finish().await.map_err(blob_error)?;
+        let upload = read_upload(content_type, declared, stream, || async {
+            self.blobs.writer(MAX_CONTENT).await.map_err(blob_error)
+        })
+        .await?;
+        let blob = upload.content.finish().await.map_err(blob_error)?;
         let data = VersionData {
             service_sid: service.sid,
-            path,
-            visibility,
+            path: upload.path,
+            visibility: upload.visibility,
             sha256: blob.sha256,
             size: blob.size,
-            content_type: part_type.filter(|t| !t.is_empty()),
+            content_type: upload.content_type,
         };
         let rec = Record::new(
             kind.version_kind(),

@@ -72,6 +72,9 @@ fn reg_name(name: &str) -> bool {
     true
 }
 
+/// The last second an HTTP date can carry (9999-12-31T23:59:59Z).
+const MAX_HTTP_DATE: u64 = 253_402_300_799;
+
 /// One representation of an asset: the identity bytes or a precompressed variant.
 #[derive(Debug)]
 pub struct Representation {
@@ -118,11 +121,21 @@ impl EdgeAsset {
         encoded: &[crate::manifest::Encoded],
     ) -> EdgeAsset {
         let content_type = entry.content_type();
-        let base = &entry.sha256[..32.min(entry.sha256.len())];
+        // The manifest was decoded from the store: take only hex digits and a date an HTTP
+        // date can carry, so no record, however damaged, can panic here or make an ETag the
+        // precondition code cannot read. A sha256 sigil wrote is unchanged by this.
+        let base: String = entry
+            .sha256
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .take(32)
+            .collect();
         let etag = |suffix: &str| {
             HeaderValue::from_str(&format!("\"{base}{suffix}\"")).expect("hex is a valid header")
         };
-        let last_modified = u64::try_from(entry.date_created).unwrap_or(0);
+        let last_modified = u64::try_from(entry.date_created)
+            .unwrap_or(0)
+            .min(MAX_HTTP_DATE);
         let date = std::time::UNIX_EPOCH + std::time::Duration::from_secs(last_modified);
         let mut encoded: Vec<Representation> = encoded
             .iter()
@@ -372,7 +385,7 @@ impl crate::control::DeploymentObserver for RouteTable {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_host;
+    use super::*;
 
     #[test]
     fn host_values() {
@@ -412,5 +425,61 @@ mod tests {
         ] {
             assert!(!valid_host(bad), "{bad:?}");
         }
+    }
+
+    fn entry(sha256: &str, date_created: i64) -> Entry {
+        Entry {
+            sid: "ZN".into(),
+            parent_sid: "ZH".into(),
+            date_created,
+            path: "/a.txt".into(),
+            visibility: Visibility::Public,
+            sha256: sha256.into(),
+            size: 1,
+            content_type: None,
+        }
+    }
+
+    #[test]
+    fn etag_and_date_from_a_sound_entry() {
+        let sha = "0123456789abcdef".repeat(4);
+        let enc = [crate::manifest::Encoded {
+            coding: Coding::Gzip,
+            sha256: "ff".repeat(32),
+            size: 1,
+        }];
+        let a = EdgeAsset::new(&entry(&sha, 1_000_000_000), false, &enc);
+        assert_eq!(a.identity.etag, format!("\"{}\"", &sha[..32]).as_str());
+        assert_eq!(
+            a.encoded[0].etag,
+            format!("\"{}-gzip\"", &sha[..32]).as_str()
+        );
+        assert_eq!(a.last_modified_header, "Sun, 09 Sep 2001 01:46:40 GMT");
+    }
+
+    /// Found by `cargo fuzz run manifest`: a damaged manifest entry panicked the route loader
+    /// with a date past year 9999, and a sha256 holding `"` made an ETag the precondition
+    /// code refuses (it expects well-formed tags and panics). Also: a sha256 cut inside a
+    /// character, or holding a control character, panicked.
+    #[test]
+    fn damaged_entries_do_not_panic() {
+        let a = EdgeAsset::new(
+            &entry(&format!("a{}", "é".repeat(40)), i64::MAX),
+            false,
+            &[],
+        );
+        assert_eq!(a.identity.etag, "\"a\"");
+        assert_eq!(a.last_modified, MAX_HTTP_DATE);
+        assert_eq!(a.last_modified_header, "Fri, 31 Dec 9999 23:59:59 GMT");
+        let a = EdgeAsset::new(&entry("ab\"c\u{7f}d\u{0}e", -1), false, &[]);
+        let etag = a.identity.etag.to_str().expect("ASCII");
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::IF_NONE_MATCH, a.identity.etag.clone());
+        assert_eq!(
+            crate::edge::http::conditional::evaluate(&http::Method::GET, &h, etag, 0),
+            crate::edge::http::conditional::Precondition::NotModified
+        );
+        assert_eq!(a.identity.etag, "\"abcde\"");
+        assert_eq!(a.last_modified, 0);
     }
 }
