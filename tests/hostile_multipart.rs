@@ -325,7 +325,6 @@ fn malformed_multipart_is_refused_and_stores_nothing() {
 /// 25 MiB + 64 KiB, and it rescans the buffer for the blank line on every read); a 1 MiB
 /// Content-Disposition or header line should be refused like 100 headers are.
 #[test]
-#[ignore = "needs fix in src/control/versions.rs: no limit on the size of a multipart part's headers (a 1 MiB part header is accepted, 201)"]
 fn giant_part_headers_are_refused() {
     let fx = Fixture::start(&[]);
     let assets = fx.sigil.client().versions_url(&fx.site.svc, "Assets");
@@ -357,7 +356,6 @@ fn giant_part_headers_are_refused() {
 /// Text parts are decoded lossily (multer's `Field::text`): a `Path` that is not UTF-8 is stored
 /// with U+FFFD in place of the bad bytes, where a form field that is not UTF-8 is a 400.
 #[test]
-#[ignore = "needs fix in src/control/versions.rs: a Path (or Visibility) part that is not UTF-8 is decoded lossily and stored (201) instead of refused"]
 fn text_parts_that_are_not_utf8_are_refused() {
     let fx = Fixture::start(&[]);
     let assets = fx.sigil.client().versions_url(&fx.site.svc, "Assets");

@@ -35,12 +35,9 @@ enum Input {
     Stored { path: String, mask: Vec<bool> },
 }
 
-/// `Edge::decide`: the percent-decoded UTF-8 path, refused when it holds NUL.
+/// What `Edge::decide` looks up: `edge::decode_path` of the URI's path.
 fn decode(uri: &Uri) -> Option<Cow<'_, str>> {
-    let path = percent_encoding::percent_decode_str(uri.path())
-        .decode_utf8()
-        .ok()?;
-    (!path.contains('\0')).then_some(path)
+    sigil::edge::decode_path(uri.path()).ok()
 }
 
 fn asset(path: &str, content_type: &str) -> (String, Arc<EdgeAsset>) {

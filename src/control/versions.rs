@@ -6,6 +6,7 @@
 //! nothing behind. The record is written after the blob is durable.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
@@ -32,6 +33,81 @@ pub const MAX_PRIVATE_CONTENT: u64 = 10 * 1024 * 1024;
 /// What multipart framing and the text parts may add to the content.
 pub const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 const MAX_TEXT_PART: u64 = 4 * 1024;
+/// Largest header section of one part (and preamble before the first part), give or take
+/// the read-ahead of two pieces: multer itself buffers headers without a limit.
+pub const MAX_PART_HEAD: u64 = 16 * 1024;
+/// The body is handed to multer in pieces of at most this size, so that it never holds much
+/// more than a part's headers when it looks for their end.
+const PIECE: usize = 8 * 1024;
+
+const NOT_IN_HEAD: u64 = u64::MAX;
+
+/// Why an upload stopped while a part's headers were being read.
+#[derive(Debug)]
+struct PartHeadTooLarge;
+
+impl std::fmt::Display for PartHeadTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a part's headers are longer than {MAX_PART_HEAD} bytes")
+    }
+}
+
+impl std::error::Error for PartHeadTooLarge {}
+
+/// The upload body in pieces of at most [`PIECE`] bytes, failing with [`PartHeadTooLarge`]
+/// when more than [`MAX_PART_HEAD`] (+ two pieces) pass while a part's headers are awaited.
+struct Pieces<S> {
+    inner: std::pin::Pin<Box<S>>,
+    rest: Bytes,
+    /// Bytes handed on since the current part's headers began, or [`NOT_IN_HEAD`] while a
+    /// part's content is being read.
+    in_head: std::sync::Arc<AtomicU64>,
+}
+
+impl<S, O, E> Stream for Pieces<S>
+where
+    S: Stream<Item = Result<O, E>>,
+    O: Into<Bytes>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Item = Result<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        while self.rest.is_empty() {
+            match self.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(o))) => self.rest = o.into(),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let n = self.rest.len().min(PIECE);
+        let seen = self.in_head.load(Ordering::Relaxed);
+        if seen != NOT_IN_HEAD {
+            let seen = seen + n as u64;
+            self.in_head.store(seen, Ordering::Relaxed);
+            if seen > MAX_PART_HEAD + 2 * PIECE as u64 {
+                return Poll::Ready(Some(Err(Box::new(PartHeadTooLarge))));
+            }
+        }
+        let piece = self.rest.split_to(n);
+        Poll::Ready(Some(Ok(piece)))
+    }
+}
+
+/// A text part's value, which must be UTF-8 (multer's `text()` would replace bad bytes).
+async fn text_part(field: multer::Field<'_>, name: &str) -> Result<String, ApiError> {
+    let bytes = field.bytes().await.map_err(upload_error)?;
+    String::from_utf8(bytes.into()).map_err(|_| {
+        ApiError::bad_param(format!(
+            "Invalid value for parameter {name}: it is not UTF-8"
+        ))
+    })
+}
 
 /// The stored fields of a version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +135,9 @@ fn upload_error(e: multer::Error) -> ApiError {
         }
         multer::Error::StreamReadFailed(e) if crate::server::is_timeout(e.as_ref()) => {
             ApiError::body_timeout(e)
+        }
+        multer::Error::StreamReadFailed(e) if e.is::<PartHeadTooLarge>() => {
+            ApiError::bad_param(format!("Malformed multipart body: {e}"))
         }
         other => ApiError::bad_param(format!("Malformed multipart body: {other}")),
     }
@@ -147,23 +226,34 @@ where
         .whole_stream(max_body)
         .for_field("Path", MAX_TEXT_PART)
         .for_field("Visibility", MAX_TEXT_PART);
+    let in_head = std::sync::Arc::new(AtomicU64::new(NOT_IN_HEAD));
+    let body = Pieces {
+        inner: Box::pin(body),
+        rest: Bytes::new(),
+        in_head: std::sync::Arc::clone(&in_head),
+    };
     let mut multipart = multer::Multipart::with_constraints(
         body,
         boundary,
         multer::Constraints::new().size_limit(limits),
     );
+    let head_mode = |on: bool| in_head.store(if on { 0 } else { NOT_IN_HEAD }, Ordering::Relaxed);
 
     let mut path: Option<String> = None;
     let mut visibility: Option<String> = None;
     let mut content: Option<(W, Option<String>)> = None;
-    while let Some(mut field) = multipart.next_field().await.map_err(upload_error)? {
+    loop {
+        head_mode(true);
+        let next = multipart.next_field().await.map_err(upload_error);
+        head_mode(false);
+        let Some(mut field) = next? else { break };
         match field.name() {
             Some("Path") => {
-                let v = field.text().await.map_err(upload_error)?;
+                let v = text_part(field, "Path").await?;
                 once(&mut path, "Path", v)?;
             }
             Some("Visibility") => {
-                let v = field.text().await.map_err(upload_error)?;
+                let v = text_part(field, "Visibility").await?;
                 once(&mut visibility, "Visibility", v)?;
             }
             Some("Content") => {

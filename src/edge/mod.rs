@@ -154,6 +154,18 @@ fn request_host<B>(req: &Request<B>) -> Result<&str, &'static str> {
     }
 }
 
+/// The asset path a request's path names: percent-decoded once (never normalised: `..` and
+/// `%2F` are looked up as they are, and match nothing), which must be UTF-8 without NUL.
+pub fn decode_path(raw: &str) -> Result<std::borrow::Cow<'_, str>, &'static str> {
+    let path = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| "the path is not UTF-8 after percent-decoding")?;
+    if path.contains('\0') {
+        return Err("the path contains NUL");
+    }
+    Ok(path)
+}
+
 /// `Example.COM:8443` → `example.com` (borrowed when it is already in that form).
 fn host_name(authority: &str) -> std::borrow::Cow<'_, str> {
     let without_port = if authority.starts_with('[') {
@@ -271,12 +283,10 @@ impl Edge {
         if method != Method::GET && method != Method::HEAD && method != Method::POST {
             return Outcome::MethodNotAllowed;
         }
-        let Ok(path) = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8() else {
-            return Outcome::BadRequest("the path is not UTF-8 after percent-decoding");
+        let path = match decode_path(req.uri().path()) {
+            Ok(p) => p,
+            Err(why) => return Outcome::BadRequest(why),
         };
-        if path.contains('\0') {
-            return Outcome::BadRequest("the path contains NUL");
-        }
         let Some(asset) = site.lookup(&path).cloned() else {
             return Outcome::NotFound;
         };
