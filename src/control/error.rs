@@ -160,6 +160,8 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(_) => {
                 ApiError::conflict("A resource with these values already exists")
             }
+            // A full disk is the same answer whether the blob or the metadata hit it.
+            StoreError::Full(why) => ApiError::unavailable(why),
             other => ApiError::internal(other),
         }
     }

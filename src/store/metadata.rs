@@ -205,6 +205,10 @@ pub enum StoreError {
     /// A stored document could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The backend is out of space (a full disk): the write was rolled back, nothing of it
+    /// was kept.
+    #[error("storage full: {0}")]
+    Full(String),
     /// The backend failed.
     #[error("storage backend: {0}")]
     Backend(String),

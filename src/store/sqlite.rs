@@ -39,6 +39,10 @@ pub struct SqliteStore {
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
+    // SQLITE_FULL: the transaction is rolled back, so the caller may say nothing was written.
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        return StoreError::Full(e.to_string());
+    }
     StoreError::Backend(e.to_string())
 }
 
@@ -393,6 +397,28 @@ mod tests {
             .list(&query(Kind::Service, None, Cursor::Offset(4), 2))
             .expect("list");
         assert_eq!(sids(&offset), ["ZS1"]);
+    }
+
+    #[test]
+    fn a_full_database_is_full_and_keeps_nothing() {
+        let (_d, s) = store();
+        s.commit(vec![Write::Insert(rec(Kind::Service, "ZS0", None))])
+            .expect("insert");
+        // SQLite answers SQLITE_FULL at its page limit, as on a full disk.
+        s.conn()
+            .pragma_update(None, "max_page_count", 8)
+            .expect("pragma");
+        let mut big = rec(Kind::Service, "ZS1", None);
+        big.data = vec![b'x'; 64 * 1024];
+        big.unique = vec!["svc:big".into()];
+        assert!(matches!(
+            s.commit(vec![Write::Insert(big)]),
+            Err(StoreError::Full(_))
+        ));
+        assert!(s.get("ZS1").expect("get").is_none());
+        assert!(s.find_unique("svc:big").expect("find").is_none());
+        s.commit(vec![Write::Insert(rec(Kind::Service, "ZS2", None))])
+            .expect("a small write still fits");
     }
 
     #[test]
