@@ -360,13 +360,23 @@ fn reader(edge: support::Edge, domain: String, model: &Mutex<Model>, stop: &Atom
 /// `verified` remembers files already hashed (blobs are never rewritten in place; a changed
 /// size or mtime is hashed again).
 fn check_blob_store(data: &Path, verified: &mut HashMap<PathBuf, (u64, SystemTime)>) {
-    let tmp: Vec<_> = std::fs::read_dir(data.join("tmp"))
-        .expect("tmp/")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    // A Build that was interrupted is resumed in the background once sigil serves, and writes
+    // its br/gzip variants through tmp/: give it time to finish (no upload runs here).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let tmp = loop {
+        let tmp: Vec<_> = std::fs::read_dir(data.join("tmp"))
+            .expect("tmp/")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        if tmp.is_empty() || std::time::Instant::now() > deadline {
+            break tmp;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(
         tmp.is_empty(),
-        "temp files left in tmp/ with no upload running: {tmp:?} (sigil clears tmp/ at start)"
+        "temp files left in tmp/ with no upload or Build running: {tmp:?} (sigil clears tmp/ \
+         at start)"
     );
     for fan in std::fs::read_dir(data.join("blobs")).expect("blobs/") {
         let fan = fan.expect("entry");
