@@ -6,7 +6,6 @@
 //! nothing behind. The record is written after the blob is durable.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
@@ -33,14 +32,9 @@ pub const MAX_PRIVATE_CONTENT: u64 = 10 * 1024 * 1024;
 /// What multipart framing and the text parts may add to the content.
 pub const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 const MAX_TEXT_PART: u64 = 4 * 1024;
-/// Largest header section of one part (and preamble before the first part), give or take
-/// the read-ahead of two pieces: multer itself buffers headers without a limit.
-pub const MAX_PART_HEAD: u64 = 16 * 1024;
-/// The body is handed to multer in pieces of at most this size, so that it never holds much
-/// more than a part's headers when it looks for their end.
-const PIECE: usize = 8 * 1024;
-
-const NOT_IN_HEAD: u64 = u64::MAX;
+/// Largest header section of one part, and largest preamble before the first part: multer
+/// itself would buffer either up to the whole body limit, rescanning it as it grows.
+pub const MAX_PART_HEAD: usize = 16 * 1024;
 
 /// Why an upload stopped while a part's headers were being read.
 #[derive(Debug)]
@@ -54,17 +48,85 @@ impl std::fmt::Display for PartHeadTooLarge {
 
 impl std::error::Error for PartHeadTooLarge {}
 
-/// The upload body in pieces of at most [`PIECE`] bytes, failing with [`PartHeadTooLarge`]
-/// when more than [`MAX_PART_HEAD`] (+ two pieces) pass while a part's headers are awaited.
-struct Pieces<S> {
-    inner: std::pin::Pin<Box<S>>,
-    rest: Bytes,
-    /// Bytes handed on since the current part's headers began, or [`NOT_IN_HEAD`] while a
-    /// part's content is being read.
-    in_head: std::sync::Arc<AtomicU64>,
+/// Follows a multipart body's structure as it streams past, independently of how far multer
+/// has read it: the preamble before the first delimiter (`CRLF--boundary`) and, after each
+/// delimiter, the bytes up to the blank line that ends the part's headers are counted.
+struct HeadGuard {
+    /// `\r\n--` + boundary.
+    delimiter: Vec<u8>,
+    /// The last bytes of the previous chunk, where a delimiter or blank line may begin.
+    carry: Vec<u8>,
+    state: Scan,
 }
 
-impl<S, O, E> Stream for Pieces<S>
+/// Where a [`HeadGuard`] is, with the bytes counted so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    Preamble(usize),
+    Head(usize),
+    Body,
+}
+
+impl HeadGuard {
+    fn new(boundary: &str) -> HeadGuard {
+        HeadGuard {
+            delimiter: [b"\r\n--".as_slice(), boundary.as_bytes()].concat(),
+            // The first delimiter has no CRLF before it: pretend it had.
+            carry: b"\r\n".to_vec(),
+            state: Scan::Preamble(0),
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), PartHeadTooLarge> {
+        let mut window = std::mem::take(&mut self.carry);
+        window.extend_from_slice(chunk);
+        let mut at = 0;
+        loop {
+            let (end, seen): (&[u8], Option<usize>) = match self.state {
+                Scan::Preamble(seen) => (&self.delimiter, Some(seen)),
+                Scan::Head(seen) => (b"\r\n\r\n", Some(seen)),
+                Scan::Body => (&self.delimiter, None),
+            };
+            let rest = &window[at..];
+            match memchr::memmem::find(rest, end) {
+                Some(i) => {
+                    if seen.is_some_and(|seen| seen + i > MAX_PART_HEAD) {
+                        return Err(PartHeadTooLarge);
+                    }
+                    at += i + end.len();
+                    self.state = match self.state {
+                        Scan::Preamble(_) | Scan::Body => Scan::Head(0),
+                        Scan::Head(_) => Scan::Body,
+                    };
+                }
+                None => {
+                    // Keep what could be the start of `end`; count the rest.
+                    let keep = (end.len() - 1).min(rest.len());
+                    if let Some(seen) = seen {
+                        let seen = seen + rest.len() - keep;
+                        if seen > MAX_PART_HEAD {
+                            return Err(PartHeadTooLarge);
+                        }
+                        self.state = match self.state {
+                            Scan::Preamble(_) => Scan::Preamble(seen),
+                            _ => Scan::Head(seen),
+                        };
+                    }
+                    self.carry = rest[rest.len() - keep..].to_vec();
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// The upload body, checked by a [`HeadGuard`] on its way to multer.
+struct Guarded<S> {
+    inner: std::pin::Pin<Box<S>>,
+    guard: HeadGuard,
+}
+
+impl<S, O, E> Stream for Guarded<S>
 where
     S: Stream<Item = Result<O, E>>,
     O: Into<Bytes>,
@@ -76,26 +138,15 @@ where
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        use std::task::Poll;
-        while self.rest.is_empty() {
-            match self.inner.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(o))) => self.rest = o.into(),
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        let n = self.rest.len().min(PIECE);
-        let seen = self.in_head.load(Ordering::Relaxed);
-        if seen != NOT_IN_HEAD {
-            let seen = seen + n as u64;
-            self.in_head.store(seen, Ordering::Relaxed);
-            if seen > MAX_PART_HEAD + 2 * PIECE as u64 {
-                return Poll::Ready(Some(Err(Box::new(PartHeadTooLarge))));
-            }
-        }
-        let piece = self.rest.split_to(n);
-        Poll::Ready(Some(Ok(piece)))
+        let item = match self.inner.as_mut().poll_next(cx) {
+            std::task::Poll::Ready(item) => item,
+            std::task::Poll::Pending => return std::task::Poll::Pending,
+        };
+        std::task::Poll::Ready(item.map(|r| {
+            let bytes: Bytes = r.map_err(Into::into)?.into();
+            self.guard.feed(&bytes)?;
+            Ok(bytes)
+        }))
     }
 }
 
@@ -226,27 +277,20 @@ where
         .whole_stream(max_body)
         .for_field("Path", MAX_TEXT_PART)
         .for_field("Visibility", MAX_TEXT_PART);
-    let in_head = std::sync::Arc::new(AtomicU64::new(NOT_IN_HEAD));
-    let body = Pieces {
+    let body = Guarded {
         inner: Box::pin(body),
-        rest: Bytes::new(),
-        in_head: std::sync::Arc::clone(&in_head),
+        guard: HeadGuard::new(&boundary),
     };
     let mut multipart = multer::Multipart::with_constraints(
         body,
         boundary,
         multer::Constraints::new().size_limit(limits),
     );
-    let head_mode = |on: bool| in_head.store(if on { 0 } else { NOT_IN_HEAD }, Ordering::Relaxed);
 
     let mut path: Option<String> = None;
     let mut visibility: Option<String> = None;
     let mut content: Option<(W, Option<String>)> = None;
-    loop {
-        head_mode(true);
-        let next = multipart.next_field().await.map_err(upload_error);
-        head_mode(false);
-        let Some(mut field) = next? else { break };
+    while let Some(mut field) = multipart.next_field().await.map_err(upload_error)? {
         match field.name() {
             Some("Path") => {
                 let v = text_part(field, "Path").await?;
@@ -471,5 +515,44 @@ impl ControlPlane {
         self.db(move |s| s.commit(vec![Write::Insert(write)]))
             .await?;
         Ok(self.version_response(StatusCode::CREATED, kind, &rec, &data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard_accepts(body: &[u8], piece: usize) -> bool {
+        let mut g = HeadGuard::new("B");
+        body.chunks(piece).all(|c| g.feed(c).is_ok())
+    }
+
+    #[test]
+    fn head_guard_counts_headers_and_preamble_not_content() {
+        let part = |headers: &str, content: &[u8]| {
+            [
+                b"--B\r\n",
+                headers.as_bytes(),
+                b"\r\n\r\n",
+                content,
+                b"\r\n",
+            ]
+            .concat()
+        };
+        let big = vec![b'x'; 200_000];
+        let ok = [
+            part("Content-Disposition: form-data; name=\"Path\"", b"/a"),
+            part("Content-Disposition: form-data; name=\"Content\"", &big),
+            b"--B--\r\n".to_vec(),
+        ]
+        .concat();
+        let filler = format!("X: {}", "a".repeat(MAX_PART_HEAD));
+        let giant = [part(&filler, b"/a"), b"--B--\r\n".to_vec()].concat();
+        let preamble = [vec![b'p'; MAX_PART_HEAD + 10], b"\r\n".to_vec(), ok.clone()].concat();
+        for piece in [1, 3, 7, 100, 8192, usize::MAX] {
+            assert!(guard_accepts(&ok, piece), "piece {piece}");
+            assert!(!guard_accepts(&giant, piece), "piece {piece}");
+            assert!(!guard_accepts(&preamble, piece), "piece {piece}");
+        }
     }
 }
