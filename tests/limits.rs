@@ -270,3 +270,47 @@ fn bodies_that_do_not_arrive_in_time_get_408() {
     let r = reqwest::blocking::get(format!("{}/healthz", sigil.api)).expect("healthz");
     assert_eq!(r.status(), 200);
 }
+
+#[test]
+fn h2_stream_limit_is_advertised_and_respected() {
+    let sigil = Sigil::start_with(&["--h2-max-streams", "7"]);
+    let addr = sigil.http;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        // h2c with prior knowledge on the edge's plain listener.
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (client, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let get = || {
+            http::Request::get("http://nobody.localhost/")
+                .body(())
+                .expect("request")
+        };
+        let mut client = client.ready().await.expect("ready");
+        // One exchange first, so that the server's SETTINGS have arrived.
+        let (resp, _) = client.send_request(get(), true).expect("send");
+        assert_eq!(resp.await.expect("response").status(), 404);
+        assert_eq!(
+            client.current_max_send_streams(),
+            7,
+            "SETTINGS_MAX_CONCURRENT_STREAMS"
+        );
+        // Three times as many requests at once: the client waits for free streams, every one
+        // is answered.
+        let mut answers = Vec::new();
+        for _ in 0..21 {
+            client = client.ready().await.expect("ready");
+            let (resp, _) = client.send_request(get(), true).expect("send");
+            answers.push(tokio::spawn(resp));
+        }
+        for a in answers {
+            let resp = a.await.expect("task").expect("response");
+            assert_eq!(resp.status(), 404);
+        }
+    });
+}
