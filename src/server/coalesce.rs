@@ -6,16 +6,19 @@
 //! writer buffers output and, the first time it is asked to flush a part-full buffer, yields
 //! once to the scheduler instead (waking itself at once), so that the other streams that are
 //! ready add their frames first; the next flush writes them all. The delay is one pass of the
-//! runtime's run queue, never a timer.
+//! runtime's run queue, never a timer. Reads first yield the bytes the fast path had already
+//! read when it handed the connection over.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
 
-/// Buffered output that coalesces flushes; reads pass through.
+/// Buffered output that coalesces flushes; reads yield `prefix`, then pass through.
 pub(super) struct Coalescing<I> {
+    prefix: Bytes,
     inner: BufWriter<I>,
     /// Flushes of a buffer at least this full are not deferred.
     eager: usize,
@@ -23,9 +26,11 @@ pub(super) struct Coalescing<I> {
 }
 
 impl<I: AsyncWrite> Coalescing<I> {
-    /// `inner` with a buffer of `capacity` bytes; a full buffer is always written at once.
-    pub(super) fn new(inner: I, capacity: usize) -> Self {
+    /// `inner`, whose first bytes read are `prefix`, with a buffer of `capacity` bytes; a full
+    /// buffer is always written at once.
+    pub(super) fn new(prefix: Bytes, inner: I, capacity: usize) -> Self {
         Coalescing {
+            prefix,
             inner: BufWriter::with_capacity(capacity, inner),
             eager: capacity / 2,
             yielded: false,
@@ -39,6 +44,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Coalescing<I> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }

@@ -329,52 +329,29 @@ async fn connection(
     };
     let result = match role {
         Role::EdgeTls(acceptor) => {
-            let mut tls =
-                match tokio::time::timeout(app.limits.tls_handshake, acceptor.accept(stream)).await
-                {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let prefix = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                Bytes::new()
-            } else {
-                match h1::serve(&mut tls, &app.edge, &conn, &app.limits, &mut stop).await {
-                    Ok(h1::Ended::HandOff(prefix)) => prefix,
-                    Ok(h1::Ended::Done) => return,
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        return;
-                    }
+            let tls = match tokio::time::timeout(app.limits.tls_handshake, acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
                 }
             };
-            let io = TokioIo::new(coalesce::Coalescing::new(
-                h1::Prefixed::new(prefix, tls),
-                WRITE_BUFFER,
-            ));
+            let fast = tls.get_ref().1.alpn_protocol() != Some(b"h2");
+            let Some(io) = edge_io(tls, fast, &app, &conn, &mut stop).await else {
+                return;
+            };
             drive(builder.serve_connection_with_upgrades(io, service), stop).await
         }
         Role::Edge => {
-            let mut stream = stream;
-            let prefix =
-                match h1::serve(&mut stream, &app.edge, &conn, &app.limits, &mut stop).await {
-                    Ok(h1::Ended::HandOff(prefix)) => prefix,
-                    Ok(h1::Ended::Done) => return,
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        return;
-                    }
-                };
-            let io = TokioIo::new(coalesce::Coalescing::new(
-                h1::Prefixed::new(prefix, stream),
-                WRITE_BUFFER,
-            ));
+            let Some(io) = edge_io(stream, true, &app, &conn, &mut stop).await else {
+                return;
+            };
             drive(builder.serve_connection_with_upgrades(io, service), stop).await
         }
         Role::Api => {
@@ -388,6 +365,38 @@ async fn connection(
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+}
+
+/// An edge connection's start: the HTTP/1.1 fast path (when `fast`: not when ALPN chose h2),
+/// then what hyper serves — the connection with the bytes the fast path read, its output
+/// coalesced — or `None` when the fast path finished the connection itself.
+async fn edge_io<I>(
+    mut io: I,
+    fast: bool,
+    app: &App,
+    conn: &Conn,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<TokioIo<coalesce::Coalescing<I>>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let prefix = if fast {
+        match h1::serve(&mut io, &app.edge, conn, &app.limits, stop).await {
+            Ok(h1::Ended::HandOff(prefix)) => prefix,
+            Ok(h1::Ended::Done) => return None,
+            Err(e) => {
+                tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+                return None;
+            }
+        }
+    } else {
+        Bytes::new()
+    };
+    Some(TokioIo::new(coalesce::Coalescing::new(
+        prefix,
+        io,
+        WRITE_BUFFER,
+    )))
 }
 
 /// Serves a connection; on shutdown, lets its in-flight requests finish and then closes it
