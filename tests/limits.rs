@@ -314,3 +314,64 @@ fn h2_stream_limit_is_advertised_and_respected() {
         }
     });
 }
+
+/// One HTTP/2 frame: 9-byte header and payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len())
+        .expect("small frame")
+        .to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn h2_rapid_reset_flood_gets_goaway() {
+    // CVE-2023-44487: streams opened and reset at once, all in one write, so that they are
+    // reset before the server accepts them. Over --h2-max-pending-resets: GOAWAY with
+    // ENHANCE_YOUR_CALM, and other clients are still served.
+    let sigil = Sigil::start_with(&["--h2-max-pending-resets", "5"]);
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[])); // SETTINGS
+                                          // HPACK: :method GET, :scheme http, :path / (static table), :authority literal.
+    let mut block = vec![0x82, 0x86, 0x84, 0x01, 11];
+    block.extend_from_slice(b"x.localhost");
+    for i in 0..200u32 {
+        let stream = 2 * i + 1;
+        out.extend(h2_frame(0x1, 0x5, stream, &block)); // HEADERS, END_STREAM | END_HEADERS
+        out.extend(h2_frame(0x3, 0, stream, &8u32.to_be_bytes())); // RST_STREAM CANCEL
+    }
+    let mut s = TcpStream::connect(sigil.http).expect("connect");
+    s.write_all(&out).expect("write");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let mut goaway = None;
+    let mut at = 0;
+    while at + 9 <= got.len() {
+        let len =
+            usize::from(got[at]) << 16 | usize::from(got[at + 1]) << 8 | usize::from(got[at + 2]);
+        let end = (at + 9 + len).min(got.len());
+        if got[at + 3] == 0x7 && end - at >= 17 {
+            let code = &got[at + 13..at + 17];
+            goaway = Some(u32::from_be_bytes([code[0], code[1], code[2], code[3]]));
+        }
+        at = end;
+    }
+    assert_eq!(
+        goaway,
+        Some(0xb),
+        "GOAWAY ENHANCE_YOUR_CALM ({} bytes read)",
+        got.len()
+    );
+    let r = reqwest::blocking::get(format!("{}/healthz", sigil.api)).expect("healthz");
+    assert_eq!(r.status(), 200);
+}
