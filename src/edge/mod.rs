@@ -529,7 +529,8 @@ struct RequestLine {
     uri: ::http::Uri,
 }
 
-fn plain(status: StatusCode, text: &str) -> Response<Body> {
+/// A plain-text response: the edge's answer for every error.
+pub fn plain(status: StatusCode, text: &str) -> Response<Body> {
     with_status(Response::new(Body::new(Bytes::new())), status, text)
 }
 

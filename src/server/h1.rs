@@ -206,12 +206,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let text = format!("{}\n", status.canonical_reason().unwrap_or("Bad Request"));
-    let mut resp = Response::new(Body::new(Bytes::from(text)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    let resp = crate::edge::plain(status, &text);
     write_response(io, out, resp, false, true).await?;
     linger(io).await;
     Ok(())

@@ -430,13 +430,7 @@ async fn dispatch(
         return if is_api {
             crate::control::ApiError::uri_too_long(app.limits.max_uri_bytes).into_response()
         } else {
-            let mut resp = hyper::Response::new(Body::new("URI Too Long\n".into()));
-            *resp.status_mut() = http::StatusCode::URI_TOO_LONG;
-            resp.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            resp
+            crate::edge::plain(http::StatusCode::URI_TOO_LONG, "URI Too Long\n")
         };
     }
     let req = req.map(|b| body::TimedBody::new(b, app.limits.body_read));
