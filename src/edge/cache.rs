@@ -13,13 +13,13 @@ use crate::store::BlobStore;
 /// The cache.
 pub struct BlobCache {
     blobs: BlobStore,
-    maps: moka::future::Cache<String, Bytes>,
+    maps: moka::sync::Cache<String, Bytes>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
 /// Why bytes could not be had.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum CacheError {
     /// The blob is missing, shorter or longer than the manifest says, or unreadable.
     #[error("blob {sha256}: {reason}")]
@@ -56,7 +56,7 @@ fn map_blob(blobs: &BlobStore, sha256: &str, size: u64) -> Result<Bytes, CacheEr
 impl BlobCache {
     /// A cache over `blobs` holding up to `capacity_bytes` of mapped content.
     pub fn new(blobs: BlobStore, capacity_bytes: u64) -> BlobCache {
-        let maps = moka::future::Cache::builder()
+        let maps = moka::sync::Cache::builder()
             // Weighed in KiB so a u32 weight covers 25 MiB blobs.
             .weigher(|_k: &String, v: &Bytes| u32::try_from(v.len() / 1024 + 1).unwrap_or(u32::MAX))
             .max_capacity(capacity_bytes / 1024)
@@ -69,29 +69,30 @@ impl BlobCache {
         }
     }
 
-    /// The whole content of a blob.
-    pub async fn get(&self, sha256: &str, size: u64) -> Result<Bytes, CacheError> {
-        if let Some(b) = self.maps.get(sha256).await {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(b);
-        }
+    /// The whole content of a blob if it is mapped already: a lookup, no waiting.
+    pub fn cached(&self, sha256: &str) -> Option<Bytes> {
+        let bytes = self.maps.get(sha256)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(bytes)
+    }
+
+    /// Maps a blob that [`BlobCache::cached`] did not have.
+    pub async fn load(&self, sha256: &str, size: u64) -> Result<Bytes, CacheError> {
         self.misses.fetch_add(1, Ordering::Relaxed);
+        let maps = self.maps.clone();
         let blobs = self.blobs.clone();
         let key = sha256.to_owned();
-        self.maps
-            .try_get_with(key.clone(), async move {
-                tokio::task::spawn_blocking(move || map_blob(&blobs, &key, size))
-                    .await
-                    .map_err(|e| CacheError::Blob {
-                        sha256: String::new(),
-                        reason: e.to_string(),
-                    })?
-            })
-            .await
-            .map_err(|e: Arc<CacheError>| CacheError::Blob {
-                sha256: sha256.to_owned(),
-                reason: e.to_string(),
-            })
+        // On a blocking thread: the map and its read-ahead may wait for the disk, and a
+        // concurrent miss for the same blob waits there for this one's result.
+        tokio::task::spawn_blocking(move || {
+            maps.try_get_with_by_ref(key.as_str(), || map_blob(&blobs, &key, size))
+                .map_err(|e: Arc<CacheError>| CacheError::clone(&e))
+        })
+        .await
+        .map_err(|e| CacheError::Blob {
+            sha256: sha256.to_owned(),
+            reason: e.to_string(),
+        })?
     }
 
     /// (hits, misses) so far.

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 
 use self::access::{decide, Access, OwnedPayload, Proof, Tokens};
-use self::cache::BlobCache;
+use self::cache::{BlobCache, CacheError};
 use self::http::conditional::{self, Precondition};
 use self::http::encoding::{self, Coding};
 use self::http::range::{self, RangeOutcome};
@@ -122,6 +122,39 @@ enum Outcome {
 
 const ALLOW: &str = "GET, HEAD, POST, OPTIONS";
 
+/// What [`Edge::handle_now`] did with a request.
+pub enum Handled<B> {
+    /// Answered.
+    Now(Response<Body>),
+    /// Needs waiting for: finish it with [`Edge::handle_later`].
+    Later(Pending<B>),
+}
+
+/// A request the edge has started to answer and must wait to finish.
+pub struct Pending<B>(Box<Later<B>>);
+
+enum Later<B> {
+    /// For the API's host names: the control plane answers.
+    Api(Request<B>),
+    /// A POST: access needs its body.
+    Body {
+        site: Arc<Site>,
+        asset: Arc<EdgeAsset>,
+        req: Request<B>,
+        scheme: &'static str,
+        authority: String,
+        line: RequestLine,
+        started: Option<Instant>,
+    },
+    /// The outcome is decided; the blob it serves is not mapped yet.
+    Load {
+        site: Arc<Site>,
+        line: RequestLine,
+        outcome: Outcome,
+        started: Option<Instant>,
+    },
+}
+
 /// The host a request names: the URI's authority (HTTP/2, absolute-form), else the single
 /// Host header. Two Host headers, an invalid one (RFC 9112 §3.2), or a Host that disagrees
 /// with the authority, are refused.
@@ -217,6 +250,19 @@ impl Edge {
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        match self.handle_now(req, conn) {
+            Handled::Now(resp) => resp,
+            // Boxed: it is rare, and every request's future would otherwise carry its size
+            // (each HTTP/2 stream hyper serves is a task).
+            Handled::Later(pending) => Box::pin(self.handle_later(pending)).await,
+        }
+    }
+
+    /// Answers a request without waiting, which is what nearly every request allows: all but
+    /// a POST body to read, a blob not mapped yet, and the API's host names. Those come back
+    /// as [`Pending`], for [`Edge::handle_later`]. (The HTTP/2 server answers each stream in
+    /// its connection's task this way and spawns a task only for what is pending.)
+    pub fn handle_now<B>(&self, req: Request<B>, conn: &Conn) -> Handled<B> {
         // Only the access log reads the clock.
         let started = self.config.access_log.then(Instant::now);
         let trusted = self.trusted(conn.peer.ip());
@@ -230,9 +276,8 @@ impl Edge {
         let authority = match forwarded_host.map_or_else(|| request_host(&req), Ok) {
             Ok(a) => a.to_owned(),
             Err(why) => {
-                return self
-                    .finish(None, &line, Outcome::BadRequest(why), started)
-                    .await
+                let outcome = Outcome::BadRequest(why);
+                return Handled::Now(self.finish(None, &line, outcome, None, started));
             }
         };
         let host = host_name(&authority);
@@ -242,11 +287,11 @@ impl Edge {
             .iter()
             .any(|h| h.as_str() == host.as_ref())
         {
-            let ApiBackend::InProcess(cp) = &self.api;
-            return cp.handle(req).await;
+            return Handled::Later(Pending(Box::new(Later::Api(req))));
         }
         let Some(site) = self.routes.lookup(&host) else {
-            return self.finish(None, &line, Outcome::NotFound, started).await;
+            let outcome = Outcome::NotFound;
+            return Handled::Now(self.finish(None, &line, outcome, None, started));
         };
         let scheme = match trusted
             .then(|| first_value(req.headers(), "x-forwarded-proto"))
@@ -256,59 +301,90 @@ impl Edge {
             Some(p) if p.eq_ignore_ascii_case("http") => "http",
             _ => conn.scheme,
         };
-        let outcome = self.decide(&site, req, scheme, &authority).await;
-        self.finish(Some(&site), &line, outcome, started).await
+        let asset = match route(&site, &req) {
+            Ok(asset) => asset,
+            Err(outcome) => return self.conclude(site, line, outcome, started),
+        };
+        if req.method() == Method::POST {
+            return Handled::Later(Pending(Box::new(Later::Body {
+                site,
+                asset,
+                req,
+                scheme,
+                authority,
+                line,
+                started,
+            })));
+        }
+        let (parts, _) = req.into_parts();
+        let outcome = self.access(&site, &parts, Bytes::new(), asset, scheme, &authority);
+        self.conclude(site, line, outcome, started)
     }
 
-    async fn decide<B>(
-        &self,
-        site: &Site,
-        req: Request<B>,
-        scheme: &str,
-        authority: &str,
-    ) -> Outcome
+    /// Finishes what [`Edge::handle_now`] left pending.
+    pub async fn handle_later<B>(&self, Pending(later): Pending<B>) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let method = req.method().clone();
-        if method == Method::OPTIONS {
-            return Outcome::Preflight {
-                request_headers: req
-                    .headers()
-                    .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-                    .cloned(),
-            };
-        }
-        if method != Method::GET && method != Method::HEAD && method != Method::POST {
-            return Outcome::MethodNotAllowed;
-        }
-        let path = match decode_path(req.uri().path()) {
-            Ok(p) => p,
-            Err(why) => return Outcome::BadRequest(why),
-        };
-        let Some(asset) = site.lookup(&path).cloned() else {
-            return Outcome::NotFound;
-        };
-        if asset.visibility == Visibility::Private {
-            return Outcome::Forbidden;
-        }
-        let (parts, body) = req.into_parts();
-        let body = if method == Method::POST {
-            match http_body_util::Limited::new(body, self.config.max_post_body)
-                .collect()
-                .await
-            {
-                Ok(c) => c.to_bytes(),
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => return Outcome::TooLarge,
-                Err(e) if crate::server::is_timeout(e.as_ref()) => return Outcome::Timeout,
-                Err(_) => return Outcome::BadRequest("the request body could not be read"),
+        let mut later = *later;
+        loop {
+            later = match later {
+                Later::Api(req) => {
+                    let ApiBackend::InProcess(cp) = &self.api;
+                    return cp.handle(req).await;
+                }
+                Later::Body {
+                    site,
+                    asset,
+                    req,
+                    scheme,
+                    authority,
+                    line,
+                    started,
+                } => {
+                    let (parts, body) = req.into_parts();
+                    let body = http_body_util::Limited::new(body, self.config.max_post_body);
+                    let outcome = match body.collect().await {
+                        Ok(c) => self.access(&site, &parts, c.to_bytes(), asset, scheme, &authority),
+                        Err(e) if e.is::<http_body_util::LengthLimitError>() => Outcome::TooLarge,
+                        Err(e) if crate::server::is_timeout(e.as_ref()) => Outcome::Timeout,
+                        Err(_) => Outcome::BadRequest("the request body could not be read"),
+                    };
+                    match self.conclude(site, line, outcome, started) {
+                        Handled::Now(resp) => return resp,
+                        Handled::Later(Pending(later)) => *later,
+                    }
+                }
+                Later::Load {
+                    site,
+                    line,
+                    outcome,
+                    started,
+                } => {
+                    let blob = match blob_of(&outcome) {
+                        Some(rep) => Some(self.cache.load(&rep.sha256, rep.size).await),
+                        None => None,
+                    };
+                    return self.finish(Some(&site), &line, outcome, blob, started);
+                }
             }
-        } else {
-            Bytes::new()
-        };
+        }
+    }
+
+    /// Access for a request whose body (empty unless a POST) has been read, then the HTTP
+    /// outcome.
+    fn access(
+        &self,
+        site: &Site,
+        parts: &::http::request::Parts,
+        body: Bytes,
+        asset: Arc<EdgeAsset>,
+        scheme: &str,
+        authority: &str,
+    ) -> Outcome {
         let proof = if asset.visibility == Visibility::Protected {
-            match proof(&parts, body, scheme, authority) {
+            match proof(parts, body, scheme, authority) {
                 Ok(p) => Some(p),
                 Err(why) => return Outcome::BadRequest(why),
             }
@@ -331,15 +407,42 @@ impl Edge {
         if asset.is_function {
             return Outcome::FunctionNotExecuted;
         }
-        http_outcome(&method, &parts.headers, asset)
+        http_outcome(&parts.method, &parts.headers, asset)
     }
 
-    /// Turns an outcome into a response (the one place), counts and logs it.
-    async fn finish(
+    /// The response to `outcome`, unless the blob it serves is not mapped yet.
+    fn conclude<B>(
+        &self,
+        site: Arc<Site>,
+        line: RequestLine,
+        outcome: Outcome,
+        started: Option<Instant>,
+    ) -> Handled<B> {
+        let blob = match blob_of(&outcome) {
+            None => None,
+            Some(rep) => match self.cache.cached(&rep.sha256) {
+                Some(bytes) => Some(Ok(bytes)),
+                None => {
+                    return Handled::Later(Pending(Box::new(Later::Load {
+                        site,
+                        line,
+                        outcome,
+                        started,
+                    })))
+                }
+            },
+        };
+        Handled::Now(self.finish(Some(&site), &line, outcome, blob, started))
+    }
+
+    /// Turns an outcome (with the bytes it serves, if any) into a response (the one place),
+    /// counts and logs it.
+    fn finish(
         &self,
         site: Option<&Site>,
         line: &RequestLine,
         outcome: Outcome,
+        blob: Option<Result<Bytes, CacheError>>,
         started: Option<Instant>,
     ) -> Response<Body> {
         // Read before `respond` consumes the outcome, and only when a Log line will be written.
@@ -351,7 +454,7 @@ impl Edge {
             }
             _ => None,
         };
-        let resp = self.respond(outcome).await;
+        let resp = self.respond(outcome, blob);
         let status = resp.status().as_u16();
         let sent = hyper::body::Body::size_hint(resp.body())
             .exact()
@@ -392,7 +495,7 @@ impl Edge {
         resp
     }
 
-    async fn respond(&self, outcome: Outcome) -> Response<Body> {
+    fn respond(&self, outcome: Outcome, blob: Option<Result<Bytes, CacheError>>) -> Response<Body> {
         let mut resp = Response::new(Body::new(Bytes::new()));
         let h = resp.headers_mut();
         let status = match outcome {
@@ -400,7 +503,7 @@ impl Edge {
                 asset,
                 coding,
                 range,
-                head,
+                head: _,
             } => {
                 let rep = representation(&asset, coding);
                 validators(h, &asset, rep);
@@ -438,8 +541,9 @@ impl Edge {
                     None => (0, rep.size, StatusCode::OK),
                 };
                 h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-                if !head {
-                    match self.cache.get(&rep.sha256, rep.size).await {
+                // `conclude` fetched the bytes unless this is a HEAD.
+                if let Some(blob) = blob {
+                    match blob {
                         Ok(bytes) => {
                             let end = usize::try_from(start + len).expect("fits: it is mapped");
                             let start = usize::try_from(start).expect("fits: it is mapped");
@@ -542,6 +646,42 @@ fn with_status(mut resp: Response<Body>, status: StatusCode, text: &str) -> Resp
     );
     *resp.body_mut() = Body::new(Bytes::from(text.to_owned()));
     resp
+}
+
+/// The asset a request names, or the answer when there is none it may have — decided
+/// before any body is read.
+fn route<B>(site: &Site, req: &Request<B>) -> Result<Arc<EdgeAsset>, Outcome> {
+    let method = req.method();
+    if method == Method::OPTIONS {
+        return Err(Outcome::Preflight {
+            request_headers: req
+                .headers()
+                .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+                .cloned(),
+        });
+    }
+    if method != Method::GET && method != Method::HEAD && method != Method::POST {
+        return Err(Outcome::MethodNotAllowed);
+    }
+    let path = decode_path(req.uri().path()).map_err(Outcome::BadRequest)?;
+    let asset = site.lookup(&path).ok_or(Outcome::NotFound)?;
+    if asset.visibility == Visibility::Private {
+        return Err(Outcome::Forbidden);
+    }
+    Ok(Arc::clone(asset))
+}
+
+/// The representation whose bytes an outcome sends, if it sends any.
+fn blob_of(outcome: &Outcome) -> Option<&Representation> {
+    match outcome {
+        Outcome::Serve {
+            asset,
+            coding,
+            head: false,
+            ..
+        } => Some(representation(asset, *coding)),
+        _ => None,
+    }
 }
 
 fn representation(asset: &EdgeAsset, coding: Coding) -> &Representation {
