@@ -346,7 +346,9 @@ impl Edge {
                     let (parts, body) = req.into_parts();
                     let body = http_body_util::Limited::new(body, self.config.max_post_body);
                     let outcome = match body.collect().await {
-                        Ok(c) => self.access(&site, &parts, c.to_bytes(), asset, scheme, &authority),
+                        Ok(c) => {
+                            self.access(&site, &parts, c.to_bytes(), asset, scheme, &authority)
+                        }
                         Err(e) if e.is::<http_body_util::LengthLimitError>() => Outcome::TooLarge,
                         Err(e) if crate::server::is_timeout(e.as_ref()) => Outcome::Timeout,
                         Err(_) => Outcome::BadRequest("the request body could not be read"),

@@ -12,13 +12,12 @@
 
 use std::io::{self, IoSlice};
 use std::ops::Range;
-use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use http::{
     header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri,
 };
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -245,11 +244,8 @@ async fn write_response<I>(
 where
     I: AsyncWrite + Unpin,
 {
-    let (parts, mut body) = resp.into_parts();
-    let body = match body.frame().await {
-        Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
-        _ => Bytes::new(),
-    };
+    let (parts, body) = resp.into_parts();
+    let body = super::respond::bytes_of(body);
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(parts.status.as_str().as_bytes());
@@ -262,9 +258,7 @@ where
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let bodiless_status = parts.status.is_informational()
-        || parts.status == StatusCode::NO_CONTENT
-        || parts.status == StatusCode::NOT_MODIFIED;
+    let bodiless_status = super::respond::bodiless(parts.status);
     if !bodiless_status && !parts.headers.contains_key(header::CONTENT_LENGTH) {
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(body.len().to_string().as_bytes());
@@ -272,7 +266,7 @@ where
     }
     if !parts.headers.contains_key(header::DATE) {
         out.extend_from_slice(b"date: ");
-        DATE.with(|d| out.extend_from_slice(&d.now()));
+        out.extend_from_slice(super::respond::date().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     if close {
@@ -313,36 +307,4 @@ where
         }
     }
     io.write_all(b).await
-}
-
-/// The `Date` header's value, formatted once a second per thread.
-struct DateCache {
-    second: std::cell::Cell<u64>,
-    text: std::cell::RefCell<[u8; 29]>,
-}
-
-impl DateCache {
-    fn now(&self) -> [u8; 29] {
-        let now = SystemTime::now();
-        let second = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if second != self.second.get() {
-            let text = httpdate::fmt_http_date(now);
-            if let Ok(bytes) = <[u8; 29]>::try_from(text.as_bytes()) {
-                *self.text.borrow_mut() = bytes;
-                self.second.set(second);
-            }
-        }
-        *self.text.borrow()
-    }
-}
-
-thread_local! {
-    static DATE: DateCache = const {
-        DateCache {
-            second: std::cell::Cell::new(u64::MAX),
-            text: std::cell::RefCell::new([b' '; 29]),
-        }
-    };
 }

@@ -6,6 +6,8 @@
 mod body;
 mod coalesce;
 mod h1;
+mod http2;
+mod respond;
 pub mod tls;
 
 pub use body::{is_timeout, BodyTimeout};
@@ -342,18 +344,22 @@ async fn connection(
                     return;
                 }
             };
-            let fast = tls.get_ref().1.alpn_protocol() != Some(b"h2");
-            let Some(io) = edge_io(tls, fast, &app, &conn, &mut stop).await else {
-                return;
-            };
-            drive(builder.serve_connection_with_upgrades(io, service), stop).await
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            match edge_io(tls, h2, &app, &conn, &mut stop).await {
+                EdgeIo::Done => return,
+                EdgeIo::Http2(io) => return http2::serve(io, &app, conn, &mut stop).await,
+                EdgeIo::Hyper(io) => {
+                    drive(builder.serve_connection_with_upgrades(io, service), stop).await
+                }
+            }
         }
-        Role::Edge => {
-            let Some(io) = edge_io(stream, true, &app, &conn, &mut stop).await else {
-                return;
-            };
-            drive(builder.serve_connection_with_upgrades(io, service), stop).await
-        }
+        Role::Edge => match edge_io(stream, false, &app, &conn, &mut stop).await {
+            EdgeIo::Done => return,
+            EdgeIo::Http2(io) => return http2::serve(io, &app, conn, &mut stop).await,
+            EdgeIo::Hyper(io) => {
+                drive(builder.serve_connection_with_upgrades(io, service), stop).await
+            }
+        },
         Role::Api => {
             drive(
                 builder.serve_connection_with_upgrades(TokioIo::new(stream), service),
@@ -367,36 +373,53 @@ async fn connection(
     }
 }
 
-/// An edge connection's start: the HTTP/1.1 fast path (when `fast`: not when ALPN chose h2),
-/// then what hyper serves — the connection with the bytes the fast path read, its output
-/// coalesced — or `None` when the fast path finished the connection itself.
+/// Who serves an edge connection after its start.
+enum EdgeIo<I> {
+    /// Nobody: the fast path served it to its end.
+    Done,
+    /// The HTTP/2 server (http2.rs).
+    Http2(coalesce::Coalescing<I>),
+    /// hyper, for the HTTP/1.1 requests the fast path does not take.
+    Hyper(TokioIo<coalesce::Coalescing<I>>),
+}
+
+/// An edge connection's start: HTTP/2 when ALPN chose it (`h2`), else the HTTP/1.1 fast path
+/// until it hands the connection on — to the HTTP/2 server when the client opened with the
+/// HTTP/2 preface (h2c with prior knowledge), else to hyper. Either gets the bytes the fast
+/// path had read, and output gathered into fewer writes (and TLS records).
 async fn edge_io<I>(
     mut io: I,
-    fast: bool,
+    h2: bool,
     app: &App,
     conn: &Conn,
     stop: &mut watch::Receiver<bool>,
-) -> Option<TokioIo<coalesce::Coalescing<I>>>
+) -> EdgeIo<I>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let prefix = if fast {
-        match h1::serve(&mut io, &app.edge, conn, &app.limits, stop).await {
-            Ok(h1::Ended::HandOff(prefix)) => prefix,
-            Ok(h1::Ended::Done) => return None,
-            Err(e) => {
-                tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
-                return None;
-            }
+    if h2 {
+        return EdgeIo::Http2(coalesce::Coalescing::new(Bytes::new(), io, WRITE_BUFFER));
+    }
+    let prefix = match h1::serve(&mut io, &app.edge, conn, &app.limits, stop).await {
+        Ok(h1::Ended::HandOff(prefix)) => prefix,
+        Ok(h1::Ended::Done) => return EdgeIo::Done,
+        Err(e) => {
+            tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+            return EdgeIo::Done;
         }
-    } else {
-        Bytes::new()
     };
-    Some(TokioIo::new(coalesce::Coalescing::new(
-        prefix,
-        io,
-        WRITE_BUFFER,
-    )))
+    let preface = prefix.starts_with(http2::PREFACE);
+    let io = coalesce::Coalescing::new(prefix, io, WRITE_BUFFER);
+    if preface {
+        EdgeIo::Http2(io)
+    } else {
+        EdgeIo::Hyper(TokioIo::new(io))
+    }
+}
+
+/// Whether a request target is over `--max-uri-bytes`.
+fn uri_too_long(uri: &http::Uri, limits: &Limits) -> bool {
+    uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > limits.max_uri_bytes
 }
 
 /// Serves a connection; on shutdown, lets its in-flight requests finish and then closes it
@@ -425,8 +448,7 @@ async fn dispatch(
     req: Request<Incoming>,
     conn: &Conn,
 ) -> hyper::Response<Body> {
-    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
-    if target > app.limits.max_uri_bytes {
+    if uri_too_long(req.uri(), &app.limits) {
         return if is_api {
             crate::control::ApiError::uri_too_long(app.limits.max_uri_bytes).into_response()
         } else {
@@ -448,7 +470,9 @@ async fn dispatch(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let resp = app.control.handle(req).await;
+    // Boxed: the API future is large, and every edge request (each HTTP/2 stream is its own
+    // task) would otherwise carry its size.
+    let resp = Box::pin(app.control.handle(req)).await;
     tracing::info!(
         peer = %conn.peer,
         %method,

@@ -1,0 +1,194 @@
+//! The edge's HTTP/2 server (TLS with ALPN `h2`, and h2c with prior knowledge), on the `h2`
+//! crate directly.
+//!
+//! Each stream is answered in its connection's task as it is accepted: the edge decides
+//! nearly every request without waiting ([`Edge::handle_now`]), and the body — one `Bytes`,
+//! often a slice of a mapped blob — is handed to `h2`, which sends it as flow control allows.
+//! Only what must wait (a POST body, a blob not mapped yet, the API's host names) gets a task
+//! of its own. hyper's HTTP/2 server spawned a task per stream; that, and moving each
+//! request's future into it, was most of the user-space cost of a small response (README,
+//! "Performance").
+//!
+//! Limits are hyper's, set from the same flags: concurrent streams, the header-list size,
+//! reset floods (pending and provoked), window sizes. A connection must finish the HTTP/2
+//! handshake within the header-read timeout, and one that opens no stream for that long is
+//! sent GOAWAY (its open streams finish first); on shutdown every connection gets GOAWAY.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{App, Limits};
+use crate::edge::{Conn, Handled};
+use crate::Body;
+
+/// What a connection with prior knowledge sends first.
+pub(super) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+fn builder(limits: &Limits) -> h2::server::Builder {
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(limits.h2_max_streams)
+        .max_pending_accept_reset_streams(limits.h2_max_pending_resets)
+        .max_local_error_reset_streams(Some(limits.h2_max_error_resets))
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        // Windows large enough that flow control does not stall a fast client.
+        .initial_window_size(1 << 20)
+        .initial_connection_window_size(8 << 20)
+        .max_send_buffer_size(1 << 20);
+    builder
+}
+
+/// Serves HTTP/2 on `io` until the client or shutdown closes it.
+pub(super) async fn serve<I>(io: I, app: &Arc<App>, conn: Conn, stop: &mut watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let idle = app.limits.header_read;
+    let handshake = builder(&app.limits).handshake::<_, Bytes>(io);
+    let mut h2 = match tokio::time::timeout(idle, handshake).await {
+        Ok(Ok(h2)) => h2,
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %conn.peer, error = %e, "HTTP/2 handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(peer = %conn.peer, "HTTP/2 handshake timed out");
+            return;
+        }
+    };
+    // The idle timer fires at most once per `idle`: accepting a stream only notes the time.
+    let mut last_stream = Instant::now();
+    let timer = tokio::time::sleep_until(last_stream + idle);
+    tokio::pin!(timer);
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
+    let mut closing = false;
+    loop {
+        let next = tokio::select! {
+            biased;
+            next = h2.accept() => next,
+            _ = &mut stopped, if !closing => {
+                h2.graceful_shutdown();
+                closing = true;
+                continue;
+            }
+            () = &mut timer, if !closing => {
+                if last_stream.elapsed() >= idle {
+                    tracing::debug!(peer = %conn.peer, "idle HTTP/2 connection: GOAWAY");
+                    h2.graceful_shutdown();
+                    closing = true;
+                } else {
+                    timer.as_mut().reset(last_stream + idle);
+                }
+                continue;
+            }
+        };
+        match next {
+            Some(Ok((req, tx))) => {
+                last_stream = Instant::now();
+                answer(app, &conn, req, tx);
+            }
+            Some(Err(e)) => {
+                tracing::debug!(peer = %conn.peer, error = %e, "HTTP/2 connection error");
+                return;
+            }
+            None => return,
+        }
+    }
+}
+
+/// Answers a stream: at once when the edge can, else from a task of its own.
+fn answer(
+    app: &Arc<App>,
+    conn: &Conn,
+    req: Request<h2::RecvStream>,
+    tx: h2::server::SendResponse<Bytes>,
+) {
+    let head = req.method() == Method::HEAD;
+    if super::uri_too_long(req.uri(), &app.limits) {
+        let resp = crate::edge::plain(http::StatusCode::URI_TOO_LONG, "URI Too Long\n");
+        return send(tx, resp, head);
+    }
+    let req = req.map(|b| super::body::TimedBody::new(RecvBody(b), app.limits.body_read));
+    match app.edge.handle_now(req, conn) {
+        Handled::Now(resp) => send(tx, resp, head),
+        Handled::Later(pending) => {
+            let app = Arc::clone(app);
+            tokio::spawn(async move {
+                let resp = app.edge.handle_later(pending).await;
+                send(tx, resp, head);
+            });
+        }
+    }
+}
+
+/// Sends a response: its head with `Content-Length` and `Date` added when missing, then its
+/// body (none for `HEAD`, 1xx, 204 and 304).
+fn send(mut tx: h2::server::SendResponse<Bytes>, resp: Response<Body>, head: bool) {
+    let (mut parts, body) = resp.into_parts();
+    let body = super::respond::bytes_of(body);
+    let bodiless = super::respond::bodiless(parts.status);
+    if !bodiless && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        parts.headers.insert(header::DATE, super::respond::date());
+    }
+    let body = if head || bodiless { Bytes::new() } else { body };
+    let end = body.is_empty();
+    // Errors here mean the stream is gone (the client reset it, or the connection closed):
+    // nothing is left to answer.
+    match tx.send_response(Response::from_parts(parts, ()), end) {
+        Ok(mut stream) if !end => {
+            if let Err(e) = stream.send_data(body, true) {
+                tracing::debug!(error = %e, "HTTP/2 stream closed before its body was sent");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "HTTP/2 stream closed before its response"),
+    }
+}
+
+/// A request body from `h2`, as an `http_body::Body`: each chunk read gives its flow-control
+/// window back, so a client can send the next.
+struct RecvBody(h2::RecvStream);
+
+impl hyper::body::Body for RecvBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, h2::Error>>> {
+        match self.0.poll_data(cx) {
+            Poll::Ready(Some(Ok(data))) => {
+                let _ = self.0.flow_control().release_capacity(data.len());
+                Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => match self.0.poll_trailers(cx) {
+                Poll::Ready(Ok(Some(trailers))) => {
+                    Poll::Ready(Some(Ok(hyper::body::Frame::trailers(trailers))))
+                }
+                Poll::Ready(Ok(None)) => Poll::Ready(None),
+                Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+                Poll::Pending => Poll::Pending,
+            },
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+}

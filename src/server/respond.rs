@@ -1,0 +1,50 @@
+//! What the edge's own HTTP/1.1 and HTTP/2 servers add to a response before sending it.
+
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use hyper::body::Body as _;
+
+use crate::Body;
+
+/// A response body's bytes (every handler's body is one chunk, ready at once).
+pub(super) fn bytes_of(mut body: Body) -> Bytes {
+    let mut cx = Context::from_waker(Waker::noop());
+    match Pin::new(&mut body).poll_frame(&mut cx) {
+        Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+        _ => Bytes::new(),
+    }
+}
+
+/// Statuses whose responses have no body (and no `Content-Length` is added to them).
+pub(super) fn bodiless(status: StatusCode) -> bool {
+    status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+}
+
+/// The `Date` header's value, formatted once a second per thread.
+pub(super) fn date() -> HeaderValue {
+    thread_local! {
+        static DATE: RefCell<(u64, HeaderValue)> =
+            const { RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
+    }
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != second {
+            let text = httpdate::fmt_http_date(now);
+            if let Ok(value) = HeaderValue::from_str(&text) {
+                *cached = (second, value);
+            }
+        }
+        cached.1.clone()
+    })
+}
