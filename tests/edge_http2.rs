@@ -667,9 +667,6 @@ const GOAWAY: u8 = 0x7;
 const ACK: u8 = 0x1;
 
 #[test]
-#[ignore = "bug: src/server/http2.rs serve() stops its idle timer once it has called \
-            graceful_shutdown, and h2 closes only after the client acks the GOAWAY's PING: a \
-            client that sends the preface and nothing more is never disconnected"]
 fn a_connection_sending_only_the_preface_is_closed() {
     let sigil = Sigil::start_with(&["--header-read-timeout", "1"]);
     let mut s = std::net::TcpStream::connect(sigil.http).expect("connect");
@@ -688,9 +685,6 @@ fn a_connection_sending_only_the_preface_is_closed() {
 }
 
 #[test]
-#[ignore = "bug: src/server/http2.rs serve() stops its idle timer once it has called \
-            graceful_shutdown, and h2 closes only after the client acks the GOAWAY's PING: a \
-            client that never answers PING is never disconnected"]
 fn a_connection_that_never_acks_ping_is_closed() {
     let sigil = Sigil::start_with(&["--header-read-timeout", "1"]);
     let mut s = std::net::TcpStream::connect(sigil.http).expect("connect");

@@ -1,12 +1,13 @@
-//! Output coalescing for the edge connections hyper serves (HTTP/2 over TLS and h2c, and
-//! HTTP/1.1 handed off by the fast path).
+//! Output coalescing for the edge connections that do not take the HTTP/1.1 fast path: the
+//! HTTP/2 server (http2.rs) and HTTP/1.1 handed to hyper.
 //!
-//! hyper's h2 answers each stream from its own task and flushes after every one, and every
-//! flush is a `writev` (over TLS also a TLS record): one syscall per 1 KiB response. This
-//! writer buffers output and, the first time it is asked to flush a part-full buffer, yields
-//! once to the scheduler instead (waking itself at once), so that the other streams that are
-//! ready add their frames first; the next flush writes them all. The delay is one pass of the
-//! runtime's run queue, never a timer. Reads first yield the bytes the fast path had already
+//! The HTTP/2 connection flushes whenever it has read all the frames the socket had; each
+//! flush is a `writev` (over TLS also a TLS record). This writer buffers output and, the first
+//! time it is asked to flush a part-full buffer, yields once to the scheduler instead (waking
+//! itself at once): by the next poll the client's next requests have often arrived, and their
+//! responses join the same write. The delay is one pass of the runtime's run queue, never a
+//! timer. (Measured with TLS+HTTP/2 1 KiB, h2load -c64 -m10: without the yield, kernel CPU per
+//! request went from 3.3 to 6.1 µs.) Reads first yield the bytes the fast path had already
 //! read when it handed the connection over.
 
 use std::io::{self, IoSlice};

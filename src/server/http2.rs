@@ -13,17 +13,23 @@
 //! reset floods (pending and provoked), window sizes. A connection must finish the HTTP/2
 //! handshake within the header-read timeout, and one that opens no stream for that long is
 //! sent GOAWAY (its open streams finish first); on shutdown every connection gets GOAWAY.
+//! After GOAWAY a connection is closed once it moves no byte, either way, for a whole
+//! header-read period: a client that never acknowledges the GOAWAY's PING, or stops reading
+//! its responses, does not hold the connection.
 
+use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::coalesce::Coalescing;
 use super::{App, Limits};
 use crate::edge::{Conn, Handled};
 use crate::Body;
@@ -45,12 +51,24 @@ fn builder(limits: &Limits) -> h2::server::Builder {
     builder
 }
 
-/// Serves HTTP/2 on `io` until the client or shutdown closes it.
-pub(super) async fn serve<I>(io: I, app: &Arc<App>, conn: Conn, stop: &mut watch::Receiver<bool>)
-where
+/// Serves HTTP/2 on `io`, whose first bytes read are `prefix`, until the client or shutdown
+/// closes it.
+pub(super) async fn serve<I>(
+    prefix: Bytes,
+    io: I,
+    app: &Arc<App>,
+    conn: Conn,
+    stop: &mut watch::Receiver<bool>,
+) where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let idle = app.limits.header_read;
+    let moved = Arc::new(AtomicU64::new(0));
+    let io = Counted {
+        io,
+        moved: Arc::clone(&moved),
+    };
+    let io = Coalescing::new(prefix, io, super::WRITE_BUFFER);
     let handshake = builder(&app.limits).handshake::<_, Bytes>(io);
     let mut h2 = match tokio::time::timeout(idle, handshake).await {
         Ok(Ok(h2)) => h2,
@@ -63,13 +81,15 @@ where
             return;
         }
     };
-    // The idle timer fires at most once per `idle`: accepting a stream only notes the time.
+    // The timer fires at most once per `idle`: accepting a stream only notes the time.
     let mut last_stream = Instant::now();
     let timer = tokio::time::sleep_until(last_stream + idle);
     tokio::pin!(timer);
     let stopped = stop.changed();
     tokio::pin!(stopped);
+    // Set once GOAWAY is sent: then `seen` is the I/O count at the last tick.
     let mut closing = false;
+    let mut seen = u64::MAX;
     loop {
         let next = tokio::select! {
             biased;
@@ -77,13 +97,23 @@ where
             _ = &mut stopped, if !closing => {
                 h2.graceful_shutdown();
                 closing = true;
+                timer.as_mut().reset(Instant::now() + idle);
                 continue;
             }
-            () = &mut timer, if !closing => {
-                if last_stream.elapsed() >= idle {
+            () = &mut timer => {
+                if closing {
+                    let now = moved.load(Ordering::Relaxed);
+                    if now == seen {
+                        tracing::debug!(peer = %conn.peer, "HTTP/2 connection silent after GOAWAY: closed");
+                        return;
+                    }
+                    seen = now;
+                    timer.as_mut().reset(Instant::now() + idle);
+                } else if last_stream.elapsed() >= idle {
                     tracing::debug!(peer = %conn.peer, "idle HTTP/2 connection: GOAWAY");
                     h2.graceful_shutdown();
                     closing = true;
+                    timer.as_mut().reset(Instant::now() + idle);
                 } else {
                     timer.as_mut().reset(last_stream + idle);
                 }
@@ -190,5 +220,68 @@ impl hyper::body::Body for RecvBody {
 
     fn is_end_stream(&self) -> bool {
         self.0.is_end_stream()
+    }
+}
+
+/// A connection's socket side, counting the reads and writes that moved bytes (what tells a
+/// closing connection that is still being served from one that is stuck).
+struct Counted<I> {
+    io: I,
+    moved: Arc<AtomicU64>,
+}
+
+impl<I> Counted<I> {
+    fn count<T>(&self, done: Poll<io::Result<T>>, moved: bool) -> Poll<io::Result<T>> {
+        if moved {
+            self.moved.fetch_add(1, Ordering::Relaxed);
+        }
+        done
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Counted<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let done = ready!(Pin::new(&mut self.io).poll_read(cx, buf));
+        let moved = buf.filled().len() > before;
+        self.count(Poll::Ready(done), moved)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Counted<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let done = ready!(Pin::new(&mut self.io).poll_write(cx, buf));
+        let moved = matches!(done, Ok(n) if n > 0);
+        self.count(Poll::Ready(done), moved)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let done = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, bufs));
+        let moved = matches!(done, Ok(n) if n > 0);
+        self.count(Poll::Ready(done), moved)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

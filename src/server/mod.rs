@@ -1,7 +1,11 @@
 //! Listeners and connection handling: the API listener (control plane, `/healthz`,
-//! `/metrics`) and the edge's HTTP and HTTPS listeners. hyper 1 through hyper-util's auto
-//! (HTTP/1.1 + h2) builder with a timer, so header-read timeouts work; one task per connection;
-//! graceful shutdown: stop accepting, let in-flight requests finish, give up after a deadline.
+//! `/metrics`) and the edge's HTTP and HTTPS listeners; one task per connection.
+//!
+//! The API is served by hyper 1 through hyper-util's auto (HTTP/1.1 + h2c) builder with a
+//! timer, so header-read timeouts work. The edge serves body-less HTTP/1.1 GET/HEAD on its own
+//! fast path (h1.rs) and hands other HTTP/1.1 requests to the same hyper builder; its HTTP/2
+//! is http2.rs. Graceful shutdown: stop accepting, let in-flight requests finish, give up
+//! after a deadline.
 
 mod body;
 mod coalesce;
@@ -256,8 +260,7 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .header_read_timeout(limits.header_read)
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
-    // Windows large enough that flow control does not stall a fast client, and room for
-    // many concurrent streams (h2load -m10, browsers fetching a page's assets).
+    // HTTP/2 here is the API listener's h2c; the edge's HTTP/2 (http2.rs) has the same limits.
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -311,7 +314,7 @@ async fn connection(
     role: Role,
     app: Arc<App>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
     let _active = (!matches!(role, Role::Api)).then(|| app.edge.metrics.connection());
@@ -345,21 +348,9 @@ async fn connection(
                 }
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            match edge_io(tls, h2, &app, &conn, &mut stop).await {
-                EdgeIo::Done => return,
-                EdgeIo::Http2(io) => return http2::serve(io, &app, conn, &mut stop).await,
-                EdgeIo::Hyper(io) => {
-                    drive(builder.serve_connection_with_upgrades(io, service), stop).await
-                }
-            }
+            edge(tls, h2, &app, conn, stop, &builder, service).await
         }
-        Role::Edge => match edge_io(stream, false, &app, &conn, &mut stop).await {
-            EdgeIo::Done => return,
-            EdgeIo::Http2(io) => return http2::serve(io, &app, conn, &mut stop).await,
-            EdgeIo::Hyper(io) => {
-                drive(builder.serve_connection_with_upgrades(io, service), stop).await
-            }
-        },
+        Role::Edge => edge(stream, false, &app, conn, stop, &builder, service).await,
         Role::Api => {
             drive(
                 builder.serve_connection_with_upgrades(TokioIo::new(stream), service),
@@ -373,48 +364,39 @@ async fn connection(
     }
 }
 
-/// Who serves an edge connection after its start.
-enum EdgeIo<I> {
-    /// Nobody: the fast path served it to its end.
-    Done,
-    /// The HTTP/2 server (http2.rs).
-    Http2(coalesce::Coalescing<I>),
-    /// hyper, for the HTTP/1.1 requests the fast path does not take.
-    Hyper(TokioIo<coalesce::Coalescing<I>>),
-}
-
-/// An edge connection's start: HTTP/2 when ALPN chose it (`h2`), else the HTTP/1.1 fast path
+/// Serves an edge connection: HTTP/2 when ALPN chose it (`h2`), else the HTTP/1.1 fast path
 /// until it hands the connection on — to the HTTP/2 server when the client opened with the
 /// HTTP/2 preface (h2c with prior knowledge), else to hyper. Either gets the bytes the fast
 /// path had read, and output gathered into fewer writes (and TLS records).
-async fn edge_io<I>(
+async fn edge<I, S>(
     mut io: I,
     h2: bool,
-    app: &App,
-    conn: &Conn,
-    stop: &mut watch::Receiver<bool>,
-) -> EdgeIo<I>
+    app: &Arc<App>,
+    conn: Conn,
+    mut stop: watch::Receiver<bool>,
+    builder: &auto::Builder<TokioExecutor>,
+    service: S,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = hyper::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if h2 {
-        return EdgeIo::Http2(coalesce::Coalescing::new(Bytes::new(), io, WRITE_BUFFER));
-    }
-    let prefix = match h1::serve(&mut io, &app.edge, conn, &app.limits, stop).await {
-        Ok(h1::Ended::HandOff(prefix)) => prefix,
-        Ok(h1::Ended::Done) => return EdgeIo::Done,
-        Err(e) => {
-            tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
-            return EdgeIo::Done;
+    let prefix = if h2 {
+        Bytes::new()
+    } else {
+        match h1::serve(&mut io, &app.edge, &conn, &app.limits, &mut stop).await? {
+            h1::Ended::HandOff(prefix) => prefix,
+            h1::Ended::Done => return Ok(()),
         }
     };
-    let preface = prefix.starts_with(http2::PREFACE);
-    let io = coalesce::Coalescing::new(prefix, io, WRITE_BUFFER);
-    if preface {
-        EdgeIo::Http2(io)
-    } else {
-        EdgeIo::Hyper(TokioIo::new(io))
+    if h2 || prefix.starts_with(http2::PREFACE) {
+        http2::serve(prefix, io, app, conn, &mut stop).await;
+        return Ok(());
     }
+    let io = TokioIo::new(coalesce::Coalescing::new(prefix, io, WRITE_BUFFER));
+    drive(builder.serve_connection_with_upgrades(io, service), stop).await
 }
 
 /// Whether a request target is over `--max-uri-bytes`.
