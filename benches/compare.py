@@ -4,7 +4,9 @@
 Both servers serve the same 1 KiB, 16 KiB, 256 KiB and 8 MiB files, each pinned to CPU 0 with
 one worker (sigil: its runtime sees one CPU), logs off on both; the load generator runs on
 CPU 1. wrk (HTTP/1.1, keep-alive) and h2load (TLS + HTTP/2) drive them alternately, RUNS times
-each; the table shows median req/s and p99 latency and the sigil/nginx ratio. Then: protected
+each; the table shows median req/s and p99 latency and the sigil/nginx ratio, each server's
+CPU time per request (from /proc: what it costs, whatever held the rate) and how busy the load
+generator was (near 100% of its CPU, the rate is the client's, not the server's). Then: protected
 (a valid X-Twilio-Signature on every request) vs public; 10,000 Environments vs 1; time from
 start to serving 1,000 Environments x 100 assets, and sigil's RSS after serving them (mapped
 file pages excluded: RssAnon).
@@ -14,6 +16,7 @@ import json
 import urllib.parse
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -160,6 +163,28 @@ def median_pair(samples):
     return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
 
 
+def medians(samples):
+    return tuple(statistics.median(column) for column in zip(*samples))
+
+
+def cpu_seconds(pid):
+    """CPU time (user + system, all threads) the process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pid, run):
+    """run() -> (req/s, p99 ms), plus the server's CPU microseconds per request and the load
+    generator's CPU use (1.0 = all of its CPU) over the run."""
+    s0, c0, t0 = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+    rps, p99 = run()
+    wall = time.monotonic() - t0
+    s1, c1 = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime) / wall
+    return rps, p99, (s1 - s0) / (rps * DURATION) * 1e6, client
+
+
 def main():
     work = tempfile.mkdtemp(prefix="sigil-compare.")
     os.chmod(work, 0o755)  # nginx's workers run as an unprivileged user
@@ -183,6 +208,9 @@ def main():
     nginx = subprocess.Popen(["taskset", "-c", "0", "nginx", "-c", os.path.join(work, "nginx.conf"),
                               "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
+    nginx_worker = int(subprocess.run(["pgrep", "-P", str(nginx.pid)], capture_output=True, text=True,
+                                      check=True).stdout.split()[0])
+    pids = {"nginx": nginx_worker, "sigil": sigil.proc.pid}
     try:
         # Deploy the same files, plus a protected copy of the 1 KiB one.
         svc = api("POST", "/Services", [("UniqueName", "bench"), ("FriendlyName", "bench")])["sid"]
@@ -213,23 +241,27 @@ def main():
                     for server in order:
                         if proto == "h1":
                             if server == "nginx":
-                                r = wrk(f"http://127.0.0.1:{PORTS['nginx_http']}/{name}.bin")
+                                run_it = lambda: wrk(f"http://127.0.0.1:{PORTS['nginx_http']}/{name}.bin")
                             else:
-                                r = wrk(f"http://127.0.0.1:{PORTS['http']}/{name}.bin", host=domain)
+                                run_it = lambda: wrk(f"http://127.0.0.1:{PORTS['http']}/{name}.bin", host=domain)
                         else:
                             port = PORTS["nginx_https"] if server == "nginx" else PORTS["https"]
-                            r = h2load(f"https://{domain}:{port}/{name}.bin", f"127.0.0.1:{port}")
+                            run_it = lambda: h2load(f"https://{domain}:{port}/{name}.bin", f"127.0.0.1:{port}")
+                        r = measured(pids[server], run_it)
                         samples[server].append(r)
-                        log(f"  {proto} {name:>4} {server:<5} run {run + 1}: {r[0]:>10.0f} req/s  p99 {r[1]:.2f} ms")
-                results[(proto, name)] = {s: median_pair(v) for s, v in samples.items()}
+                        log(f"  {proto} {name:>4} {server:<5} run {run + 1}: {r[0]:>10.0f} req/s  p99 {r[1]:.2f} ms"
+                            f"  {r[2]:.1f} us CPU/req  load generator {r[3] * 100:.0f}% busy")
+                results[(proto, name)] = {s: medians(v) for s, v in samples.items()}
 
         print()
-        print(f"| protocol | file | nginx req/s | sigil req/s | sigil/nginx | nginx p99 ms | sigil p99 ms |")
-        print(f"|---|---|---|---|---|---|---|")
+        print("| protocol | file | nginx req/s | sigil req/s | sigil/nginx | nginx p99 ms | sigil p99 ms "
+              "| nginx CPU µs/req | sigil CPU µs/req | load generator busy (nginx / sigil runs) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for (proto, name), r in results.items():
             label = "HTTP/1.1" if proto == "h1" else "TLS+HTTP/2"
-            (n_rps, n_p99), (s_rps, s_p99) = r["nginx"], r["sigil"]
-            print(f"| {label} | {name} | {n_rps:,.0f} | {s_rps:,.0f} | {s_rps / n_rps:.2f}x | {n_p99:.2f} | {s_p99:.2f} |")
+            (n_rps, n_p99, n_cpu, n_client), (s_rps, s_p99, s_cpu, s_client) = r["nginx"], r["sigil"]
+            print(f"| {label} | {name} | {n_rps:,.0f} | {s_rps:,.0f} | {s_rps / n_rps:.2f}x | {n_p99:.2f} | {s_p99:.2f} "
+                  f"| {n_cpu:.1f} | {s_cpu:.1f} | {n_client * 100:.0f}% / {s_client * 100:.0f}% |")
         nginx.terminate()
         nginx.wait()
         return work, sigil, domain, svc, results
