@@ -29,6 +29,8 @@ use crate::Body;
 const MAX_HEADERS: usize = 100;
 /// Responses up to this size are copied behind their head and sent with one `write`.
 const COPY_BODY_UP_TO: usize = 4 * 1024;
+/// Body bytes written before other connections get a turn.
+const WRITE_TURN: usize = 512 << 10;
 
 /// How the fast path left a connection.
 pub(super) enum Ended {
@@ -287,24 +289,119 @@ where
     io.flush().await
 }
 
-/// Writes `a` then `b`, both in one `writev` where the socket takes them.
+/// Writes `a` then `b`, both in one `writev` where the socket takes them. After each
+/// `WRITE_TURN` bytes the task yields, so that one client reading a large body fast does not
+/// keep the others waiting (nginx's `sendfile_max_chunk` does the same).
 async fn write_two<I>(io: &mut I, mut a: &[u8], mut b: &[u8]) -> io::Result<()>
 where
     I: AsyncWrite + Unpin,
 {
-    while !a.is_empty() {
-        let n = io
-            .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
-            .await?;
+    let mut turn = 0;
+    while !a.is_empty() || !b.is_empty() {
+        let chunk = &b[..b.len().min(WRITE_TURN - turn)];
+        let n = if a.is_empty() {
+            io.write(chunk).await?
+        } else {
+            io.write_vectored(&[IoSlice::new(a), IoSlice::new(chunk)])
+                .await?
+        };
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        if n < a.len() {
-            a = &a[n..];
-        } else {
-            b = &b[n - a.len()..];
-            a = &[];
+        let from_a = n.min(a.len());
+        a = &a[from_a..];
+        b = &b[n - from_a..];
+        turn += n - from_a;
+        if turn >= WRITE_TURN {
+            turn = 0;
+            tokio::task::yield_now().await;
         }
     }
-    io.write_all(b).await
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A socket that takes at most `per_write` bytes per call (from the first buffer of a
+    /// vectored write on, as a kernel does) and records them.
+    struct Trickle {
+        per_write: usize,
+        got: Vec<u8>,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.per_write);
+            self.got.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let mut left = self.per_write;
+            for b in bufs {
+                let n = b.len().min(left);
+                self.got.extend_from_slice(&b[..n]);
+                left -= n;
+            }
+            Poll::Ready(Ok(self.per_write - left))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn head_and_body_arrive_whole_in_order_however_the_socket_takes_them() {
+        let head: Vec<u8> = (0..300u32).map(|i| (i % 7) as u8 + b'a').collect();
+        let body: Vec<u8> = (0..(3 * WRITE_TURN + 12_345) as u32)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        for per_write in [
+            1,
+            100,
+            299,
+            300,
+            301,
+            4096,
+            WRITE_TURN - 1,
+            WRITE_TURN,
+            usize::MAX,
+        ] {
+            // A byte at a time is slow for megabytes: use a shorter body there.
+            let body = if per_write < 1000 {
+                &body[..70_000]
+            } else {
+                &body[..]
+            };
+            let mut socket = Trickle {
+                per_write,
+                got: Vec::new(),
+            };
+            write_two(&mut socket, &head, body).await.expect("written");
+            assert_eq!(socket.got.len(), head.len() + body.len(), "{per_write}");
+            assert_eq!(&socket.got[..head.len()], &head[..], "{per_write}");
+            assert_eq!(&socket.got[head.len()..], body, "{per_write}");
+        }
+    }
 }
