@@ -117,23 +117,11 @@ fn head(uri: &str) -> http::Request<()> {
     http::Request::head(uri).body(()).expect("request")
 }
 
-fn metric(sigil: &Sigil, name: &str) -> u64 {
-    let text = reqwest::blocking::get(format!("{}/metrics", sigil.api))
-        .expect("metrics")
-        .text()
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} missing in {text}"))
-        .parse()
-        .expect("number")
-}
-
 /// (hits, misses) of the blob cache.
 fn cache_stats(sigil: &Sigil) -> (u64, u64) {
     (
-        metric(sigil, "sigil_cache_hits_total"),
-        metric(sigil, "sigil_cache_misses_total"),
+        sigil.metric("sigil_cache_hits_total"),
+        sigil.metric("sigil_cache_misses_total"),
     )
 }
 
@@ -666,11 +654,12 @@ const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
 const ACK: u8 = 0x1;
 
-#[test]
-fn a_connection_sending_only_the_preface_is_closed() {
+/// Sends `hello` on a raw connection to the plain listener, then nothing: the server must
+/// send GOAWAY and close within a few seconds (`--header-read-timeout 1`).
+fn closed_after_goaway(hello: &[u8]) {
     let sigil = Sigil::start_with(&["--header-read-timeout", "1"]);
     let mut s = std::net::TcpStream::connect(sigil.http).expect("connect");
-    s.write_all(PREFACE).expect("write");
+    s.write_all(hello).expect("write");
     let (got, closed) = read_until_closed(&mut s, Duration::from_secs(5));
     assert!(
         closed,
@@ -685,23 +674,15 @@ fn a_connection_sending_only_the_preface_is_closed() {
 }
 
 #[test]
+fn a_connection_sending_only_the_preface_is_closed() {
+    closed_after_goaway(PREFACE);
+}
+
+#[test]
 fn a_connection_that_never_acks_ping_is_closed() {
-    let sigil = Sigil::start_with(&["--header-read-timeout", "1"]);
-    let mut s = std::net::TcpStream::connect(sigil.http).expect("connect");
     let mut hello = PREFACE.to_vec();
     hello.extend(frame(SETTINGS, 0, &[]));
-    s.write_all(&hello).expect("write");
-    let (got, closed) = read_until_closed(&mut s, Duration::from_secs(5));
-    assert!(
-        closed,
-        "still open after 5 s; received frame types {:?}",
-        frame_types(&got)
-    );
-    assert!(
-        frame_types(&got).contains(&GOAWAY),
-        "{:?}",
-        frame_types(&got)
-    );
+    closed_after_goaway(&hello);
 }
 
 #[test]

@@ -9,18 +9,6 @@ use std::time::Duration;
 
 use support::Sigil;
 
-fn metric(sigil: &Sigil, name: &str) -> u64 {
-    let text = reqwest::blocking::get(format!("{}/metrics", sigil.api))
-        .expect("metrics")
-        .text()
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} missing in {text}"))
-        .parse()
-        .expect("number")
-}
-
 #[test]
 fn http1_keep_alive_http2_and_tls() {
     protocols(&[]);
@@ -157,11 +145,11 @@ fn metrics_and_request_logs() {
     edge.get(&edge.url(&site.domain, "/p.txt"), &[]).expect(403);
     edge.get(&edge.url(&site.domain, "/missing"), &[])
         .expect(404);
-    assert!(metric(&sigil, "sigil_bytes_sent_total") >= 15);
-    assert!(metric(&sigil, "sigil_cache_hits_total") >= 2);
-    assert!(metric(&sigil, "sigil_cache_misses_total") >= 1);
-    assert!(metric(&sigil, "sigil_connections_total") >= 1);
-    assert_eq!(metric(&sigil, "sigil_environments_served"), 1);
+    assert!(sigil.metric("sigil_bytes_sent_total") >= 15);
+    assert!(sigil.metric("sigil_cache_hits_total") >= 2);
+    assert!(sigil.metric("sigil_cache_misses_total") >= 1);
+    assert!(sigil.metric("sigil_connections_total") >= 1);
+    assert_eq!(sigil.metric("sigil_environments_served"), 1);
     let text = reqwest::blocking::get(format!("{}/metrics", sigil.api))
         .expect("m")
         .text()

@@ -120,6 +120,19 @@ impl Sigil {
         &self.data
     }
 
+    /// A counter or gauge from the API listener's `/metrics`.
+    pub fn metric(&self, name: &str) -> u64 {
+        let text = reqwest::blocking::get(format!("{}/metrics", self.api))
+            .expect("metrics")
+            .text()
+            .expect("text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing in {text}"))
+            .parse()
+            .expect("number")
+    }
+
     /// A client with the test account's credentials.
     pub fn client(&self) -> Api {
         Api::new(&self.api, Some((ACCOUNT_SID, AUTH_TOKEN)))
