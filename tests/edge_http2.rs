@@ -60,6 +60,8 @@ struct H2Resp {
     ended_with_headers: bool,
     /// DATA frames with content.
     data_frames: usize,
+    /// The largest DATA frame's payload.
+    largest_frame: usize,
     body: Vec<u8>,
 }
 
@@ -75,11 +77,13 @@ async fn read_response(resp: h2::client::ResponseFuture) -> Result<H2Resp, h2::E
     let ended_with_headers = body.is_end_stream();
     let mut out = Vec::new();
     let mut data_frames = 0;
+    let mut largest_frame = 0;
     while let Some(chunk) = body.data().await {
         let chunk = chunk?;
         if !chunk.is_empty() {
             data_frames += 1;
         }
+        largest_frame = largest_frame.max(chunk.len());
         body.flow_control()
             .release_capacity(chunk.len())
             .expect("release capacity");
@@ -90,6 +94,7 @@ async fn read_response(resp: h2::client::ResponseFuture) -> Result<H2Resp, h2::E
         headers: parts.headers,
         ended_with_headers,
         data_frames,
+        largest_frame,
         body: out,
     })
 }
@@ -197,6 +202,29 @@ fn head_over_http2_has_headers_and_no_body() {
     assert_eq!(r.version, reqwest::Version::HTTP_2);
     assert_eq!(r.header("content-length"), Some("5"));
     assert!(r.body.is_empty());
+}
+
+/// A DATA frame's payload is at most 2^14 - 9 bytes, so that with its header it fills one TLS
+/// record exactly (src/server/http2.rs, DATA_CHUNK).
+#[test]
+fn data_frames_fit_one_tls_record() {
+    let sigil = Sigil::start();
+    let body = pattern(100_000, 7);
+    let site = sigil.client().deploy_site(
+        "h2-frames",
+        &[("/f.bin", "public", &body, "application/octet-stream")],
+    );
+    let d = site.domain.clone();
+    let addr = sigil.http;
+    let r = runtime().block_on(async move {
+        let h2 = h2c(addr).await;
+        exchange(&h2.client, get(&format!("http://{d}/f.bin")), None)
+            .await
+            .expect("response")
+    });
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, body);
+    assert_eq!(r.largest_frame, (1 << 14) - 9, "{} frames", r.data_frames);
 }
 
 #[test]

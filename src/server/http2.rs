@@ -179,13 +179,28 @@ fn send(mut tx: h2::server::SendResponse<Bytes>, resp: Response<Body>, head: boo
     // nothing is left to answer.
     match tx.send_response(Response::from_parts(parts, ()), end) {
         Ok(mut stream) if !end => {
-            if let Err(e) = stream.send_data(body, true) {
+            if let Err(e) = send_body(&mut stream, body) {
                 tracing::debug!(error = %e, "HTTP/2 stream closed before its body was sent");
             }
         }
         Ok(_) => {}
         Err(e) => tracing::debug!(error = %e, "HTTP/2 stream closed before its response"),
     }
+}
+
+/// DATA payload per frame: with its 9-byte header a frame fills one TLS record (2^14 bytes of
+/// plaintext) exactly. Frames of the full 2^14 bytes would each leave a 9-byte record behind
+/// them, and a client pays per record: h2load made 64 reads per 256 KiB response instead of 48
+/// against nginx.
+const DATA_CHUNK: usize = (1 << 14) - 9;
+
+/// Queues `body` in frames of at most `DATA_CHUNK` (slices of the same bytes, no copies); `h2`
+/// sends them as flow control allows.
+fn send_body(stream: &mut h2::SendStream<Bytes>, mut body: Bytes) -> Result<(), h2::Error> {
+    while body.len() > DATA_CHUNK {
+        stream.send_data(body.split_to(DATA_CHUNK), false)?;
+    }
+    stream.send_data(body, true)
 }
 
 /// A request body from `h2`, as an `http_body::Body`: each chunk read gives its flow-control
