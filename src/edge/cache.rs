@@ -1,7 +1,8 @@
-//! Blob bytes for the edge: memory maps held in a moka cache keyed by digest, handed to hyper
-//! as `Bytes` without copying (`Bytes::from_owner`). A miss maps the file and asks the kernel
-//! to read it ahead (`madvise(WILLNEED)`) on a blocking thread, so page faults do not stall
-//! the runtime threads; concurrent misses for one blob share one load.
+//! Blob bytes for the edge: memory maps held in a moka cache keyed by digest, handed to the
+//! HTTP servers as `Bytes` without copying (`Bytes::from_owner`). A hit is a lookup
+//! ([`BlobCache::cached`]); a miss ([`BlobCache::load`]) maps the file and asks the kernel to
+//! read it ahead (`madvise(WILLNEED)`) on a blocking thread, so page faults do not stall the
+//! runtime threads; concurrent misses for one blob share one load.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -252,8 +252,7 @@ impl Edge {
     {
         match self.handle_now(req, conn) {
             Handled::Now(resp) => resp,
-            // Boxed: it is rare, and every request's future would otherwise carry its size
-            // (each HTTP/2 stream hyper serves is a task).
+            // Boxed: it is rare, and every request's future would otherwise carry its size.
             Handled::Later(pending) => Box::pin(self.handle_later(pending)).await,
         }
     }

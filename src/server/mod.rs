@@ -452,8 +452,8 @@ async fn dispatch(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    // Boxed: the API future is large, and every edge request (each HTTP/2 stream is its own
-    // task) would otherwise carry its size.
+    // Boxed: the API's future is large, and the edge requests hyper serves share this
+    // future's type, so they would carry its size.
     let resp = Box::pin(app.control.handle(req)).await;
     tracing::info!(
         peer = %conn.peer,
