@@ -37,6 +37,12 @@ use crate::Body;
 /// What a connection with prior knowledge sends first.
 pub(super) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// Flow-control windows large enough that a fast client is not stalled, and the send buffer
+/// per stream (also the API listener's h2c settings, through hyper).
+pub(super) const STREAM_WINDOW: u32 = 1 << 20;
+pub(super) const CONNECTION_WINDOW: u32 = 8 << 20;
+pub(super) const SEND_BUFFER: usize = 1 << 20;
+
 fn builder(limits: &Limits) -> h2::server::Builder {
     let mut builder = h2::server::Builder::new();
     builder
@@ -44,10 +50,9 @@ fn builder(limits: &Limits) -> h2::server::Builder {
         .max_pending_accept_reset_streams(limits.h2_max_pending_resets)
         .max_local_error_reset_streams(Some(limits.h2_max_error_resets))
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        // Windows large enough that flow control does not stall a fast client.
-        .initial_window_size(1 << 20)
-        .initial_connection_window_size(8 << 20)
-        .max_send_buffer_size(1 << 20);
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_send_buffer_size(SEND_BUFFER);
     builder
 }
 

@@ -268,9 +268,9 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .max_pending_accept_reset_streams(limits.h2_max_pending_resets)
         .max_local_error_reset_streams(limits.h2_max_error_resets)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .initial_stream_window_size(1 << 20)
-        .initial_connection_window_size(8 << 20)
-        .max_send_buf_size(1 << 20);
+        .initial_stream_window_size(http2::STREAM_WINDOW)
+        .initial_connection_window_size(http2::CONNECTION_WINDOW)
+        .max_send_buf_size(http2::SEND_BUFFER);
     builder
 }
 
