@@ -375,3 +375,104 @@ fn h2_rapid_reset_flood_gets_goaway() {
     let r = reqwest::blocking::get(format!("{}/healthz", sigil.api)).expect("healthz");
     assert_eq!(r.status(), 200);
 }
+
+/// Reads one HTTP/1.1 response with a `content-length`: its status and body.
+fn read_response(s: &mut TcpStream) -> (u16, String) {
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut buf).expect("read the answer");
+        assert!(n > 0, "closed before the answer: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+    let status = head[9..12].parse().expect("status");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .expect("content-length")
+        .trim()
+        .parse()
+        .expect("length");
+    while got.len() < head_end + length {
+        let n = s.read(&mut buf).expect("read the body");
+        assert!(n > 0, "closed inside the body");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let body = String::from_utf8_lossy(&got[head_end..head_end + length]).into_owned();
+    (status, body)
+}
+
+#[test]
+fn answers_given_before_the_body_reach_clients_that_write_it_all_first() {
+    // Python's http.client (the Twilio helper library) writes a whole body before it reads:
+    // a 413, 401 or 404 given early must not turn into a broken pipe or a reset. The rest of
+    // the body is read and discarded, and the connection stays usable.
+    let sigil = Sigil::start();
+    let api_addr: std::net::SocketAddr = sigil
+        .api
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{}:{}", support::ACCOUNT_SID, support::AUTH_TOKEN)
+        )
+    );
+    let api = sigil.client();
+    let versions = api.versions_url(&api.service("linger"), "Assets");
+    let body = vec![b'a'; 32 << 20];
+    let cases: [(std::net::SocketAddr, String, u16, &str); 4] = [
+        // A form over 1 MiB: 413 once the first MiB is read.
+        (
+            api_addr,
+            format!("POST /v1/Services HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\n"),
+            413,
+            "20413",
+        ),
+        // An upload whose declared length is over the limit: 413 before any of it is read.
+        (
+            api_addr,
+            format!("POST {versions} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: multipart/form-data; boundary=b\r\n"),
+            413,
+            "20413",
+        ),
+        // No credentials: 401 without reading.
+        (
+            api_addr,
+            "POST /v1/Services HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n".into(),
+            401,
+            "20003",
+        ),
+        // The edge: a POST to a domain nobody deployed.
+        (
+            sigil.http,
+            "POST /form HTTP/1.1\r\nHost: nobody.localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n".into(),
+            404,
+            "",
+        ),
+    ];
+    for (addr, head, status, code) in cases {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.write_all(format!("{head}Content-Length: {}\r\n\r\n", body.len()).as_bytes())
+            .expect("head");
+        s.write_all(&body)
+            .unwrap_or_else(|e| panic!("{head}: the whole body is taken: {e}"));
+        let (got, text) = read_response(&mut s);
+        assert_eq!(got, status, "{head}: {text}");
+        assert!(text.contains(code), "{head}: {text}");
+        // The same connection serves the next request.
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: nobody.localhost\r\n\r\n")
+            .expect("next request");
+        let (next, text) = read_response(&mut s);
+        let expected = if addr == api_addr { 200 } else { 404 };
+        assert_eq!(next, expected, "{head}: then {text}");
+    }
+}

@@ -1,12 +1,15 @@
 //! The body-read deadline (`--body-read-timeout`): a request body that has not fully arrived
 //! within it fails with [`BodyTimeout`], which the edge answers with 408 and the API with a
-//! Twilio JSON 408.
+//! Twilio JSON 408. And the lingering read of an HTTP/1.1 body answered before its end
+//! ([`Linger`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 
 /// The error a body gives when its deadline passed.
@@ -87,5 +90,140 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The most of an abandoned HTTP/1.1 request body [`Linger`] reads and discards.
+pub const LINGER_BYTES: u64 = 256 << 20;
+
+/// An HTTP/1.1 request body that, dropped before its end — the request was answered without
+/// reading it all: a 413 for a declared length over the limit, a 401, a form over 1 MiB — is
+/// read to its end and discarded by a task of its own, as nginx's lingering close does. An
+/// HTTP/1.1 client commonly writes its whole body before it reads anything (Python's `http`,
+/// so the Twilio helper library): had the connection closed with its body unread, it would
+/// get a broken pipe or a reset instead of the answer. Bounded: at most [`LINGER_BYTES`],
+/// within the body's read deadline (a [`TimedBody`] inside); past either the body is dropped
+/// and the connection closed. HTTP/2 needs none of it: a stream is reset on its own.
+pub struct Linger<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+{
+    inner: Option<B>,
+    linger: bool,
+}
+
+impl<B> Linger<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+{
+    /// `inner`, drained on drop when `linger` (the request is HTTP/1.x).
+    pub fn new(inner: B, linger: bool) -> Linger<B> {
+        Linger {
+            inner: Some(inner),
+            linger,
+        }
+    }
+}
+
+impl<B> Drop for Linger<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+{
+    fn drop(&mut self) {
+        let Some(body) = self.inner.take() else {
+            return;
+        };
+        if !self.linger || body.is_end_stream() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(discard(body, LINGER_BYTES));
+        }
+    }
+}
+
+/// Reads `body` to its end, or to an error, or until more than `limit` bytes came.
+async fn discard<B>(mut body: B, limit: u64)
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let mut left = limit;
+    while let Some(Ok(frame)) = body.frame().await {
+        let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+        let Some(l) = left.checked_sub(n) else {
+            return;
+        };
+        left = l;
+    }
+}
+
+impl<B> Body for Linger<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.inner.as_mut() {
+            Some(b) => Pin::new(b).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body of `frames` 1 KiB frames (endless when `None`), counting the frames read.
+    struct Frames {
+        frames: Option<usize>,
+        read: usize,
+    }
+
+    impl Body for &mut Frames {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.frames == Some(self.read) {
+                return Poll::Ready(None);
+            }
+            self.read += 1;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&[0; 1024])))))
+        }
+    }
+
+    #[tokio::test]
+    async fn discarding_stops_at_the_end_or_past_the_limit() {
+        let mut finite = Frames {
+            frames: Some(5),
+            read: 0,
+        };
+        discard(&mut finite, 1 << 20).await;
+        assert_eq!(finite.read, 5);
+        let mut endless = Frames {
+            frames: None,
+            read: 0,
+        };
+        discard(&mut endless, 10 * 1024).await;
+        assert_eq!(endless.read, 11, "the frame that goes past the limit ends it");
     }
 }

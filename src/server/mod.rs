@@ -437,7 +437,8 @@ async fn dispatch(
             crate::edge::plain(http::StatusCode::URI_TOO_LONG, "URI Too Long\n")
         };
     }
-    let req = req.map(|b| body::TimedBody::new(b, app.limits.body_read));
+    let linger = req.version() < http::Version::HTTP_2;
+    let req = req.map(|b| body::Linger::new(body::TimedBody::new(b, app.limits.body_read), linger));
     if !is_api {
         return app.edge.handle(req, conn).await;
     }
