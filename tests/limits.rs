@@ -141,6 +141,30 @@ fn idle_keep_alive_connections_are_closed() {
     );
 }
 
+#[test]
+fn the_header_read_timeout_counts_from_the_last_answer() {
+    // Requests every 0.4 s keep a connection open well past one period from its start;
+    // once they stop it is closed one period (1 s) after the last answer, not earlier.
+    let sigil = Sigil::start_with(&["--header-read-timeout", "1"]);
+    let mut s = TcpStream::connect(sigil.http).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 256];
+    for i in 0..6 {
+        std::thread::sleep(Duration::from_millis(400));
+        s.write_all(b"GET / HTTP/1.1\r\nHost: nobody.localhost\r\n\r\n")
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        let n = s.read(&mut buf).expect("response");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 404"), "request {i}");
+    }
+    let (closed, after) = closed_within(&mut s, Duration::from_secs(5));
+    assert!(closed, "closed once idle");
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_secs(3),
+        "closed {after:?} after the last answer"
+    );
+}
+
 /// Everything the server sends until it closes the connection.
 fn read_to_close(s: &mut TcpStream) -> String {
     s.set_read_timeout(Some(Duration::from_secs(10)))

@@ -14,7 +14,9 @@ use crate::store::BlobStore;
 /// The cache.
 pub struct BlobCache {
     blobs: BlobStore,
-    maps: moka::sync::Cache<String, Bytes>,
+    /// Keyed by hex digest; foldhash rather than SipHash: keys are sha256 digests, which
+    /// nobody can choose to collide, and the hash is taken on every request.
+    maps: moka::sync::Cache<String, Bytes, foldhash::fast::RandomState>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -61,7 +63,7 @@ impl BlobCache {
             // Weighed in KiB so a u32 weight covers 25 MiB blobs.
             .weigher(|_k: &String, v: &Bytes| u32::try_from(v.len() / 1024 + 1).unwrap_or(u32::MAX))
             .max_capacity(capacity_bytes / 1024)
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         BlobCache {
             blobs,
             maps,

@@ -498,6 +498,8 @@ impl Edge {
 
     fn respond(&self, outcome: Outcome, blob: Option<Result<Bytes, CacheError>>) -> Response<Body> {
         let mut resp = Response::new(Body::new(Bytes::new()));
+        // Room for every header below and the server's `date`, so the map never grows.
+        *resp.headers_mut() = HeaderMap::with_capacity(12);
         let h = resp.headers_mut();
         let status = match outcome {
             Outcome::Serve {

@@ -224,6 +224,9 @@ mod tests {
             read: 0,
         };
         discard(&mut endless, 10 * 1024).await;
-        assert_eq!(endless.read, 11, "the frame that goes past the limit ends it");
+        assert_eq!(
+            endless.read, 11,
+            "the frame that goes past the limit ends it"
+        );
     }
 }

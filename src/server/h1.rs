@@ -70,6 +70,14 @@ where
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut out = Vec::with_capacity(1024);
     let mut fields = [const { (0..0, 0..0) }; MAX_HEADERS];
+    // One timer and one shutdown waiter per connection, not per request: a request only
+    // notes its deadline, and the timer, when it fires early, moves on to it. (Registering
+    // and cancelling a timer and a watch waiter per request took two locks each.)
+    let timer = tokio::time::sleep(limits.header_read);
+    tokio::pin!(timer);
+    let mut watch = stop.clone();
+    let stopped = watch.changed();
+    tokio::pin!(stopped);
     loop {
         // Read until a whole head is buffered; the header-read timeout covers the wait for
         // the next request on an idle keep-alive connection too.
@@ -94,14 +102,19 @@ where
             buf.reserve(4 * 1024);
             let read = tokio::select! {
                 biased;
-                r = tokio::time::timeout_at(deadline, io.read_buf(&mut buf)) => r,
+                r = io.read_buf(&mut buf) => r,
+                () = &mut timer => {
+                    if timer.deadline() < deadline {
+                        timer.as_mut().reset(deadline);
+                        continue;
+                    }
+                    return Ok(Ended::Done);
+                }
                 // Shutdown closes a connection between requests, never in the middle of one.
-                _ = stop.changed(), if buf.is_empty() => return Ok(Ended::Done),
+                _ = &mut stopped, if buf.is_empty() => return Ok(Ended::Done),
             };
-            match read {
-                Ok(Ok(0)) | Err(_) => return Ok(Ended::Done),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(e),
+            if read? == 0 {
+                return Ok(Ended::Done);
             }
         };
         if head.target.len() > limits.max_uri_bytes {

@@ -5,7 +5,8 @@
 //! property outside the schema may appear, `date-time` is Twilio's `YYYY-MM-DDTHH:MM:SSZ`,
 //! `uri` is absolute http(s). Error bodies are checked against Twilio's error shape.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -21,6 +22,19 @@ fn spec() -> &'static Value {
         let text = std::fs::read_to_string(path).expect("spec fixture is readable");
         serde_json::from_str(&text).expect("spec fixture is JSON")
     })
+}
+
+/// `pattern` compiled once per test process (the spec's patterns and the checker's own).
+fn regex(pattern: &str) -> Regex {
+    static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .expect("regex cache");
+    cache
+        .entry(pattern.to_owned())
+        .or_insert_with(|| Regex::new(pattern).expect("pattern"))
+        .clone()
 }
 
 fn resolve(schema: &Value) -> &Value {
@@ -92,14 +106,14 @@ fn check(schema: &Value, v: &Value, at: &str, errs: &mut Vec<String>) {
             if let Some(en) = schema.get("enum").and_then(Value::as_array) {
                 // The toolkit already sends runtimes newer than the spec's enum (node24);
                 // sigil accepts and echoes them, so `nodeNN` passes for the runtime enum.
-                let runtime_ext = en.iter().any(|e| e == "node22")
-                    && Regex::new(r"^node\d+$").expect("re").is_match(s);
+                let runtime_ext =
+                    en.iter().any(|e| e == "node22") && regex(r"^node\d+$").is_match(s);
                 if !en.iter().any(|e| e == s) && !runtime_ext {
                     errs.push(format!("{at}: {s:?} is not one of {en:?}"));
                 }
             }
             if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
-                if !Regex::new(p).expect("spec pattern").is_match(s) {
+                if !regex(p).is_match(s) {
                     errs.push(format!("{at}: {s:?} does not match {p}"));
                 }
             }
@@ -114,11 +128,10 @@ fn check(schema: &Value, v: &Value, at: &str, errs: &mut Vec<String>) {
                 }
             }
             match schema.get("format").and_then(Value::as_str) {
-                Some("date-time") => {
-                    let re = Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$").expect("re");
-                    if !re.is_match(s) {
-                        errs.push(format!("{at}: {s:?} is not YYYY-MM-DDTHH:MM:SSZ"));
-                    }
+                Some("date-time")
+                    if !regex(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$").is_match(s) =>
+                {
+                    errs.push(format!("{at}: {s:?} is not YYYY-MM-DDTHH:MM:SSZ"));
                 }
                 Some("uri") => check_uri(s, at, errs),
                 _ => {}
