@@ -56,13 +56,30 @@ fn map_blob(blobs: &BlobStore, sha256: &str, size: u64) -> Result<Bytes, CacheEr
     Ok(Bytes::from_owner(map))
 }
 
+/// The most blobs mapped at once: half of Linux's default `vm.max_map_count` (65,530), which
+/// counts every mapping of the process. Past it `mmap` fails, and a site of many small files
+/// would get 500s.
+pub const MAX_MAPS: u64 = 32_768;
+
+/// The weight every entry has at least, so that a full cache holds at most [`MAX_MAPS`] maps.
+fn least_weight(capacity_kib: u64) -> u32 {
+    u32::try_from(capacity_kib.div_ceil(MAX_MAPS).max(1)).unwrap_or(u32::MAX)
+}
+
+/// A blob's weight: its size in KiB (so a u32 covers 25 MiB blobs), rounded up, at least `least`.
+fn weight(len: usize, least: u32) -> u32 {
+    u32::try_from(len / 1024 + 1).unwrap_or(u32::MAX).max(least)
+}
+
 impl BlobCache {
-    /// A cache over `blobs` holding up to `capacity_bytes` of mapped content.
+    /// A cache over `blobs` holding up to `capacity_bytes` of mapped content, in at most
+    /// [`MAX_MAPS`] maps.
     pub fn new(blobs: BlobStore, capacity_bytes: u64) -> BlobCache {
+        let capacity_kib = capacity_bytes / 1024;
+        let least = least_weight(capacity_kib);
         let maps = moka::sync::Cache::builder()
-            // Weighed in KiB so a u32 weight covers 25 MiB blobs.
-            .weigher(|_k: &String, v: &Bytes| u32::try_from(v.len() / 1024 + 1).unwrap_or(u32::MAX))
-            .max_capacity(capacity_bytes / 1024)
+            .weigher(move |_k: &String, v: &Bytes| weight(v.len(), least))
+            .max_capacity(capacity_kib)
             .build_with_hasher(foldhash::fast::RandomState::default());
         BlobCache {
             blobs,
@@ -104,5 +121,25 @@ impl BlobCache {
             self.hits.load(Ordering::Relaxed),
             self.misses.load(Ordering::Relaxed),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_cache_holds_at_most_max_maps() {
+        for capacity_kib in [1, 1024, 1 << 20, 64 << 20, u64::from(u32::MAX) * 7] {
+            let least = least_weight(capacity_kib);
+            // Even the smallest blobs: capacity / weight entries fit.
+            let entries = capacity_kib / u64::from(weight(0, least));
+            assert!(entries <= MAX_MAPS, "{capacity_kib} KiB: {entries} maps");
+        }
+        // The default 1 GiB: every entry weighs at least 32 KiB; larger blobs their size.
+        let least = least_weight(1 << 20);
+        assert_eq!(least, 32);
+        assert_eq!(weight(1024, least), 32);
+        assert_eq!(weight(1 << 20, least), 1025);
     }
 }

@@ -126,6 +126,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    raise_open_files_limit(config.max_connections as u64 + 1024);
     let store: Arc<dyn Metadata> = Arc::new(open_store(&config.data)?);
     let blobs = BlobStore::open(&config.data).map_err(storage)?;
     let fixed = config
@@ -272,6 +273,38 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .initial_connection_window_size(http2::CONNECTION_WINDOW)
         .max_send_buf_size(http2::SEND_BUFFER);
     builder
+}
+
+/// Raises the soft limit on open files to the hard one, as nginx's `worker_rlimit_nofile` and
+/// Go's runtime do: every connection holds a descriptor, and the usual soft limit (1,024) is
+/// far below `--max-connections` (past it, `accept` fails and new connections wait). Warns
+/// when even the hard limit is below `wanted`.
+fn raise_open_files_limit(wanted: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    if (lim.rlim_cur as u64) < wanted {
+        tracing::warn!(
+            limit = lim.rlim_cur as u64,
+            wanted,
+            "the open-file limit is below --max-connections + 1,024: connections past it wait"
+        );
+    }
 }
 
 async fn serve(listener: TcpListener, role: Role, app: Arc<App>, mut stop: watch::Receiver<bool>) {

@@ -157,6 +157,11 @@ impl Sigil {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM (graceful shutdown).
     pub fn sigterm(&self) {
         let ok = Command::new("kill")
