@@ -298,9 +298,9 @@ fn raise_open_files_limit(wanted: u64) {
             lim = raised;
         }
     }
-    if (lim.rlim_cur as u64) < wanted {
+    if lim.rlim_cur < wanted {
         tracing::warn!(
-            limit = lim.rlim_cur as u64,
+            limit = lim.rlim_cur,
             wanted,
             "the open-file limit is below --max-connections + 1,024: connections past it wait"
         );
