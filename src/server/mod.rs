@@ -288,9 +288,11 @@ fn raise_open_files_limit(wanted: u64) {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return;
     }
-    if lim.rlim_cur < lim.rlim_max {
+    // An unlimited hard limit still stops at the kernel's `fs.nr_open` (1,048,576 by default).
+    let target = lim.rlim_max.min(1 << 20);
+    if lim.rlim_cur < target {
         let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
+            rlim_cur: target,
             rlim_max: lim.rlim_max,
         };
         // SAFETY: setrlimit only reads the struct it is given.
