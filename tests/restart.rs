@@ -150,3 +150,115 @@ fn each_acknowledged_write_survives_an_immediate_kill() {
         assert_eq!(api.wait_build(&zs, zb), "completed");
     }
 }
+
+/// Where the blob of `content` lives under `data`.
+fn blob_path(data: &std::path::Path, content: &[u8]) -> std::path::PathBuf {
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(content)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    data.join("blobs").join(&hex[..2]).join(&hex)
+}
+
+#[test]
+fn unreferenced_blobs_are_collected_at_start_and_a_second_server_is_refused() {
+    let sigil = Sigil::start();
+    let api = sigil.client();
+    let data = sigil.data().to_owned();
+    // Deployed (with br/gzip variants: a text asset), uploaded only, and a deleted Service's.
+    let page = "<p>deployed and kept</p>".repeat(40);
+    let site = api.deploy_site(
+        "kept",
+        &[("/index.html", "public", page.as_bytes(), "text/html")],
+    );
+    api.version(
+        &site.svc,
+        "Assets",
+        "/draft.txt",
+        "public",
+        b"uploaded, not built",
+        "text/plain",
+    );
+    let gone = api.service("gone");
+    api.version(
+        &gone,
+        "Assets",
+        "/x.txt",
+        "public",
+        b"content of a deleted Service",
+        "text/plain",
+    );
+    api.delete(&format!("/v1/Services/{gone}")).expect(204);
+    // A blob whose upload never reached the metadata (a full disk, a kill in between).
+    let orphan = blob_path(&data, b"an orphan");
+    std::fs::create_dir_all(orphan.parent().expect("fan")).expect("fan dir");
+    std::fs::write(&orphan, b"an orphan").expect("orphan");
+    let blob_count = || {
+        std::fs::read_dir(data.join("blobs"))
+            .expect("blobs")
+            .map(|d| {
+                std::fs::read_dir(d.expect("fan").path())
+                    .expect("fan")
+                    .count()
+            })
+            .sum::<usize>()
+    };
+    let before = blob_count();
+
+    // While it runs, a second server on the same data directory is refused.
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .args(["serve", "--data"])
+        .arg(&data)
+        .args([
+            "--api",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
+        ])
+        .env("SIGIL_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("second sigil runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second sigil serve on the same data directory kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert!(!status.success());
+    assert!(stderr.contains("in use by another sigil"), "{stderr}");
+    assert!(orphan.exists(), "the refused server collected nothing");
+
+    let dir = sigil.kill9();
+    let again = Sigil::start_in(&data, &[], true);
+    assert!(!orphan.exists(), "the orphan is collected");
+    assert!(!blob_path(&data, b"content of a deleted Service").exists());
+    assert!(blob_path(&data, page.as_bytes()).exists());
+    assert!(blob_path(&data, b"uploaded, not built").exists());
+    assert_eq!(
+        blob_count(),
+        before - 2,
+        "exactly the two unreferenced blobs"
+    );
+    // The deployed page and its br variant are served as before.
+    let edge = again.edge(&[&site.domain]);
+    let url = edge.url(&site.domain, "/index.html");
+    let plain = edge.get(&url, &[]).expect(200);
+    assert_eq!(plain.text(), page);
+    let br = edge.get(&url, &[("Accept-Encoding", "br")]).expect(200);
+    assert_eq!(br.header("content-encoding"), Some("br"));
+    drop(again);
+    drop(dir);
+}

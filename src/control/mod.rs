@@ -46,6 +46,30 @@ pub trait DeploymentObserver: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 }
 
+/// Every blob digest the metadata refers to: each version's content, and each Build's entries
+/// and their precompressed variants (a Build outlives the Asset whose version it holds).
+pub fn referenced_blobs(
+    store: &dyn Metadata,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut live = std::collections::HashSet::new();
+    for kind in [Kind::AssetVersion, Kind::FunctionVersion] {
+        for rec in store.scan(kind)? {
+            live.insert(rec.decode::<versions::VersionData>()?.sha256);
+        }
+    }
+    for rec in store.scan(Kind::Build)? {
+        let build: builds::BuildData = rec.decode()?;
+        let entries = build
+            .asset_versions
+            .into_iter()
+            .chain(build.function_versions);
+        live.extend(entries.map(|e| e.sha256));
+        let variants = build.encodings.into_values().flatten();
+        live.extend(variants.map(|v| v.sha256));
+    }
+    Ok(live)
+}
+
 /// The control plane.
 pub struct ControlPlane {
     store: Arc<dyn Metadata>,

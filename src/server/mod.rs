@@ -73,6 +73,54 @@ pub fn open_store(data: &std::path::Path) -> Result<SqliteStore, ServerError> {
     SqliteStore::open(&data.join("metadata.db")).map_err(|e| ServerError::Storage(e.to_string()))
 }
 
+/// Holds an exclusive lock on `DATA/lock` for as long as the returned file lives: a second
+/// `sigil serve` on the same data directory would clear the first one's uploads in progress
+/// (`tmp/`) and collect blobs it is placing.
+fn lock_data_dir(data: &std::path::Path) -> Result<std::fs::File, ServerError> {
+    let path = data.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ServerError::Storage(format!("{}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor this function owns; the lock goes with the descriptor.
+    let locked = unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    };
+    if locked == 0 {
+        return Ok(file);
+    }
+    match std::io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Err(ServerError::Storage(format!(
+            "{} is in use by another sigil serve",
+            data.display()
+        ))),
+        e => Err(ServerError::Storage(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Deletes the blobs no record refers to (deleted Services and Assets, uploads that failed
+/// after placing their blob). At start, before anything is served, so no upload is placing a
+/// blob meanwhile. A failure is logged and leaves the rest in place: serving goes on.
+async fn collect_blob_garbage(store: Arc<dyn Metadata>, blobs: BlobStore) {
+    let collected = tokio::task::spawn_blocking(move || {
+        let live = crate::control::referenced_blobs(store.as_ref()).map_err(storage)?;
+        blobs.remove_unreferenced(&live).map_err(storage)
+    })
+    .await
+    .map_err(storage)
+    .and_then(|r| r);
+    match collected {
+        Ok((0, _)) => {}
+        Ok((files, bytes)) => tracing::info!(files, bytes, "unreferenced blobs removed"),
+        Err(e) => tracing::warn!(error = %e, "blob garbage collection skipped"),
+    }
+}
+
 fn storage(e: impl std::fmt::Display) -> ServerError {
     ServerError::Storage(e.to_string())
 }
@@ -128,7 +176,12 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     raise_open_files_limit(config.max_connections as u64 + 1024);
     let store: Arc<dyn Metadata> = Arc::new(open_store(&config.data)?);
+    let _lock = lock_data_dir(&config.data)?;
     let blobs = BlobStore::open(&config.data).map_err(storage)?;
+    {
+        let (store, blobs) = (Arc::clone(&store), blobs.clone());
+        collect_blob_garbage(store, blobs).await;
+    }
     let fixed = config
         .account
         .as_ref()

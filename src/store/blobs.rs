@@ -61,6 +61,44 @@ impl BlobStore {
         self.blobs.join(fan).join(sha256)
     }
 
+    /// Deletes every blob whose digest is not in `live`: the content of deleted Services and
+    /// Assets, and a blob whose upload failed after it was placed (a full disk or a kill
+    /// before the metadata write). Returns how many files and bytes went. Only for a store
+    /// nothing writes to — at start, before serving: an upload placing its blob between the
+    /// caller's reading of `live` and this call would lose it. Files that are not at a
+    /// blob's address are left alone.
+    pub fn remove_unreferenced(
+        &self,
+        live: &std::collections::HashSet<String>,
+    ) -> std::io::Result<(usize, u64)> {
+        let (mut files, mut bytes) = (0, 0);
+        for fan in std::fs::read_dir(&self.blobs)? {
+            let fan = fan?;
+            if !fan.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(fan.path())? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Some(sha256) = name.to_str() else {
+                    continue;
+                };
+                let is_digest = sha256.len() == 64
+                    && sha256
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+                if !is_digest || live.contains(sha256) || self.path(sha256) != entry.path() {
+                    continue;
+                }
+                let len = entry.metadata()?.len();
+                std::fs::remove_file(entry.path())?;
+                files += 1;
+                bytes += len;
+            }
+        }
+        Ok((files, bytes))
+    }
+
     /// Whether a whole blob with this digest and size is present.
     pub fn contains(&self, sha256: &str, size: u64) -> bool {
         std::fs::metadata(self.path(sha256)).is_ok_and(|m| m.is_file() && m.len() == size)
@@ -188,6 +226,24 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    #[tokio::test]
+    async fn unreferenced_blobs_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = BlobStore::open(dir.path()).expect("open");
+        let kept = store.put(b"kept").await.expect("put");
+        let gone = store.put(b"gone").await.expect("put");
+        // Not at a blob's address: left alone.
+        let stray = store.path(&kept.sha256).with_file_name("notes.txt");
+        std::fs::write(&stray, b"x").expect("stray");
+        let live = [kept.sha256.clone()].into_iter().collect();
+        assert_eq!(store.remove_unreferenced(&live).expect("gc"), (1, 4));
+        assert!(store.contains(&kept.sha256, 4));
+        assert!(!store.contains(&gone.sha256, 4));
+        assert!(stray.exists());
+        // Again: nothing more to remove.
+        assert_eq!(store.remove_unreferenced(&live).expect("gc"), (0, 0));
     }
 
     #[tokio::test]
