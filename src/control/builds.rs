@@ -484,7 +484,7 @@ impl ControlPlane {
     }
 
     /// Finishes the Builds a previous run left `building` (call once at start).
-    pub async fn resume_builds(self: &Arc<Self>) -> Result<usize, StoreError> {
+    pub(super) async fn resume_builds(self: &Arc<Self>) -> Result<usize, StoreError> {
         let store = Arc::clone(&self.store);
         let builds = tokio::task::spawn_blocking(move || store.scan(Kind::Build))
             .await

@@ -18,6 +18,7 @@ pub mod services;
 pub mod variables;
 pub mod versions;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -51,21 +52,33 @@ pub trait DeploymentObserver: Send + Sync + 'static {
 pub fn referenced_blobs(
     store: &dyn Metadata,
 ) -> Result<std::collections::HashSet<String>, StoreError> {
+    // Only the digests are decoded: serde skips the other fields without building them,
+    // which keeps this scan of every Build cheap at start.
+    #[derive(serde::Deserialize)]
+    struct Digest {
+        sha256: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct BuildDigests {
+        asset_versions: Vec<Digest>,
+        function_versions: Vec<Digest>,
+        #[serde(default)]
+        encodings: std::collections::BTreeMap<String, Vec<Digest>>,
+    }
     let mut live = std::collections::HashSet::new();
     for kind in [Kind::AssetVersion, Kind::FunctionVersion] {
         for rec in store.scan(kind)? {
-            live.insert(rec.decode::<versions::VersionData>()?.sha256);
+            live.insert(rec.decode::<Digest>()?.sha256);
         }
     }
     for rec in store.scan(Kind::Build)? {
-        let build: builds::BuildData = rec.decode()?;
+        let build: BuildDigests = rec.decode()?;
         let entries = build
             .asset_versions
             .into_iter()
             .chain(build.function_versions);
-        live.extend(entries.map(|e| e.sha256));
         let variants = build.encodings.into_values().flatten();
-        live.extend(variants.map(|v| v.sha256));
+        live.extend(entries.chain(variants).map(|d| d.sha256));
     }
     Ok(live)
 }
@@ -78,6 +91,8 @@ pub struct ControlPlane {
     domain: String,
     writes: tokio::sync::Mutex<()>,
     observer: Option<Arc<dyn DeploymentObserver>>,
+    /// False while start-up's blob collection runs ([`ControlPlane::start`]).
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 /// Who is asking and for what: passed to every handler.
@@ -227,7 +242,25 @@ impl ControlPlane {
             domain,
             writes: tokio::sync::Mutex::new(()),
             observer,
+            ready: tokio::sync::watch::channel(true).0,
         })
+    }
+
+    /// Finishes start-up off the serving path: runs `prepare` — the blob collection, which
+    /// must not overlap an upload or a Build — while API requests wait (the edge serves
+    /// meanwhile), then opens the API and resumes the Builds a previous run left `building`.
+    pub fn start(self: &Arc<Self>, prepare: impl Future<Output = ()> + Send + 'static) {
+        self.ready.send_replace(false);
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            prepare.await;
+            this.ready.send_replace(true);
+            match this.resume_builds().await {
+                Ok(0) => {}
+                Ok(builds) => tracing::info!(builds, "resumed Builds left building"),
+                Err(e) => tracing::error!(error = %e, "cannot resume Builds left building"),
+            }
+        });
     }
 
     /// The metadata store.
@@ -293,6 +326,10 @@ impl ControlPlane {
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if !*self.ready.borrow() {
+            // Only during start-up (`start`); the sender lives as long as `self`.
+            let _ = self.ready.subscribe().wait_for(|open| *open).await;
+        }
         let request_sid = crate::sid::request_sid();
         let mut resp = match self.route(req).await {
             Ok(r) => r,

@@ -104,8 +104,9 @@ fn lock_data_dir(data: &std::path::Path) -> Result<std::fs::File, ServerError> {
 }
 
 /// Deletes the blobs no record refers to (deleted Services and Assets, uploads that failed
-/// after placing their blob). At start, before anything is served, so no upload is placing a
-/// blob meanwhile. A failure is logged and leaves the rest in place: serving goes on.
+/// after placing their blob). At start, while the API waits ([`ControlPlane::start`]), so no
+/// upload or Build is placing a blob meanwhile. A failure is logged and leaves the rest in
+/// place: serving goes on.
 async fn collect_blob_garbage(store: Arc<dyn Metadata>, blobs: BlobStore) {
     let collected = tokio::task::spawn_blocking(move || {
         let live = crate::control::referenced_blobs(store.as_ref()).map_err(storage)?;
@@ -178,10 +179,6 @@ pub async fn run(
     let store: Arc<dyn Metadata> = Arc::new(open_store(&config.data)?);
     let _lock = lock_data_dir(&config.data)?;
     let blobs = BlobStore::open(&config.data).map_err(storage)?;
-    {
-        let (store, blobs) = (Arc::clone(&store), blobs.clone());
-        collect_blob_garbage(store, blobs).await;
-    }
     let fixed = config
         .account
         .as_ref()
@@ -218,7 +215,8 @@ pub async fn run(
         config.domain.clone(),
         Some(Arc::clone(&routes) as Arc<dyn crate::control::DeploymentObserver>),
     );
-    control.resume_builds().await.map_err(storage)?;
+    // The API waits for the blob collection; the edge does not (it reads referenced blobs only).
+    control.start(collect_blob_garbage(Arc::clone(&store), blobs.clone()));
     let edge = Arc::new(Edge::new(
         routes,
         Arc::clone(&tokens),
