@@ -485,17 +485,27 @@ impl ControlPlane {
 
     /// Finishes the Builds a previous run left `building` (call once at start).
     pub(super) async fn resume_builds(self: &Arc<Self>) -> Result<usize, StoreError> {
+        // One record at a time, only its status decoded: every Build is read.
+        #[derive(Deserialize)]
+        struct Status {
+            status: BuildStatus,
+        }
         let store = Arc::clone(&self.store);
-        let builds = tokio::task::spawn_blocking(move || store.scan(Kind::Build))
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))??;
-        let mut resumed = 0;
-        for rec in builds {
-            let data: BuildData = rec.decode()?;
-            if data.status == BuildStatus::Building {
-                tokio::spawn(Arc::clone(self).finish_build(rec.sid));
-                resumed += 1;
-            }
+        let building = tokio::task::spawn_blocking(move || {
+            let mut building = Vec::new();
+            store.scan_each(Kind::Build, &mut |rec| {
+                if rec.decode::<Status>()?.status == BuildStatus::Building {
+                    building.push(rec.sid);
+                }
+                Ok(())
+            })?;
+            Ok::<_, StoreError>(building)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??;
+        let resumed = building.len();
+        for sid in building {
+            tokio::spawn(Arc::clone(self).finish_build(sid));
         }
         Ok(resumed)
     }

@@ -52,8 +52,8 @@ pub trait DeploymentObserver: Send + Sync + 'static {
 pub fn referenced_blobs(
     store: &dyn Metadata,
 ) -> Result<std::collections::HashSet<String>, StoreError> {
-    // Only the digests are decoded: serde skips the other fields without building them,
-    // which keeps this scan of every Build cheap at start.
+    // One record at a time, and only the digests decoded (serde skips the other fields
+    // without building them): this reads every Build at start.
     #[derive(serde::Deserialize)]
     struct Digest {
         sha256: String,
@@ -67,11 +67,12 @@ pub fn referenced_blobs(
     }
     let mut live = std::collections::HashSet::new();
     for kind in [Kind::AssetVersion, Kind::FunctionVersion] {
-        for rec in store.scan(kind)? {
+        store.scan_each(kind, &mut |rec| {
             live.insert(rec.decode::<Digest>()?.sha256);
-        }
+            Ok(())
+        })?;
     }
-    for rec in store.scan(Kind::Build)? {
+    store.scan_each(Kind::Build, &mut |rec| {
         let build: BuildDigests = rec.decode()?;
         let entries = build
             .asset_versions
@@ -79,7 +80,8 @@ pub fn referenced_blobs(
             .chain(build.function_versions);
         let variants = build.encodings.into_values().flatten();
         live.extend(entries.chain(variants).map(|d| d.sha256));
-    }
+        Ok(())
+    })?;
     Ok(live)
 }
 

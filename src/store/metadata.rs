@@ -223,8 +223,22 @@ pub trait Metadata: Send + Sync + 'static {
     fn find_unique(&self, key: &str) -> Result<Option<Record>, StoreError>;
     /// A page of records, newest first.
     fn list(&self, query: &ListQuery) -> Result<Vec<Record>, StoreError>;
+    /// Every record of a kind, oldest first, handed to `visit` one at a time (start-up work
+    /// over many large records: only one is in memory at once); stops at `visit`'s first error.
+    fn scan_each(
+        &self,
+        kind: Kind,
+        visit: &mut dyn FnMut(Record) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
     /// Every record of a kind, oldest first (start-up loading, not the request path).
-    fn scan(&self, kind: Kind) -> Result<Vec<Record>, StoreError>;
+    fn scan(&self, kind: Kind) -> Result<Vec<Record>, StoreError> {
+        let mut all = Vec::new();
+        self.scan_each(kind, &mut |rec| {
+            all.push(rec);
+            Ok(())
+        })?;
+        Ok(all)
+    }
     /// Applies all writes or none.
     fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError>;
     /// Deletes records of a kind created before a Unix time; returns how many.

@@ -184,15 +184,21 @@ impl Metadata for SqliteStore {
         Ok(out)
     }
 
-    fn scan(&self, kind: Kind) -> Result<Vec<Record>, StoreError> {
+    fn scan_each(
+        &self,
+        kind: Kind,
+        visit: &mut dyn FnMut(Record) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM records WHERE kind = ?1 ORDER BY seq"
             ))
             .map_err(backend)?;
-        let rows = stmt.query_map([kind.as_str()], read_row).map_err(backend)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+        for row in stmt.query_map([kind.as_str()], read_row).map_err(backend)? {
+            visit(row.map_err(backend)?)?;
+        }
+        Ok(())
     }
 
     fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
