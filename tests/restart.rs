@@ -207,18 +207,7 @@ fn unreferenced_blobs_are_collected_at_start_and_a_second_server_is_refused() {
     let before = blob_count();
 
     // While it runs, a second server on the same data directory is refused.
-    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
-        .args(["serve", "--data"])
-        .arg(&data)
-        .args([
-            "--api",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--https",
-            "127.0.0.1:0",
-        ])
-        .env("SIGIL_LOG", "warn")
+    let mut second = Sigil::command(&data, &[])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

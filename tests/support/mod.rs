@@ -52,7 +52,9 @@ impl Sigil {
         Sigil::spawn(data, extra, fixed_account)
     }
 
-    fn spawn(data: &Path, extra: &[&str], fixed_account: bool) -> Sigil {
+    /// `sigil serve` on `data` with every listener on a free port, quiet logs and no account
+    /// from the environment; `extra` flags after.
+    pub fn command(data: &Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigil"));
         cmd.arg("serve")
             .arg("--data")
@@ -69,9 +71,13 @@ impl Sigil {
             .env("SIGIL_LOG", "warn")
             .env_remove("SIGIL_ACCOUNT_SID")
             .env_remove("SIGIL_AUTH_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn spawn(data: &Path, extra: &[&str], fixed_account: bool) -> Sigil {
+        let mut cmd = Sigil::command(data, extra);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         if fixed_account {
             cmd.env("SIGIL_ACCOUNT_SID", ACCOUNT_SID)
                 .env("SIGIL_AUTH_TOKEN", AUTH_TOKEN);
