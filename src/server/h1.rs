@@ -75,8 +75,8 @@ where
     // and cancelling a timer and a watch waiter per request took two locks each.)
     let timer = tokio::time::sleep(limits.header_read);
     tokio::pin!(timer);
-    let mut watch = stop.clone();
-    let stopped = watch.changed();
+    let mut stop_clone = stop.clone();
+    let stopped = stop_clone.changed();
     tokio::pin!(stopped);
     loop {
         // Read until a whole head is buffered; the header-read timeout covers the wait for
