@@ -163,6 +163,7 @@ fn whole_request(c: &mut Criterion) {
             blobs.clone(),
             "http://api".into(),
             "localhost".into(),
+            None,
             Some(Arc::clone(&routes) as Arc<dyn sigil::control::DeploymentObserver>),
         );
         let auth = format!(

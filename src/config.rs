@@ -8,7 +8,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 
 /// sigil: an edge server for Twilio-style static assets with the Serverless v1 API.
 #[derive(Debug, Parser)]
-#[command(name = "sigil", version, about)]
+#[command(name = "sigil", version, about, args_override_self = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -18,7 +18,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server.
+    /// Run the server: the edge (HTTP and HTTPS) and the API. Every flag can also be set as
+    /// SIGIL_<FLAG>; the first four are the ones to set first.
     Serve(Box<ServeArgs>),
     /// Manage accounts and their credentials (works while a server runs on the same data).
     Account(AccountArgs),
@@ -66,10 +67,10 @@ pub struct ClientArgs {
     pub api_url: String,
     /// Account SID (or API key SID).
     #[arg(long, env = "TWILIO_ACCOUNT_SID")]
-    pub account_sid: String,
+    pub account_sid: Option<String>,
     /// Auth token (or API key secret); prefer the environment variable.
     #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
-    pub auth_token: String,
+    pub auth_token: Option<String>,
 }
 
 /// `sigil deploy`.
@@ -143,116 +144,203 @@ pub enum SignatureCommand {
     },
 }
 
-/// Flags of `sigil serve`.
+/// Flags of `sigil serve`: the four to set first, then the rest by group.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Directory for blobs and metadata (created if missing).
     #[arg(long, env = "SIGIL_DATA", default_value = "./sigil-data")]
     pub data: PathBuf,
-    /// Address of the control-plane (API) listener.
-    #[arg(long, env = "SIGIL_API", default_value = "127.0.0.1:8081")]
+    /// Address of the edge's plain-HTTP listener (IP:PORT or localhost:PORT).
+    #[arg(long, env = "SIGIL_HTTP", default_value = "127.0.0.1:8080", value_parser = listen_addr)]
+    pub http: SocketAddr,
+    /// Address of the edge's HTTPS listener, HTTP/2 and HTTP/1.1 by ALPN (IP:PORT or
+    /// localhost:PORT).
+    #[arg(long, env = "SIGIL_HTTPS", default_value = "127.0.0.1:8443", value_parser = listen_addr)]
+    pub https: SocketAddr,
+    /// Address of the control-plane (API) listener (IP:PORT or localhost:PORT).
+    #[arg(long, env = "SIGIL_API", default_value = "127.0.0.1:8081", value_parser = listen_addr)]
     pub api: SocketAddr,
+
+    /// Base domain of Environments: `{unique_name}-{4 digits}[-{suffix}].{domain}`.
+    #[arg(
+        long,
+        env = "SIGIL_DOMAIN",
+        default_value = "localhost",
+        help_heading = "Names and proxies"
+    )]
+    pub domain: String,
     /// Base of every `url` and `links` entry in API responses
     /// [default: http:// + the API listener's address].
-    #[arg(long, env = "SIGIL_PUBLIC_API_URL")]
+    #[arg(long, env = "SIGIL_PUBLIC_API_URL", help_heading = "Names and proxies")]
     pub public_api_url: Option<String>,
-    /// Base domain of Environments: `{unique_name}-{4 digits}[-{suffix}].{domain}`.
-    #[arg(long, env = "SIGIL_DOMAIN", default_value = "localhost")]
-    pub domain: String,
-    /// Address of the edge's plain-HTTP listener.
-    #[arg(long, env = "SIGIL_HTTP", default_value = "127.0.0.1:8080")]
-    pub http: SocketAddr,
-    /// Address of the edge's HTTPS listener (HTTP/2 and HTTP/1.1 by ALPN).
-    #[arg(long, env = "SIGIL_HTTPS", default_value = "127.0.0.1:8443")]
-    pub https: SocketAddr,
-    /// PEM certificate chain for HTTPS [default: the embedded development certificate for
-    /// localhost and *.localhost, see certs/].
-    #[arg(long, env = "SIGIL_CERT", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// PEM private key of --cert.
-    #[arg(long, env = "SIGIL_KEY", requires = "cert")]
-    pub key: Option<PathBuf>,
     /// Addresses or networks (CIDR) of proxies whose X-Forwarded-Proto / X-Forwarded-Host are
     /// believed; comma-separated or repeated.
-    #[arg(long, env = "SIGIL_TRUSTED_PROXY", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "SIGIL_TRUSTED_PROXY",
+        value_delimiter = ',',
+        help_heading = "Names and proxies"
+    )]
     pub trusted_proxy: Vec<String>,
-    /// Largest request body the edge reads on a POST, in bytes.
-    #[arg(long, env = "SIGIL_EDGE_MAX_BODY", default_value_t = 64 * 1024)]
-    pub edge_max_body: usize,
-    /// Cache-Control of public assets.
-    #[arg(
-        long,
-        env = "SIGIL_CACHE_CONTROL_PUBLIC",
-        default_value = "public, max-age=60"
-    )]
-    pub cache_control_public: String,
-    /// Cache-Control of protected assets (they are per-request signed: shared caches must not keep them).
-    #[arg(
-        long,
-        env = "SIGIL_CACHE_CONTROL_PROTECTED",
-        default_value = "private, no-cache"
-    )]
-    pub cache_control_protected: String,
-    /// How much blob content the edge keeps mapped, in MiB.
-    #[arg(long, env = "SIGIL_CACHE_SIZE", default_value_t = 1024)]
-    pub cache_size: u64,
-    /// One log line per edge request (`--access-log false` to turn it off).
-    #[arg(long, env = "SIGIL_ACCESS_LOG", default_value_t = true, action = ArgAction::Set)]
-    pub access_log: bool,
-    /// Seconds a client may take to send a request's headers (slowloris; also bounds how long
-    /// an idle keep-alive connection waits for its next request).
-    #[arg(long, env = "SIGIL_HEADER_READ_TIMEOUT", default_value_t = 10)]
-    pub header_read_timeout: u64,
-    /// Seconds a TLS handshake may take.
-    #[arg(long, env = "SIGIL_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10)]
-    pub tls_handshake_timeout: u64,
-    /// Seconds in-flight requests get to finish after SIGTERM / SIGINT.
-    #[arg(long, env = "SIGIL_DRAIN_TIMEOUT", default_value_t = 10)]
-    pub drain_timeout: u64,
-    /// Open connections at most, across all listeners; more are closed at once.
-    #[arg(long, env = "SIGIL_MAX_CONNECTIONS", default_value_t = 10_000)]
-    pub max_connections: usize,
-    /// Largest request head (request line and headers) in bytes; above it 431 (≥ 8192).
-    #[arg(long, env = "SIGIL_MAX_HEADER_BYTES", default_value_t = 32 * 1024)]
-    pub max_header_bytes: usize,
-    /// Longest request target (path and query) in bytes; above it 414.
-    #[arg(long, env = "SIGIL_MAX_URI_BYTES", default_value_t = 8 * 1024)]
-    pub max_uri_bytes: usize,
-    /// Seconds a client may take to send a whole request body (uploads, edge POSTs); after
-    /// it 408.
-    #[arg(long, env = "SIGIL_BODY_READ_TIMEOUT", default_value_t = 120)]
-    pub body_read_timeout: u64,
-    /// HTTP/2: concurrent streams per connection at most.
-    #[arg(long, env = "SIGIL_H2_MAX_STREAMS", default_value_t = 256)]
-    pub h2_max_streams: u32,
-    /// HTTP/2: streams reset by the client before sigil answered them that may be pending at
-    /// once; above it the connection gets GOAWAY (reset-flood protection).
-    #[arg(long, env = "SIGIL_H2_MAX_PENDING_RESETS", default_value_t = 20)]
-    pub h2_max_pending_resets: usize,
-    /// HTTP/2: streams sigil may reset because of a client's protocol errors before the
-    /// connection is closed (reset-flood protection).
-    #[arg(long, env = "SIGIL_H2_MAX_ERROR_RESETS", default_value_t = 1024)]
-    pub h2_max_error_resets: usize,
-    /// Runtime worker threads [default: the CPUs this process may run on]; 1 uses the
-    /// current-thread scheduler.
-    #[arg(long, env = "SIGIL_WORKERS")]
-    pub workers: Option<usize>,
-    /// One Log line per edge request in the API's Logs resource (`--request-logs false` to
-    /// turn it off, e.g. under load tests).
-    #[arg(long, env = "SIGIL_REQUEST_LOGS", default_value_t = true, action = ArgAction::Set)]
-    pub request_logs: bool,
+
     /// Fix the first account's SID (with --auth-token); otherwise one is created on first
     /// start and its credentials printed once.
-    #[arg(long, env = "SIGIL_ACCOUNT_SID", requires = "auth_token")]
+    #[arg(
+        long,
+        env = "SIGIL_ACCOUNT_SID",
+        requires = "auth_token",
+        help_heading = "First account"
+    )]
     pub account_sid: Option<String>,
     /// The auth token of --account-sid (prefer the environment variable: flags show in `ps`).
     #[arg(
         long,
         env = "SIGIL_AUTH_TOKEN",
         hide_env_values = true,
-        requires = "account_sid"
+        requires = "account_sid",
+        help_heading = "First account"
     )]
     pub auth_token: Option<String>,
+
+    /// How much blob content the edge keeps mapped, in MiB.
+    #[arg(
+        long,
+        env = "SIGIL_CACHE_SIZE",
+        default_value_t = 1024,
+        help_heading = "Storage"
+    )]
+    pub cache_size: u64,
+
+    /// PEM certificate chain for HTTPS [default: the embedded development certificate for
+    /// localhost and *.localhost, see certs/].
+    #[arg(long, env = "SIGIL_CERT", requires = "key", help_heading = "TLS")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, env = "SIGIL_KEY", requires = "cert", help_heading = "TLS")]
+    pub key: Option<PathBuf>,
+    /// Seconds a TLS handshake may take.
+    #[arg(
+        long,
+        env = "SIGIL_TLS_HANDSHAKE_TIMEOUT",
+        default_value_t = 10,
+        help_heading = "TLS"
+    )]
+    pub tls_handshake_timeout: u64,
+
+    /// Cache-Control of public assets.
+    #[arg(
+        long,
+        env = "SIGIL_CACHE_CONTROL_PUBLIC",
+        default_value = "public, max-age=60",
+        help_heading = "Responses"
+    )]
+    pub cache_control_public: String,
+    /// Cache-Control of protected assets (they are per-request signed: shared caches must not keep them).
+    #[arg(
+        long,
+        env = "SIGIL_CACHE_CONTROL_PROTECTED",
+        default_value = "private, no-cache",
+        help_heading = "Responses"
+    )]
+    pub cache_control_protected: String,
+
+    /// Largest request body the edge reads on a POST, in bytes.
+    #[arg(long, env = "SIGIL_EDGE_MAX_BODY", default_value_t = 64 * 1024, help_heading = "Limits")]
+    pub edge_max_body: usize,
+    /// Seconds a client may take to send a request's headers (slowloris; also bounds how long
+    /// an idle keep-alive connection waits for its next request).
+    #[arg(
+        long,
+        env = "SIGIL_HEADER_READ_TIMEOUT",
+        default_value_t = 10,
+        help_heading = "Limits"
+    )]
+    pub header_read_timeout: u64,
+    /// Seconds a client may take to send a whole request body (uploads, edge POSTs); after
+    /// it 408.
+    #[arg(
+        long,
+        env = "SIGIL_BODY_READ_TIMEOUT",
+        default_value_t = 120,
+        help_heading = "Limits"
+    )]
+    pub body_read_timeout: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM / SIGINT.
+    #[arg(
+        long,
+        env = "SIGIL_DRAIN_TIMEOUT",
+        default_value_t = 10,
+        help_heading = "Limits"
+    )]
+    pub drain_timeout: u64,
+    /// Open connections at most, across all listeners; more are closed at once.
+    #[arg(
+        long,
+        env = "SIGIL_MAX_CONNECTIONS",
+        default_value_t = 10_000,
+        help_heading = "Limits"
+    )]
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) in bytes; above it 431 (≥ 8192).
+    #[arg(long, env = "SIGIL_MAX_HEADER_BYTES", default_value_t = 32 * 1024, help_heading = "Limits")]
+    pub max_header_bytes: usize,
+    /// Longest request target (path and query) in bytes; above it 414.
+    #[arg(long, env = "SIGIL_MAX_URI_BYTES", default_value_t = 8 * 1024, help_heading = "Limits")]
+    pub max_uri_bytes: usize,
+    /// Runtime worker threads [default: the CPUs this process may run on]; 1 uses the
+    /// current-thread scheduler.
+    #[arg(long, env = "SIGIL_WORKERS", help_heading = "Limits")]
+    pub workers: Option<usize>,
+
+    /// HTTP/2: concurrent streams per connection at most.
+    #[arg(
+        long,
+        env = "SIGIL_H2_MAX_STREAMS",
+        default_value_t = 256,
+        help_heading = "HTTP/2"
+    )]
+    pub h2_max_streams: u32,
+    /// HTTP/2: streams reset by the client before sigil answered them that may be pending at
+    /// once; above it the connection gets GOAWAY (reset-flood protection).
+    #[arg(
+        long,
+        env = "SIGIL_H2_MAX_PENDING_RESETS",
+        default_value_t = 20,
+        help_heading = "HTTP/2"
+    )]
+    pub h2_max_pending_resets: usize,
+    /// HTTP/2: streams sigil may reset because of a client's protocol errors before the
+    /// connection is closed (reset-flood protection).
+    #[arg(
+        long,
+        env = "SIGIL_H2_MAX_ERROR_RESETS",
+        default_value_t = 1024,
+        help_heading = "HTTP/2"
+    )]
+    pub h2_max_error_resets: usize,
+
+    /// One log line per edge request (`--access-log false` to turn it off).
+    #[arg(long, env = "SIGIL_ACCESS_LOG", default_value_t = true, action = ArgAction::Set, help_heading = "Logging")]
+    pub access_log: bool,
+    /// One Log line per edge request in the API's Logs resource (`--request-logs false` to
+    /// turn it off, e.g. under load tests).
+    #[arg(long, env = "SIGIL_REQUEST_LOGS", default_value_t = true, action = ArgAction::Set, help_heading = "Logging")]
+    pub request_logs: bool,
+}
+
+/// Parses a listener address: `IP:PORT`, `[IPv6]:PORT` or `localhost:PORT` (the loopback
+/// address; binding a name that resolves elsewhere would surprise).
+pub fn listen_addr(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    if let Some(port) = value
+        .strip_prefix("localhost:")
+        .and_then(|p| p.parse::<u16>().ok())
+    {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Err("expected IP:PORT (e.g. 0.0.0.0:8080, 127.0.0.1:8080, [::]:8080) or localhost:PORT".into())
 }
 
 /// `sigil account …`.
@@ -600,5 +688,32 @@ mod tests {
         zero.workers = Some(0);
         assert!(Config::from_args(zero).is_err());
         assert!(c.workers >= 1);
+    }
+
+    #[test]
+    fn listener_addresses_take_ip_port_or_localhost_port() {
+        assert_eq!(
+            listen_addr("0.0.0.0:8080"),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 8080)))
+        );
+        assert_eq!(
+            listen_addr("localhost:9000"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 9000)))
+        );
+        assert_eq!(
+            listen_addr("[::1]:80"),
+            Ok("[::1]:80".parse().expect("addr"))
+        );
+        for bad in [
+            "8080",
+            ":8080",
+            "localhost",
+            "localhost:99999",
+            "example.com:80",
+            "",
+        ] {
+            let e = listen_addr(bad).expect_err(bad);
+            assert!(e.contains("IP:PORT") && e.contains("0.0.0.0:8080"), "{e}");
+        }
     }
 }

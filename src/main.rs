@@ -20,8 +20,25 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// EX_USAGE: a bad configuration.
 const EXIT_CONFIG: u8 = 64;
 
+/// A mistake in how sigil was called (exit status 64, like a bad flag).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print and succeed; every other parse error is a usage
+            // error: exit status 64 (EX_USAGE), as for a bad value found after parsing.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG")
@@ -98,7 +115,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sigil: {e:#}");
-            ExitCode::FAILURE
+            if e.is::<UsageError>() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -114,11 +135,16 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyh
 }
 
 fn client(args: &ClientArgs) -> anyhow::Result<Client> {
-    Ok(Client::new(
-        &args.api_url,
-        &args.account_sid,
-        &args.auth_token,
-    )?)
+    let (Some(sid), Some(token)) = (&args.account_sid, &args.auth_token) else {
+        return Err(UsageError(
+            "no credentials: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (the account SID and \
+             auth token `sigil serve` printed on its first start, or an API key SID and secret), \
+             or pass --account-sid and --auth-token"
+                .into(),
+        )
+        .into());
+    };
+    Ok(Client::new(&args.api_url, sid, token)?)
 }
 
 /// `--service`, else `name` from ./package.json.
@@ -168,7 +194,13 @@ async fn deploy_command(args: DeployArgs) -> anyhow::Result<()> {
             report.build_sid, report.domain_name
         );
     }
-    println!("url https://{}/", report.domain_name);
+    let root = report.root();
+    for url in client.site_urls(&report.domain_name) {
+        println!("url {url}{}", root.path());
+    }
+    if let Some(advice) = root.advice() {
+        println!("note: {advice}");
+    }
     println!("  {:<40} {:<10} {:<8} UPLOAD", "PATH", "VISIBILITY", "KIND");
     for f in &report.files {
         println!(
@@ -234,6 +266,18 @@ async fn shutdown_signal() {
 }
 
 fn account(data: &std::path::Path, command: AccountCommand) -> anyhow::Result<()> {
+    // Never create a data directory here: a mistyped --data would hold a new, empty store
+    // that no server reads.
+    if !data.join(sigil::server::METADATA_FILE).is_file() {
+        return Err(UsageError(format!(
+            "{} is not a sigil data directory (no {}): pass the --data of your server, or run \
+             `sigil serve --data {}` once to create it",
+            data.display(),
+            sigil::server::METADATA_FILE,
+            data.display()
+        ))
+        .into());
+    }
     let store = sigil::server::open_store(data)?;
     match command {
         AccountCommand::Create { friendly_name } => {

@@ -70,6 +70,7 @@ async fn logs_from_the_sink_are_listed_filtered_and_paged() {
         "http://api.test".into(),
         "localhost".into(),
         None,
+        None,
     );
     let auth = format!(
         "Basic {}",

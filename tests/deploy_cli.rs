@@ -6,24 +6,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{copy_dir, twilio_signature, Sigil, ACCOUNT_SID, AUTH_TOKEN};
-
-/// Runs `sigil ARGS` in `dir` against the server; (exit code, stdout, stderr).
-fn sigil_cli(sigil: &Sigil, dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sigil"))
-        .args(args)
-        .current_dir(dir)
-        .env("SIGIL_API_URL", &sigil.api)
-        .env("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
-        .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
-        .output()
-        .expect("sigil runs");
-    (
-        out.status.code().expect("exit code"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::{copy_dir, sigil_cli, twilio_signature, Sigil, ACCOUNT_SID, AUTH_TOKEN};
 
 fn field<'a>(out: &'a str, prefix: &str) -> &'a str {
     out.lines()
@@ -229,5 +212,5 @@ fn errors_name_the_file_and_the_reason() {
     let empty = tempfile::tempdir().expect("dir");
     let (code, _, err) = sigil_cli(&sigil, empty.path(), &["deploy", "--service", "x"]);
     assert_eq!(code, 1);
-    assert!(err.contains("no assets/"), "{err}");
+    assert!(err.contains("nothing to deploy"), "{err}");
 }

@@ -33,6 +33,10 @@ use form::Params;
 use page::{Page, PageRequest};
 use resources::ResourceKind;
 
+/// Response header naming the edge's listeners' ports (`http=8080, https=8443`), so a client
+/// such as `sigil deploy` can print URLs that open. Not part of Twilio's API; clients ignore it.
+pub const EDGE_PORTS: &str = "sigil-edge-ports";
+
 /// The largest form body the API reads (a Build with 1,100 version SIDs is about 50 KB).
 pub const MAX_FORM_BODY: usize = 1024 * 1024;
 
@@ -91,6 +95,8 @@ pub struct ControlPlane {
     blobs: BlobStore,
     base_url: String,
     domain: String,
+    /// The [`EDGE_PORTS`] header's value, when an edge serves in the same process.
+    edge_ports: Option<HeaderValue>,
     writes: tokio::sync::Mutex<()>,
     observer: Option<Arc<dyn DeploymentObserver>>,
     /// False while start-up's blob collection runs ([`ControlPlane::start`]).
@@ -229,12 +235,14 @@ type ApiResult = Result<Response<Body>, ApiError>;
 
 impl ControlPlane {
     /// A control plane over `store` and `blobs`. `base_url` is the public API base (no
-    /// trailing slash); `domain` the base domain of Environments.
+    /// trailing slash); `domain` the base domain of Environments; `edge_ports` the ports of
+    /// the edge's HTTP and HTTPS listeners, when it serves in the same process.
     pub fn new(
         store: Arc<dyn Metadata>,
         blobs: BlobStore,
         base_url: String,
         domain: String,
+        edge_ports: Option<(u16, u16)>,
         observer: Option<Arc<dyn DeploymentObserver>>,
     ) -> Arc<ControlPlane> {
         Arc::new(ControlPlane {
@@ -242,6 +250,10 @@ impl ControlPlane {
             blobs,
             base_url,
             domain,
+            edge_ports: edge_ports.map(|(http, https)| {
+                HeaderValue::from_str(&format!("http={http}, https={https}"))
+                    .expect("digits, letters and punctuation make a header value")
+            }),
             writes: tokio::sync::Mutex::new(()),
             observer,
             ready: tokio::sync::watch::channel(true).0,
@@ -349,6 +361,9 @@ impl ControlPlane {
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static("ETag"),
         );
+        if let Some(ports) = &self.edge_ports {
+            h.insert(EDGE_PORTS, ports.clone());
+        }
         resp
     }
 

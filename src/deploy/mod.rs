@@ -27,13 +27,14 @@ pub enum DeployError {
     /// The project could not be read.
     #[error(transparent)]
     Project(#[from] ProjectError),
-    /// An API call failed; `what` names the step and the file.
-    #[error("{what}: {source}")]
+    /// An API call failed; `what` names the step and the file. (The answer is part of the
+    /// message, not a `source`: printing the chain would say it twice.)
+    #[error("{what}: {error}")]
     Api {
         /// The step.
         what: String,
         /// The API's answer.
-        source: ClientError,
+        error: ClientError,
     },
     /// Something the user must fix.
     #[error("{0}")]
@@ -50,7 +51,7 @@ pub enum DeployError {
 
 fn api(what: impl Into<String>) -> impl FnOnce(ClientError) -> DeployError {
     let what = what.into();
-    move |source| DeployError::Api { what, source }
+    move |error| DeployError::Api { what, error }
 }
 
 fn s(v: &Value, field: &str) -> String {
@@ -100,6 +101,67 @@ pub struct DeployReport {
     pub deployed: bool,
     /// Every file.
     pub files: Vec<DeployedFile>,
+}
+
+/// What `/` serves after a deploy. Twilio's rule, which the edge follows: the asset at `/`,
+/// else the one at `/assets/index.html` (a toolkit project's `assets/assets/index.html`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootPage {
+    /// `/` is served.
+    Served,
+    /// `/` is not served, but `/index.html` is (the usual first layout, `assets/index.html`).
+    IndexHtmlOnly,
+    /// Neither.
+    Missing,
+}
+
+impl RootPage {
+    /// The root page of a set of deployed files.
+    pub fn of(files: &[DeployedFile]) -> RootPage {
+        let has = |path: &str| {
+            files
+                .iter()
+                .any(|f| f.kind == FileKind::Asset && f.path == path)
+        };
+        if has("/") || has("/assets/index.html") {
+            RootPage::Served
+        } else if has("/index.html") {
+            RootPage::IndexHtmlOnly
+        } else {
+            RootPage::Missing
+        }
+    }
+
+    /// The page to open, relative to the site's root URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            RootPage::IndexHtmlOnly => "index.html",
+            RootPage::Served | RootPage::Missing => "",
+        }
+    }
+
+    /// What to do when `/` is not served.
+    pub fn advice(self) -> Option<&'static str> {
+        match self {
+            RootPage::Served => None,
+            RootPage::IndexHtmlOnly => Some(
+                "/ is not served: as on Twilio, the root page is the asset at \
+                 /assets/index.html (or /), and this project has /index.html; to serve it at /, \
+                 move assets/index.html to assets/assets/index.html and deploy again",
+            ),
+            RootPage::Missing => Some(
+                "/ is not served: as on Twilio, the root page is the asset at \
+                 /assets/index.html (or /); add assets/assets/index.html and deploy again",
+            ),
+        }
+    }
+}
+
+impl DeployReport {
+    /// What `/` serves now.
+    pub fn root(&self) -> RootPage {
+        RootPage::of(&self.files)
+    }
 }
 
 /// The toolkit's Environment naming: `{suffix}-environment`, or `production` for none.

@@ -49,13 +49,17 @@ pub struct Project {
 /// Why a project cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {
-    /// A file or directory could not be read.
-    #[error("{path}: {source}")]
+    /// The project directory does not exist.
+    #[error("project folder {0} does not exist (give the folder of a Serverless Toolkit project: `sigil deploy DIR`)")]
+    Missing(PathBuf),
+    /// A file or directory could not be read. (The error is part of the message, not a
+    /// `source`: printing the chain would say it twice.)
+    #[error("{path}: {error}")]
     Io {
         /// Which.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// package.json is not valid.
     #[error("{path}: {reason}")]
@@ -66,7 +70,7 @@ pub enum ProjectError {
         reason: String,
     },
     /// Nothing to deploy.
-    #[error("{0} has no assets/ (or static/) nor functions/ directory")]
+    #[error("nothing to deploy in {0}: a Serverless Toolkit project keeps its files in assets/ (or static/) and functions/, and there are none")]
     Empty(PathBuf),
     /// Two files map to one path.
     #[error("{first} and {second} would both be served at {path}")]
@@ -120,9 +124,9 @@ pub fn url_path(kind: FileKind, relative: &str) -> (String, Visibility) {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ProjectError + '_ {
-    move |source| ProjectError::Io {
+    move |error| ProjectError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -156,6 +160,9 @@ fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>, ProjectError> {
 
 /// Reads the project in `dir`.
 pub fn load(dir: &Path) -> Result<Project, ProjectError> {
+    if !dir.is_dir() {
+        return Err(ProjectError::Missing(dir.to_owned()));
+    }
     let package = dir.join("package.json");
     let (name, dependencies) = match std::fs::read(&package) {
         Ok(bytes) => {
@@ -218,6 +225,9 @@ pub fn load(dir: &Path) -> Result<Project, ProjectError> {
                 content_type,
             });
         }
+    }
+    if files.is_empty() {
+        return Err(ProjectError::Empty(dir.to_owned()));
     }
     files.sort_by(|a, b| {
         (a.kind == FileKind::Function, &a.path).cmp(&(b.kind == FileKind::Function, &b.path))

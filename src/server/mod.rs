@@ -53,24 +53,28 @@ pub enum ServerError {
     /// Data directory, metadata store or blob store.
     #[error("storage: {0}")]
     Storage(String),
-    /// A listener could not bind.
-    #[error("cannot listen on {addr}: {source}")]
+    /// A listener could not bind. (The error is part of the message, not a `source`:
+    /// printing the chain would say it twice.)
+    #[error("cannot listen on {addr}: {error}{hint}", hint = bind_hint(.error))]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Certificate or key.
     #[error("TLS: {0}")]
     Tls(String),
 }
 
+/// The metadata database's file in a data directory.
+pub const METADATA_FILE: &str = "metadata.db";
+
 /// Opens the metadata store of a data directory (creating the directory).
 pub fn open_store(data: &std::path::Path) -> Result<SqliteStore, ServerError> {
     std::fs::create_dir_all(data)
         .map_err(|e| ServerError::Storage(format!("{}: {e}", data.display())))?;
-    SqliteStore::open(&data.join("metadata.db")).map_err(|e| ServerError::Storage(e.to_string()))
+    SqliteStore::open(&data.join(METADATA_FILE)).map_err(|e| ServerError::Storage(e.to_string()))
 }
 
 /// Holds an exclusive lock on `DATA/lock` for as long as the returned file lives: a second
@@ -122,6 +126,20 @@ async fn collect_blob_garbage(store: Arc<dyn Metadata>, blobs: BlobStore) {
     }
 }
 
+/// The way out of a failed bind.
+fn bind_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " — another program (or another sigil) listens there; stop it or choose another address with --http / --https / --api"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            " — ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a port ≥ 1024"
+        }
+        std::io::ErrorKind::AddrNotAvailable => " — this machine has no such address",
+        _ => "",
+    }
+}
+
 fn storage(e: impl std::fmt::Display) -> ServerError {
     ServerError::Storage(e.to_string())
 }
@@ -129,10 +147,10 @@ fn storage(e: impl std::fmt::Display) -> ServerError {
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| ServerError::Bind { addr, source })?;
+        .map_err(|error| ServerError::Bind { addr, error })?;
     let local = listener
         .local_addr()
-        .map_err(|source| ServerError::Bind { addr, source })?;
+        .map_err(|error| ServerError::Bind { addr, error })?;
     Ok((listener, local))
 }
 
@@ -179,16 +197,25 @@ pub async fn run(
     let store: Arc<dyn Metadata> = Arc::new(open_store(&config.data)?);
     let _lock = lock_data_dir(&config.data)?;
     let blobs = BlobStore::open(&config.data).map_err(storage)?;
+    let tls = tls::server_config(config.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path())))?;
+    let (api, api_addr) = bind(config.api).await?;
+    let (http, http_addr) = bind(config.http).await?;
+    let (https, https_addr) = bind(config.https).await?;
+
+    // The first account is created only now that the listeners are bound and TLS is
+    // configured, and its token printed at once: a start that fails on a taken port or a bad
+    // certificate creates nothing, so the next start creates (and shows) it.
     let fixed = config
         .account
         .as_ref()
         .map(|(sid, token)| (sid.as_str(), token.as_str()));
-    let created = crate::accounts::bootstrap(store.as_ref(), fixed).map_err(storage)?;
-    let tls = tls::server_config(config.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path())))?;
-
-    let (api, api_addr) = bind(config.api).await?;
-    let (http, http_addr) = bind(config.http).await?;
-    let (https, https_addr) = bind(config.https).await?;
+    if let Some((sid, token)) =
+        crate::accounts::bootstrap(store.as_ref(), fixed).map_err(storage)?
+    {
+        // Printed once, to the terminal, never to the log.
+        println!("sigil: created account {sid}");
+        println!("sigil: auth token {token} (shown once; keep it)");
+    }
     let base_url = config
         .public_api_url
         .clone()
@@ -213,6 +240,7 @@ pub async fn run(
         blobs.clone(),
         base_url,
         config.domain.clone(),
+        Some((http_addr.port(), https_addr.port())),
         Some(Arc::clone(&routes) as Arc<dyn crate::control::DeploymentObserver>),
     );
     // The API waits for the blob collection; the edge does not (it reads referenced blobs only).
@@ -238,11 +266,6 @@ pub async fn run(
     ));
     tokio::spawn(refresh_tokens(store, tokens));
 
-    if let Some((sid, token)) = created {
-        // Printed once, to the terminal, never to the log.
-        println!("sigil: created account {sid}");
-        println!("sigil: auth token {token} (shown once; keep it)");
-    }
     println!("sigil: edge listening on http://{http_addr}");
     println!("sigil: edge listening on https://{https_addr}");
     println!("sigil: API listening on http://{api_addr}");

@@ -222,6 +222,26 @@ impl Drop for Sigil {
     }
 }
 
+/// Runs `sigil ARGS` in `dir` against the server, with the test account's credentials;
+/// (exit code, stdout, stderr).
+pub fn sigil_cli(sigil: &Sigil, dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigil"));
+    cmd.env("SIGIL_API_URL", &sigil.api)
+        .env("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
+        .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN);
+    run_cli(cmd.args(args).current_dir(dir))
+}
+
+/// Runs a prepared `sigil` command; (exit code, stdout, stderr).
+pub fn run_cli(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.stdin(Stdio::null()).output().expect("sigil runs");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A client of the edge.
 pub struct Edge {
     pub http: reqwest::blocking::Client,
