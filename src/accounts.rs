@@ -127,17 +127,39 @@ pub fn bootstrap(
                 }
             }
             Err(AccountError::NotFound(_)) => {
-                create(store, "sigil account", Some(sid), Some(token))?;
+                match create(store, "sigil account", Some(sid), Some(token)) {
+                    // Another process starting with the same flags created it first.
+                    Err(AccountError::Store(StoreError::Conflict(_))) | Ok(_) => {}
+                    Err(e) => return Err(e),
+                }
             }
             Err(e) => return Err(e),
         }
         return Ok(None);
     }
-    if store.scan(Kind::Account)?.is_empty() {
-        return create(store, "sigil account", None, None).map(Some);
+    if !store.scan(Kind::Account)?.is_empty() {
+        return Ok(None);
     }
-    Ok(None)
+    // Several processes may start at once on one empty shared store: the first account holds
+    // a unique key, so exactly one of them creates it (and prints its token).
+    let sid = Prefix::Account.generate();
+    let token = new_token();
+    let data = AccountData {
+        friendly_name: "sigil account".to_owned(),
+        auth_token: token.clone(),
+        secondary_auth_token: None,
+    };
+    let mut rec = Record::new(Kind::Account, sid.clone(), sid.clone(), None, &data);
+    rec.unique = vec![FIRST_ACCOUNT.to_owned()];
+    match store.commit(vec![Write::Insert(rec)]) {
+        Ok(()) => Ok(Some((sid, token))),
+        Err(StoreError::Conflict(key)) if key == FIRST_ACCOUNT => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
+
+/// The unique key of the account `sigil serve` creates on an empty store.
+const FIRST_ACCOUNT: &str = "first-account";
 
 /// Every account: (sid, friendly name).
 pub fn list(store: &dyn Metadata) -> Result<Vec<(String, String)>, AccountError> {

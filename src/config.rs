@@ -202,6 +202,16 @@ pub struct ServeArgs {
     )]
     pub auth_token: Option<String>,
 
+    /// Metadata in PostgreSQL, shared by every sigil process given the same URL
+    /// (`postgres://user:password@host:port/db`; prefer the environment variable: flags show
+    /// in `ps`) [default: SQLite in --data].
+    #[arg(
+        long,
+        env = "SIGIL_METADATA",
+        hide_env_values = true,
+        help_heading = "Storage"
+    )]
+    pub metadata: Option<SecretUrl>,
     /// How much blob content the edge keeps mapped, in MiB.
     #[arg(
         long,
@@ -328,6 +338,41 @@ pub struct ServeArgs {
     pub request_logs: bool,
 }
 
+/// A URL that may carry a password: shown only without it (`Debug` included), so that a
+/// logged configuration never holds the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// The URL itself, password included, for the code that connects.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL without its password.
+    pub fn redacted(&self) -> String {
+        crate::store::postgres::redact(&self.0)
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl std::str::FromStr for SecretUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SecretUrl, String> {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(SecretUrl(s.to_owned()))
+        } else {
+            // Never echo the value: it may hold a password.
+            Err("expected a PostgreSQL URL: postgres://user:password@host:port/database".into())
+        }
+    }
+}
+
 /// Parses a listener address: `IP:PORT`, `[IPv6]:PORT` or `localhost:PORT` (the loopback
 /// address; binding a name that resolves elsewhere would surprise).
 pub fn listen_addr(value: &str) -> Result<SocketAddr, String> {
@@ -354,6 +399,9 @@ pub struct AccountArgs {
         global = true
     )]
     pub data: PathBuf,
+    /// The server's --metadata, when it keeps metadata in PostgreSQL (then --data is not read).
+    #[arg(long, env = "SIGIL_METADATA", hide_env_values = true, global = true)]
+    pub metadata: Option<SecretUrl>,
     /// What to do with accounts.
     #[command(subcommand)]
     pub command: AccountCommand,
@@ -440,6 +488,8 @@ pub struct ConfigError(pub String);
 pub struct Config {
     /// Data directory.
     pub data: PathBuf,
+    /// PostgreSQL metadata; None = SQLite in the data directory.
+    pub metadata: Option<SecretUrl>,
     /// API listener address.
     pub api: SocketAddr,
     /// Base URL for `url`/`links`, without a trailing slash; None = from the bound address.
@@ -555,6 +605,7 @@ impl Config {
         };
         Ok(Config {
             data: args.data,
+            metadata: args.metadata,
             api: args.api,
             public_api_url,
             domain,
@@ -641,6 +692,7 @@ mod tests {
     fn args(domain: &str, url: Option<&str>) -> ServeArgs {
         ServeArgs {
             data: "d".into(),
+            metadata: None,
             api: "127.0.0.1:0".parse().expect("addr"),
             public_api_url: url.map(Into::into),
             domain: domain.into(),

@@ -55,7 +55,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_CONFIG);
             }
         },
-        Command::Account(args) => account(&args.data, args.command),
+        Command::Account(args) => account(&args.data, args.metadata.as_ref(), args.command),
         Command::Deploy(args) => run_async(deploy_command(args)),
         Command::Deployments(args) => run_async(async move {
             let client = client(&args.client)?;
@@ -265,10 +265,14 @@ async fn shutdown_signal() {
     }
 }
 
-fn account(data: &std::path::Path, command: AccountCommand) -> anyhow::Result<()> {
+fn account(
+    data: &std::path::Path,
+    metadata: Option<&sigil::config::SecretUrl>,
+    command: AccountCommand,
+) -> anyhow::Result<()> {
     // Never create a data directory here: a mistyped --data would hold a new, empty store
     // that no server reads.
-    if !data.join(sigil::server::METADATA_FILE).is_file() {
+    if metadata.is_none() && !data.join(sigil::server::METADATA_FILE).is_file() {
         return Err(UsageError(format!(
             "{} is not a sigil data directory (no {}): pass the --data of your server, or run \
              `sigil serve --data {}` once to create it",
@@ -278,16 +282,17 @@ fn account(data: &std::path::Path, command: AccountCommand) -> anyhow::Result<()
         ))
         .into());
     }
-    let store = sigil::server::open_store(data)?;
+    let store = sigil::server::open_store(data, metadata)?;
+    let store = store.as_ref();
     match command {
         AccountCommand::Create { friendly_name } => {
-            let (sid, token) = accounts::create(&store, &friendly_name, None, None)?;
+            let (sid, token) = accounts::create(store, &friendly_name, None, None)?;
             println!("account_sid {sid}");
             println!("auth_token {token}");
         }
         AccountCommand::List => {
-            for (sid, name) in accounts::list(&store)? {
-                let keys = accounts::key_count(&store, &sid)?;
+            for (sid, name) in accounts::list(store)? {
+                let keys = accounts::key_count(store, &sid)?;
                 println!("{sid}\t{name}\t{keys} API key(s)");
             }
         }
@@ -296,26 +301,26 @@ fn account(data: &std::path::Path, command: AccountCommand) -> anyhow::Result<()
                 account,
                 friendly_name,
             } => {
-                let (sid, secret) = accounts::create_key(&store, &account, &friendly_name)?;
+                let (sid, secret) = accounts::create_key(store, &account, &friendly_name)?;
                 println!("api_key_sid {sid}");
                 println!("api_key_secret {secret}");
             }
             KeyCommand::Delete { account, key } => {
-                accounts::delete_key(&store, &account, &key)?;
+                accounts::delete_key(store, &account, &key)?;
                 println!("deleted {key}");
             }
         },
         AccountCommand::Token { command } => match command {
             TokenCommand::Secondary { account } => {
-                let token = accounts::create_secondary(&store, &account)?;
+                let token = accounts::create_secondary(store, &account)?;
                 println!("secondary_auth_token {token}");
             }
             TokenCommand::Promote { account } => {
-                accounts::promote_secondary(&store, &account)?;
+                accounts::promote_secondary(store, &account)?;
                 println!("the secondary auth token of {account} is now its primary token");
             }
             TokenCommand::RemoveSecondary { account } => {
-                accounts::remove_secondary(&store, &account)?;
+                accounts::remove_secondary(store, &account)?;
                 println!("removed the secondary auth token of {account}");
             }
         },

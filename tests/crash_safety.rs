@@ -878,6 +878,11 @@ fn fill(fs: &Tmpfs, left: u64) -> PathBuf {
 
 #[test]
 fn full_disk_upload() {
+    if support::on_postgres() {
+        // The metadata is not on the full disk there; the SQLite run checks this.
+        eprintln!("full_disk_upload: metadata in PostgreSQL, not on the filled disk: skipped");
+        return;
+    }
     let fs = Tmpfs::mount("4m");
     let data = fs.path().join("data");
     let mut sigil = Sigil::start_in(&data, &[], true);

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use support::{copy_dir, run_cli, sigil_cli, Sigil, ACCOUNT_SID};
+use support::{account_command, copy_dir, run_cli, sigil_cli, Sigil, ACCOUNT_SID};
 
 fn bare() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigil"));
@@ -182,7 +182,7 @@ fn a_failed_first_start_loses_no_token() {
         .and_then(|l| l.split_whitespace().next())
         .expect("token")
         .to_owned();
-    let (code, list, _) = run_cli(bare().args(["account", "list", "--data"]).arg(&data));
+    let (code, list, _) = run_cli(account_command(&data).arg("list"));
     assert_eq!(code, 0);
     assert_eq!(list.lines().count(), 1, "{list}");
     assert!(list.starts_with(&sid), "{list}");

@@ -274,6 +274,18 @@ impl ControlPlane {
                 )))
             }
         };
+        // More SIDs than any Build may hold are refused before they are looked up.
+        let (most_assets, most_functions) = (MAX_PUBLIC_ASSETS + MAX_PRIVATE_ASSETS, MAX_FUNCTIONS);
+        for (count, max, what) in [
+            (asset_sids.len(), most_assets, "asset versions"),
+            (function_sids.len(), most_functions, "function versions"),
+        ] {
+            if count > max {
+                return Err(ApiError::bad_param(format!(
+                    "A Build holds at most {max} {what}; this one has {count}"
+                )));
+            }
+        }
         let (service, _) = self.service(ctx, svc).await?;
         let service_sid = service.sid.clone();
         let account = ctx.account.clone();
@@ -284,9 +296,10 @@ impl ControlPlane {
                 // in this Service and account, else to None.
                 let lookup =
                     |kind: Kind, sids: &[String]| -> Result<Vec<Option<Entry>>, StoreError> {
-                        sids.iter()
-                            .map(|sid| {
-                                Ok(match s.get(sid)? {
+                        s.get_many(sids)?
+                            .into_iter()
+                            .map(|found| {
+                                Ok(match found {
                                     Some(r) if r.kind == kind && r.account_sid == account => {
                                         let d: VersionData = r.decode()?;
                                         (d.service_sid == service_sid).then(|| entry(&r, d))
@@ -428,26 +441,34 @@ impl ControlPlane {
             },
         };
 
-        let _guard = self.writes.lock().await;
-        let key = sid.to_owned();
-        let Some(mut rec) = self.db(move |s| s.get(&key)).await? else {
-            return Ok(());
-        };
-        let mut data: BuildData = rec.decode()?;
-        match &failure {
-            Some(why) => tracing::warn!(build = %sid, reason = %why, "build failed"),
-            None => tracing::info!(build = %sid, "build completed"),
-        }
-        data.status = if failure.is_some() {
-            BuildStatus::Failed
-        } else {
-            BuildStatus::Completed
-        };
-        data.failure = failure;
-        data.encodings = encodings;
-        data.date_updated = now();
-        rec.encode(&data);
-        self.db(move |s| s.commit(vec![Write::Update(rec)])).await
+        let (failure, encodings) = (&failure, &encodings);
+        // Conditional on the version read: of two processes finishing one Build, one writes
+        // the result and the other, reading again, finds it finished.
+        super::retrying(|| async move {
+            let key = sid.to_owned();
+            let Some(mut rec) = self.db(move |s| s.get(&key)).await? else {
+                return Ok(());
+            };
+            let mut data: BuildData = rec.decode()?;
+            if data.status != BuildStatus::Building {
+                return Ok(());
+            }
+            match failure {
+                Some(why) => tracing::warn!(build = %sid, reason = %why, "build failed"),
+                None => tracing::info!(build = %sid, "build completed"),
+            }
+            data.status = if failure.is_some() {
+                BuildStatus::Failed
+            } else {
+                BuildStatus::Completed
+            };
+            data.failure = failure.clone();
+            data.encodings = encodings.clone();
+            data.date_updated = now();
+            rec.encode(&data);
+            self.db(move |s| s.commit(vec![Write::Update(rec)])).await
+        })
+        .await
     }
 
     /// Makes br and gzip variants of every distinct text asset (blobs are shared, so a
@@ -511,26 +532,33 @@ impl ControlPlane {
     }
 
     pub(super) async fn delete_build(&self, ctx: &Ctx, svc: &str, id: &str) -> ApiResult {
-        let _guard = self.writes.lock().await;
-        let (rec, _) = self.build(ctx, svc, id).await?;
-        let query = ListQuery::children(
-            Kind::Environment,
-            &ctx.account,
-            rec.parent_sid.as_deref().unwrap_or_default(),
-        );
-        let envs = self.db(move |s| s.list(&query)).await?;
-        for env in envs {
-            let d: EnvironmentData = env.decode()?;
-            if d.build_sid.as_deref() == Some(rec.sid.as_str()) {
-                return Err(ApiError::conflict(format!(
-                    "Build {} is deployed to Environment {}; deploy another Build there first",
-                    rec.sid, env.sid
-                )));
+        super::retrying(|| async move {
+            let (rec, _) = self.build(ctx, svc, id).await?;
+            let query = ListQuery::children(
+                Kind::Environment,
+                &ctx.account,
+                rec.parent_sid.as_deref().unwrap_or_default(),
+            );
+            let envs = self.db(move |s| s.list(&query)).await?;
+            // The deletion holds only if no Environment changed since it was read here: a
+            // Deployment of this Build racing it either commits first (then this attempt's
+            // write fails and the next finds the Build deployed) or fails itself.
+            let mut writes = Vec::with_capacity(envs.len() + 1);
+            for env in &envs {
+                let d: EnvironmentData = env.decode()?;
+                if d.build_sid.as_deref() == Some(rec.sid.as_str()) {
+                    return Err(ApiError::conflict(format!(
+                        "Build {} is deployed to Environment {}; deploy another Build there first",
+                        rec.sid, env.sid
+                    )));
+                }
+                writes.push(Write::check(env));
             }
-        }
-        self.db(move |s| s.commit(vec![Write::Delete(rec.sid)]))
-            .await?;
-        Ok(super::no_content())
+            writes.push(Write::Delete(rec.sid));
+            self.db(move |s| s.commit(writes)).await?;
+            Ok(super::no_content())
+        })
+        .await
     }
 }
 

@@ -93,9 +93,26 @@ impl ControlPlane {
         })?;
         form.boolean("IsPlugin")?;
 
-        let _guard = self.writes.lock().await;
+        let (rec, data) = super::retrying(|| self.deploy(ctx, svc, env, &build_sid)).await?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &self.render_deployment(&rec, &data),
+        ))
+    }
+
+    /// One attempt at deploying `build_sid` to an Environment: the Deployment is recorded and
+    /// the Environment pointed at the Build in one write, which holds only if neither the
+    /// Environment nor the Build changed since they were read (so of two racing Deployments
+    /// the later-written one is active, and a Build deleted meanwhile is never deployed).
+    async fn deploy(
+        &self,
+        ctx: &Ctx,
+        svc: &str,
+        env: &str,
+        build_sid: &str,
+    ) -> Result<(Record, DeploymentData), ApiError> {
         let (service, mut env_rec, mut env_data) = self.environment(ctx, svc, env).await?;
-        let key = build_sid.clone();
+        let key = build_sid.to_owned();
         let build = self.db(move |s| s.get(&key)).await?;
         let build = match build {
             Some(b)
@@ -119,7 +136,7 @@ impl ControlPlane {
                 build_data.status.as_str()
             )));
         }
-        if env_data.build_sid.as_deref() == Some(build_sid.as_str()) {
+        if env_data.build_sid.as_deref() == Some(build_sid) {
             return Err(ApiError::conflict(format!(
                 "Build {build_sid} is already deployed to Environment {}",
                 env_rec.sid
@@ -128,7 +145,7 @@ impl ControlPlane {
         let created = now();
         let data = DeploymentData {
             service_sid: service.sid.clone(),
-            build_sid: build_sid.clone(),
+            build_sid: build_sid.to_owned(),
             date_updated: created,
         };
         let mut rec = Record::new(
@@ -139,17 +156,19 @@ impl ControlPlane {
             &data,
         );
         rec.created = created;
-        env_data.build_sid = Some(build_sid);
+        env_data.build_sid = Some(build_sid.to_owned());
+        env_data.deployment_sid = Some(rec.sid.clone());
         env_data.date_updated = created;
         env_rec.encode(&env_data);
         let env_sid = env_rec.sid.clone();
-        let writes = vec![Write::Insert(rec.clone()), Write::Update(env_rec)];
+        let writes = vec![
+            Write::Insert(rec.clone()),
+            Write::Update(env_rec),
+            Write::check(&build),
+        ];
         self.db(move |s| s.commit(writes)).await?;
         // The edge swaps its route before the POST returns.
         self.notify(vec![env_sid]).await;
-        Ok(json_response(
-            StatusCode::CREATED,
-            &self.render_deployment(&rec, &data),
-        ))
+        Ok((rec, data))
     }
 }

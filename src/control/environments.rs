@@ -21,6 +21,10 @@ pub struct EnvironmentData {
     pub domain_name: String,
     /// The Build deployed now, if any.
     pub build_sid: Option<String>,
+    /// The Deployment that deployed it (set with it, in the same write; absent in records
+    /// written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_sid: Option<String>,
     /// Last change, Unix seconds.
     pub date_updated: i64,
 }
@@ -129,51 +133,59 @@ impl ControlPlane {
                 )))
             }
         };
-        let _guard = self.writes.lock().await;
-        let (service, sdata) = self.service(ctx, svc).await?;
-        let domain_name = match &suffix {
-            Some(s) => format!("{}-{}.{}", sdata.domain_base, s, self.domain),
-            None => format!("{}.{}", sdata.domain_base, self.domain),
-        }
-        .to_ascii_lowercase();
-        let created = now();
-        let data = EnvironmentData {
-            unique_name: unique_name.to_owned(),
-            domain_suffix: suffix,
-            domain_name: domain_name.clone(),
-            build_sid: None,
-            date_updated: created,
-        };
-        let mut rec = Record::new(
-            Kind::Environment,
-            Prefix::Environment.generate(),
-            ctx.account.clone(),
-            Some(service.sid.clone()),
-            &data,
-        );
-        rec.created = created;
-        rec.unique = vec![
-            format!("environment:{}:{unique_name}", service.sid),
-            domain_key(&domain_name),
-        ];
-        match self.commit(vec![Write::Insert(rec.clone())]).await? {
-            Ok(()) => Ok(json_response(
-                StatusCode::CREATED,
-                &self.render_environment(&rec, &data),
-            )),
-            Err(_) => Err(ApiError::conflict(
-                "Environment with this UniqueName or DomainSuffix already exists.",
-            )),
-        }
+        let suffix = &suffix;
+        // Retried when the Service changed or went meanwhile: the store refuses an
+        // Environment under a Service that is gone.
+        super::retrying(|| async move {
+            let (service, sdata) = self.service(ctx, svc).await?;
+            let domain_name = match suffix {
+                Some(s) => format!("{}-{}.{}", sdata.domain_base, s, self.domain),
+                None => format!("{}.{}", sdata.domain_base, self.domain),
+            }
+            .to_ascii_lowercase();
+            let created = now();
+            let data = EnvironmentData {
+                unique_name: unique_name.to_owned(),
+                domain_suffix: suffix.clone(),
+                domain_name: domain_name.clone(),
+                build_sid: None,
+                deployment_sid: None,
+                date_updated: created,
+            };
+            let mut rec = Record::new(
+                Kind::Environment,
+                Prefix::Environment.generate(),
+                ctx.account.clone(),
+                Some(service.sid.clone()),
+                &data,
+            );
+            rec.created = created;
+            rec.unique = vec![
+                format!("environment:{}:{unique_name}", service.sid),
+                domain_key(&domain_name),
+            ];
+            match self.commit(vec![Write::Insert(rec.clone())]).await? {
+                Ok(()) => Ok(json_response(
+                    StatusCode::CREATED,
+                    &self.render_environment(&rec, &data),
+                )),
+                Err(_) => Err(ApiError::conflict(
+                    "Environment with this UniqueName or DomainSuffix already exists.",
+                )),
+            }
+        })
+        .await
     }
 
     pub(super) async fn delete_environment(&self, ctx: &Ctx, svc: &str, env: &str) -> ApiResult {
-        let _guard = self.writes.lock().await;
-        let (_, rec, _) = self.environment(ctx, svc, env).await?;
-        let sid = rec.sid.clone();
-        self.db(move |s| s.commit(vec![Write::Delete(sid)])).await?;
-        self.notify(vec![rec.sid]).await;
-        Ok(super::no_content())
+        super::retrying(|| async move {
+            let (_, rec, _) = self.environment(ctx, svc, env).await?;
+            let sid = rec.sid.clone();
+            self.db(move |s| s.commit(vec![Write::Delete(sid)])).await?;
+            self.notify(vec![rec.sid]).await;
+            Ok(super::no_content())
+        })
+        .await
     }
 }
 

@@ -23,6 +23,9 @@ pub struct ApiError {
     pub message: String,
     /// For 405: the methods the route has.
     pub allow: Option<&'static str>,
+    /// A record the operation read changed before its write (another request, possibly on
+    /// another replica, got there first): the operation may read again and retry.
+    pub stale: bool,
 }
 
 impl ApiError {
@@ -32,6 +35,7 @@ impl ApiError {
             code,
             message: message.into(),
             allow: None,
+            stale: false,
         }
     }
 
@@ -160,8 +164,15 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(_) => {
                 ApiError::conflict("A resource with these values already exists")
             }
+            // Retried by the operation; what is left after the last attempt is a 409.
+            StoreError::Stale(_) => ApiError {
+                stale: true,
+                ..ApiError::conflict(
+                    "The resource was changed by another request at the same time; try again",
+                )
+            },
             // A full disk is the same answer whether the blob or the metadata hit it.
-            StoreError::Full(why) => ApiError::unavailable(why),
+            StoreError::Full(why) | StoreError::Unavailable(why) => ApiError::unavailable(why),
             other => ApiError::internal(other),
         }
     }

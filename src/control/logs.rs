@@ -103,7 +103,8 @@ async fn write_batches(store: Arc<dyn Metadata>, mut rx: mpsc::Receiver<LogEntry
                 );
                 rec.created = e.created;
                 rec.tag = e.data.function_sid.clone();
-                Write::Insert(rec)
+                // Lines of an Environment deleted meanwhile are dropped, not the batch.
+                Write::Append(rec)
             })
             .collect();
         let store2 = Arc::clone(&store);

@@ -2,8 +2,11 @@
 //!
 //! [`ControlPlane::handle`] authenticates, routes, and turns every outcome — success or
 //! [`ApiError`] — into a response in one place. Handlers live one file per resource.
-//! Writes that check before they write (uniqueness the store cannot see, "already deployed")
-//! run under one async lock, so two concurrent requests cannot both pass a check.
+//!
+//! Several processes may serve the API on one shared store, so no check-then-write relies on
+//! a lock in this process: a write names the version of every record its decision rests on
+//! (an update is conditional, a [`Write::Check`] guards the rest), the store refuses the batch
+//! if any changed meanwhile, and the operation reads again and retries ([`retrying`]).
 
 pub mod auth;
 pub mod builds;
@@ -36,6 +39,30 @@ use resources::ResourceKind;
 /// Response header naming the edge's listeners' ports (`http=8080, https=8443`), so a client
 /// such as `sigil deploy` can print URLs that open. Not part of Twilio's API; clients ignore it.
 pub const EDGE_PORTS: &str = "sigil-edge-ports";
+
+/// Attempts of an operation whose write found a record changed since it read it.
+const ATTEMPTS: u32 = 10;
+
+/// Runs a read-check-write operation, again while its write finds that a record it read has
+/// changed (another request got there first): each attempt reads afresh, so the outcome is
+/// that of running after the other request. A small random pause separates attempts so that
+/// racing requests do not collide again in step.
+pub(crate) async fn retrying<T, Fut>(mut op: impl FnMut() -> Fut) -> Result<T, ApiError>
+where
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if e.stale && attempt < ATTEMPTS => {
+                let pause = u64::from(attempt) * (1 + u64::from(crate::sid::random_below(10)));
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
 
 /// The largest form body the API reads (a Build with 1,100 version SIDs is about 50 KB).
 pub const MAX_FORM_BODY: usize = 1024 * 1024;
@@ -97,7 +124,6 @@ pub struct ControlPlane {
     domain: String,
     /// The [`EDGE_PORTS`] header's value, when an edge serves in the same process.
     edge_ports: Option<HeaderValue>,
-    writes: tokio::sync::Mutex<()>,
     observer: Option<Arc<dyn DeploymentObserver>>,
     /// False while start-up's blob collection runs ([`ControlPlane::start`]).
     ready: tokio::sync::watch::Sender<bool>,
@@ -254,7 +280,6 @@ impl ControlPlane {
                 HeaderValue::from_str(&format!("http={http}, https={https}"))
                     .expect("digits, letters and punctuation make a header value")
             }),
-            writes: tokio::sync::Mutex::new(()),
             observer,
             ready: tokio::sync::watch::channel(true).0,
         })

@@ -196,20 +196,22 @@ impl ControlPlane {
         form: &super::Params,
     ) -> ApiResult {
         let friendly_name = form.required("FriendlyName", MAX_FRIENDLY_NAME)?;
-        let _guard = self.writes.lock().await;
-        let (_, mut rec) = self.resource(ctx, svc, kind, id).await?;
-        let data = ResourceData {
-            friendly_name: friendly_name.to_owned(),
-            date_updated: now(),
-        };
-        rec.encode(&data);
-        let write = rec.clone();
-        self.db(move |s| s.commit(vec![Write::Update(write)]))
-            .await?;
-        Ok(json_response(
-            StatusCode::OK,
-            &self.render_resource(kind, &rec, &data),
-        ))
+        super::retrying(|| async move {
+            let (_, mut rec) = self.resource(ctx, svc, kind, id).await?;
+            let data = ResourceData {
+                friendly_name: friendly_name.to_owned(),
+                date_updated: now(),
+            };
+            rec.encode(&data);
+            let write = rec.clone();
+            self.db(move |s| s.commit(vec![Write::Update(write)]))
+                .await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &self.render_resource(kind, &rec, &data),
+            ))
+        })
+        .await
     }
 
     pub(super) async fn delete_resource(
@@ -219,11 +221,13 @@ impl ControlPlane {
         kind: ResourceKind,
         id: &str,
     ) -> ApiResult {
-        let _guard = self.writes.lock().await;
-        let (_, rec) = self.resource(ctx, svc, kind, id).await?;
-        // Its versions go with it; Builds keep their own copy of what they hold (the manifest).
-        self.db(move |s| s.commit(vec![Write::Delete(rec.sid)]))
-            .await?;
-        Ok(super::no_content())
+        super::retrying(|| async move {
+            let (_, rec) = self.resource(ctx, svc, kind, id).await?;
+            // Its versions go with it; Builds keep their own copy of what they hold (the manifest).
+            self.db(move |s| s.commit(vec![Write::Delete(rec.sid)]))
+                .await?;
+            Ok(super::no_content())
+        })
+        .await
     }
 }

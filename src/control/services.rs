@@ -125,8 +125,8 @@ impl ControlPlane {
             domain_base: String::new(),
             date_updated: created,
         };
-        let _guard = self.writes.lock().await;
-        // The 4 digits are drawn until the domain base is free across the whole server.
+        // The 4 digits are drawn until the domain base is free across the whole server; the
+        // store's unique keys decide between concurrent requests.
         for _ in 0..100 {
             data.domain_base = format!(
                 "{}-{:04}",
@@ -166,48 +166,52 @@ impl ControlPlane {
         id: &str,
         form: &super::Params,
     ) -> ApiResult {
-        let _guard = self.writes.lock().await;
-        let (mut rec, mut data) = self.service(ctx, id).await?;
-        if let Some(name) = form.text("FriendlyName", 255)? {
-            if name.is_empty() {
-                return Err(ApiError::bad_param(
-                    "Invalid value for parameter FriendlyName: must not be empty",
-                ));
+        super::retrying(|| async move {
+            let (mut rec, mut data) = self.service(ctx, id).await?;
+            if let Some(name) = form.text("FriendlyName", 255)? {
+                if name.is_empty() {
+                    return Err(ApiError::bad_param(
+                        "Invalid value for parameter FriendlyName: must not be empty",
+                    ));
+                }
+                data.friendly_name = name.to_owned();
             }
-            data.friendly_name = name.to_owned();
-        }
-        if let Some(v) = form.boolean("IncludeCredentials")? {
-            data.include_credentials = v;
-        }
-        if let Some(v) = form.boolean("UiEditable")? {
-            data.ui_editable = v;
-        }
-        data.date_updated = now();
-        rec.encode(&data);
-        let write = rec.clone();
-        self.db(move |s| s.commit(vec![Write::Update(write)]))
-            .await?;
-        Ok(json_response(
-            StatusCode::OK,
-            &self.render_service(&rec, &data),
-        ))
+            if let Some(v) = form.boolean("IncludeCredentials")? {
+                data.include_credentials = v;
+            }
+            if let Some(v) = form.boolean("UiEditable")? {
+                data.ui_editable = v;
+            }
+            data.date_updated = now();
+            rec.encode(&data);
+            let write = rec.clone();
+            self.db(move |s| s.commit(vec![Write::Update(write)]))
+                .await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &self.render_service(&rec, &data),
+            ))
+        })
+        .await
     }
 
     pub(super) async fn delete_service(&self, ctx: &Ctx, id: &str) -> ApiResult {
-        let _guard = self.writes.lock().await;
-        let (rec, _) = self.service(ctx, id).await?;
-        let query = ListQuery::children(Kind::Environment, &ctx.account, &rec.sid);
-        let sid = rec.sid.clone();
-        let environments = self
-            .db(move |s| {
-                let envs = s.list(&query)?;
-                s.commit(vec![Write::Delete(sid)])?;
-                Ok::<_, StoreError>(envs)
-            })
-            .await?;
-        self.notify(environments.into_iter().map(|e| e.sid).collect())
-            .await;
-        Ok(super::no_content())
+        super::retrying(|| async move {
+            let (rec, _) = self.service(ctx, id).await?;
+            let query = ListQuery::children(Kind::Environment, &ctx.account, &rec.sid);
+            let sid = rec.sid.clone();
+            let environments = self
+                .db(move |s| {
+                    let envs = s.list(&query)?;
+                    s.commit(vec![Write::Delete(sid)])?;
+                    Ok::<_, StoreError>(envs)
+                })
+                .await?;
+            self.notify(environments.into_iter().map(|e| e.sid).collect())
+                .await;
+            Ok(super::no_content())
+        })
+        .await
     }
 }
 

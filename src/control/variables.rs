@@ -158,28 +158,30 @@ impl ControlPlane {
         if let Some(v) = value {
             check_value(v)?;
         }
-        let _guard = self.writes.lock().await;
-        let mut rec = self.variable(ctx, svc, env, id).await?;
-        let mut data: VariableData = rec.decode()?;
-        if let Some(k) = key {
-            data.key = k.to_owned();
-        }
-        if let Some(v) = value {
-            data.value = v.to_owned();
-        }
-        data.date_updated = now();
-        rec.encode(&data);
-        rec.unique = vec![key_of(
-            rec.parent_sid.as_deref().unwrap_or_default(),
-            &data.key,
-        )];
-        match self.commit(vec![Write::Update(rec.clone())]).await? {
-            Ok(()) => Ok(json_response(
-                StatusCode::OK,
-                &self.render_variable(&rec, &data),
-            )),
-            Err(_) => Err(duplicate(&data.key)),
-        }
+        super::retrying(|| async move {
+            let mut rec = self.variable(ctx, svc, env, id).await?;
+            let mut data: VariableData = rec.decode()?;
+            if let Some(k) = key {
+                data.key = k.to_owned();
+            }
+            if let Some(v) = value {
+                data.value = v.to_owned();
+            }
+            data.date_updated = now();
+            rec.encode(&data);
+            rec.unique = vec![key_of(
+                rec.parent_sid.as_deref().unwrap_or_default(),
+                &data.key,
+            )];
+            match self.commit(vec![Write::Update(rec.clone())]).await? {
+                Ok(()) => Ok(json_response(
+                    StatusCode::OK,
+                    &self.render_variable(&rec, &data),
+                )),
+                Err(_) => Err(duplicate(&data.key)),
+            }
+        })
+        .await
     }
 
     pub(super) async fn delete_variable(
@@ -189,9 +191,12 @@ impl ControlPlane {
         env: &str,
         id: &str,
     ) -> ApiResult {
-        let rec = self.variable(ctx, svc, env, id).await?;
-        self.db(move |s| s.commit(vec![Write::Delete(rec.sid)]))
-            .await?;
-        Ok(super::no_content())
+        super::retrying(|| async move {
+            let rec = self.variable(ctx, svc, env, id).await?;
+            self.db(move |s| s.commit(vec![Write::Delete(rec.sid)]))
+                .await?;
+            Ok(super::no_content())
+        })
+        .await
     }
 }

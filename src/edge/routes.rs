@@ -287,9 +287,15 @@ impl Loader {
             }
         };
         let service_sid = env.parent_sid.clone().unwrap_or_default();
-        let mut latest = ListQuery::children(Kind::Deployment, &env.account_sid, &env.sid);
-        latest.limit = 1;
-        let deployment_sid = store.list(&latest)?.into_iter().next().map(|d| d.sid);
+        let deployment_sid = match data.deployment_sid {
+            Some(sid) => Some(sid),
+            // Written before Environments kept it: the newest Deployment.
+            None => {
+                let mut latest = ListQuery::children(Kind::Deployment, &env.account_sid, &env.sid);
+                latest.limit = 1;
+                store.list(&latest)?.into_iter().next().map(|d| d.sid)
+            }
+        };
         Ok(Some(Arc::new(Site {
             domain: data.domain_name,
             account_sid: env.account_sid.clone(),

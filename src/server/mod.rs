@@ -32,13 +32,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
+use crate::config::SecretUrl;
 use crate::control::logs::LogSink;
 use crate::control::ControlPlane;
 use crate::edge::access::Tokens;
 use crate::edge::cache::BlobCache;
 use crate::edge::routes::RouteTable;
 use crate::edge::{ApiBackend, Conn, Edge, EdgeConfig};
-use crate::store::{BlobStore, Metadata, SqliteStore};
+use crate::store::{BlobStore, Metadata, PgStore, SqliteStore};
 use crate::Body;
 
 /// Bytes of HTTP/2 (and handed-off HTTP/1.1) output gathered per write (coalesce.rs).
@@ -70,11 +71,22 @@ pub enum ServerError {
 /// The metadata database's file in a data directory.
 pub const METADATA_FILE: &str = "metadata.db";
 
-/// Opens the metadata store of a data directory (creating the directory).
-pub fn open_store(data: &std::path::Path) -> Result<SqliteStore, ServerError> {
+/// Opens the metadata store: PostgreSQL at `metadata`, else SQLite in the data directory
+/// (creating the directory).
+pub fn open_store(
+    data: &std::path::Path,
+    metadata: Option<&SecretUrl>,
+) -> Result<Arc<dyn Metadata>, ServerError> {
+    if let Some(url) = metadata {
+        let store = PgStore::open(url.expose())
+            .map_err(|e| ServerError::Storage(format!("{}: {e}", url.redacted())))?;
+        return Ok(Arc::new(store));
+    }
     std::fs::create_dir_all(data)
         .map_err(|e| ServerError::Storage(format!("{}: {e}", data.display())))?;
-    SqliteStore::open(&data.join(METADATA_FILE)).map_err(|e| ServerError::Storage(e.to_string()))
+    let store = SqliteStore::open(&data.join(METADATA_FILE))
+        .map_err(|e| ServerError::Storage(e.to_string()))?;
+    Ok(Arc::new(store))
 }
 
 /// Holds an exclusive lock on `DATA/lock` for as long as the returned file lives: a second
@@ -194,7 +206,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     raise_open_files_limit(config.max_connections as u64 + 1024);
-    let store: Arc<dyn Metadata> = Arc::new(open_store(&config.data)?);
+    std::fs::create_dir_all(&config.data)
+        .map_err(|e| ServerError::Storage(format!("{}: {e}", config.data.display())))?;
+    let store = open_store(&config.data, config.metadata.as_ref())?;
     let _lock = lock_data_dir(&config.data)?;
     let blobs = BlobStore::open(&config.data).map_err(storage)?;
     let tls = tls::server_config(config.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path())))?;

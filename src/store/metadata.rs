@@ -2,9 +2,16 @@
 //! and a JSON document, plus a set of keys that must be unique across the store.
 //!
 //! The trait is deliberately small (get, find by unique key, list a page, scan, an atomic batch
-//! of writes, purge) so that a networked SQL store can implement it later without the API code
-//! changing. Business rules (what must be unique, what cascades) are expressed by the callers
-//! through `unique` keys and `parent_sid` links; the store only enforces them atomically.
+//! of writes, purge) so that SQLite and PostgreSQL implement it alike. Business rules (what
+//! must be unique, what cascades) are expressed by the callers through `unique` keys and
+//! `parent_sid` links; the store enforces them atomically.
+//!
+//! Concurrency comes from the store, not from a lock in the process, so that several
+//! processes can write at once: every record carries a `version` that each update bumps, an
+//! update or a [`Write::Check`] names the version its caller read and fails with
+//! [`StoreError::Stale`] when another writer got there first (the caller reads again and
+//! retries), unique keys are the database's, and a record is never inserted under a parent
+//! that is gone.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -94,6 +101,9 @@ pub struct Record {
     pub created: i64,
     /// Store-assigned insertion order; newer records have larger values. Ignored on write.
     pub seq: i64,
+    /// Store-assigned: 1 when inserted, one more at each update. An update is applied only if
+    /// the stored record still has the version given here (the one its caller read).
+    pub version: i64,
     /// Keys that must be unique across the whole store while this record exists.
     pub unique: Vec<String>,
     /// The resource's own fields, as JSON.
@@ -117,6 +127,7 @@ impl Record {
             tag: None,
             created: crate::clock::now(),
             seq: 0,
+            version: 0,
             unique: Vec::new(),
             data: serde_json::to_vec(data).expect("resource documents serialise to JSON"),
         }
@@ -137,12 +148,37 @@ impl Record {
 /// One write of an atomic batch.
 #[derive(Debug, Clone)]
 pub enum Write {
-    /// Inserts a new record; fails with [`StoreError::Conflict`] on a taken SID or unique key.
+    /// Inserts a new record; fails with [`StoreError::Conflict`] on a taken SID or unique key,
+    /// and with [`StoreError::Stale`] (the parent's SID) when its parent does not exist.
     Insert(Record),
-    /// Replaces the document, tag and unique keys of an existing record.
+    /// Inserts a new record if its parent still exists, and skips it otherwise (log lines of
+    /// an Environment deleted meanwhile).
+    Append(Record),
+    /// Replaces the document, tag and unique keys of an existing record, if it still has
+    /// `version`: else (changed or gone) [`StoreError::Stale`].
     Update(Record),
-    /// Deletes a record and, recursively, every record whose parent it is.
+    /// Writes nothing, but fails the batch like an update would if the record no longer has
+    /// this version (a record the batch's decision rests on, e.g. the Build a Deployment
+    /// names, or an Environment that must not point at the Build being deleted).
+    Check {
+        /// The record.
+        sid: String,
+        /// The version read.
+        version: i64,
+    },
+    /// Deletes a record and, recursively, every record whose parent it is; a record already
+    /// gone is [`StoreError::Stale`].
     Delete(String),
+}
+
+impl Write {
+    /// A check that `rec` is still as it was read.
+    pub fn check(rec: &Record) -> Write {
+        Write::Check {
+            sid: rec.sid.clone(),
+            version: rec.version,
+        }
+    }
 }
 
 /// Where a page of a list starts.
@@ -199,16 +235,21 @@ pub enum StoreError {
     /// A SID or unique key is taken; carries the key.
     #[error("conflict on {0}")]
     Conflict(String),
-    /// An update or delete named a record that does not exist.
-    #[error("no record {0}")]
-    Missing(String),
     /// A stored document could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A record the batch relies on changed or is gone since it was read (one updated,
+    /// checked or deleted, or the parent of one inserted); nothing was written. Read again and
+    /// retry.
+    #[error("changed concurrently: {0}")]
+    Stale(String),
     /// The backend is out of space (a full disk): the write was rolled back, nothing of it
     /// was kept.
     #[error("storage full: {0}")]
     Full(String),
+    /// The backend cannot be reached or did not answer in time; nothing was written.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// The backend failed.
     #[error("storage backend: {0}")]
     Backend(String),
@@ -219,6 +260,10 @@ pub enum StoreError {
 pub trait Metadata: Send + Sync + 'static {
     /// The record with this SID.
     fn get(&self, sid: &str) -> Result<Option<Record>, StoreError>;
+    /// The records with these SIDs, in the same order (one query where the backend can).
+    fn get_many(&self, sids: &[String]) -> Result<Vec<Option<Record>>, StoreError> {
+        sids.iter().map(|sid| self.get(sid)).collect()
+    }
     /// The record holding this unique key.
     fn find_unique(&self, key: &str) -> Result<Option<Record>, StoreError>;
     /// A page of records, newest first.

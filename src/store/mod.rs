@@ -1,9 +1,12 @@
-//! Durable storage: content-addressed blobs on disk and metadata behind a trait.
+//! Durable storage: content-addressed blobs on disk and metadata behind a trait, embedded
+//! (SQLite) or shared by several processes (PostgreSQL).
 
 pub mod blobs;
 pub mod metadata;
+pub mod postgres;
 pub mod sqlite;
 
 pub use blobs::{BlobError, BlobStore, BlobWriter, StoredBlob};
 pub use metadata::{Cursor, Kind, ListQuery, Metadata, Record, StoreError, Write};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

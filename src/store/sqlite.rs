@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS records (
     tag         TEXT,
     created     INTEGER NOT NULL,
     uniq        TEXT NOT NULL,
-    data        BLOB NOT NULL
+    data        BLOB NOT NULL,
+    version     INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS records_list ON records(kind, account_sid, parent_sid, seq);
 CREATE INDEX IF NOT EXISTS records_parent ON records(parent_sid);
@@ -31,7 +32,11 @@ CREATE TABLE IF NOT EXISTS uniques (
 CREATE INDEX IF NOT EXISTS uniques_sid ON uniques(sid);
 ";
 
-const COLUMNS: &str = "seq, sid, kind, account_sid, parent_sid, tag, created, uniq, data";
+/// The schema version this binary writes (`PRAGMA user_version`): 0 before records had a
+/// `version`, 1 since.
+const SCHEMA_VERSION: i64 = 1;
+
+const COLUMNS: &str = "seq, sid, kind, account_sid, parent_sid, tag, created, uniq, data, version";
 
 /// SQLite-backed [`Metadata`].
 pub struct SqliteStore {
@@ -57,7 +62,7 @@ impl SqliteStore {
             .map_err(backend)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(backend)?;
-        conn.execute_batch(SCHEMA).map_err(backend)?;
+        migrate(&conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -68,6 +73,36 @@ impl SqliteStore {
         // so a poisoned lock is still safe to use.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Creates the schema, or brings an older one up to [`SCHEMA_VERSION`]; refuses a newer one.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(backend)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "the metadata database has schema version {found}, newer than this sigil knows \
+             ({SCHEMA_VERSION}): run a newer sigil"
+        )));
+    }
+    let had_records: bool = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'records'",
+            [],
+            |_| Ok(true),
+        )
+        .optional()
+        .map_err(backend)?
+        .unwrap_or(false);
+    if had_records && found < 1 {
+        // Version 0 → 1: records get a version, 1 for every existing one.
+        conn.execute_batch("ALTER TABLE records ADD COLUMN version INTEGER NOT NULL DEFAULT 1")
+            .map_err(backend)?;
+    }
+    conn.execute_batch(SCHEMA).map_err(backend)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(backend)
 }
 
 fn read_row(row: &Row<'_>) -> rusqlite::Result<Record> {
@@ -91,6 +126,7 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<Record> {
             rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into())
         })?,
         data: row.get(8)?,
+        version: row.get(9)?,
     })
 }
 
@@ -111,6 +147,45 @@ fn insert_uniques(tx: &rusqlite::Transaction<'_>, rec: &Record) -> Result<(), St
         )
         .map_err(backend)?;
     }
+    Ok(())
+}
+
+/// The stored version of a record, if it exists.
+fn version_of(tx: &rusqlite::Transaction<'_>, sid: &str) -> Result<Option<i64>, StoreError> {
+    tx.query_row("SELECT version FROM records WHERE sid = ?1", [sid], |r| {
+        r.get(0)
+    })
+    .optional()
+    .map_err(backend)
+}
+
+/// Inserts a record at version 1: a taken SID or unique key is a conflict, a missing parent
+/// stale.
+fn insert(tx: &rusqlite::Transaction<'_>, rec: &Record) -> Result<(), StoreError> {
+    if version_of(tx, &rec.sid)?.is_some() {
+        return Err(StoreError::Conflict(rec.sid.clone()));
+    }
+    if let Some(parent) = &rec.parent_sid {
+        if version_of(tx, parent)?.is_none() {
+            return Err(StoreError::Stale(parent.clone()));
+        }
+    }
+    insert_uniques(tx, rec)?;
+    tx.execute(
+        "INSERT INTO records (sid, kind, account_sid, parent_sid, tag, created, uniq, data, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)",
+        params![
+            rec.sid,
+            rec.kind.as_str(),
+            rec.account_sid,
+            rec.parent_sid,
+            rec.tag,
+            rec.created,
+            uniq_json(rec),
+            rec.data
+        ],
+    )
+    .map_err(backend)?;
     Ok(())
 }
 
@@ -206,46 +281,29 @@ impl Metadata for SqliteStore {
         let tx = conn.transaction().map_err(backend)?;
         for write in writes {
             match write {
-                Write::Insert(rec) => {
-                    let exists: bool = tx
-                        .query_row("SELECT 1 FROM records WHERE sid = ?1", [&rec.sid], |_| {
-                            Ok(true)
-                        })
-                        .optional()
-                        .map_err(backend)?
-                        .unwrap_or(false);
-                    if exists {
-                        return Err(StoreError::Conflict(rec.sid));
-                    }
-                    insert_uniques(&tx, &rec)?;
-                    tx.execute(
-                        "INSERT INTO records (sid, kind, account_sid, parent_sid, tag, created, uniq, data)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        params![
-                            rec.sid,
-                            rec.kind.as_str(),
-                            rec.account_sid,
-                            rec.parent_sid,
-                            rec.tag,
-                            rec.created,
-                            uniq_json(&rec),
-                            rec.data
-                        ],
-                    )
-                    .map_err(backend)?;
-                }
+                Write::Insert(rec) => insert(&tx, &rec)?,
+                Write::Append(rec) => match insert(&tx, &rec) {
+                    Err(StoreError::Stale(parent)) if rec.parent_sid.as_ref() == Some(&parent) => {}
+                    other => other?,
+                },
                 Write::Update(rec) => {
-                    tx.execute("DELETE FROM uniques WHERE sid = ?1", [&rec.sid])
-                        .map_err(backend)?;
-                    insert_uniques(&tx, &rec)?;
                     let n = tx
                         .execute(
-                            "UPDATE records SET tag = ?2, uniq = ?3, data = ?4 WHERE sid = ?1",
-                            params![rec.sid, rec.tag, uniq_json(&rec), rec.data],
+                            "UPDATE records SET tag = ?2, uniq = ?3, data = ?4, version = version + 1
+                             WHERE sid = ?1 AND version = ?5",
+                            params![rec.sid, rec.tag, uniq_json(&rec), rec.data, rec.version],
                         )
                         .map_err(backend)?;
                     if n == 0 {
-                        return Err(StoreError::Missing(rec.sid));
+                        return Err(StoreError::Stale(rec.sid));
+                    }
+                    tx.execute("DELETE FROM uniques WHERE sid = ?1", [&rec.sid])
+                        .map_err(backend)?;
+                    insert_uniques(&tx, &rec)?;
+                }
+                Write::Check { sid, version } => {
+                    if version_of(&tx, &sid)? != Some(version) {
+                        return Err(StoreError::Stale(sid));
                     }
                 }
                 Write::Delete(sid) => {
@@ -277,7 +335,7 @@ impl Metadata for SqliteStore {
                         )
                         .map_err(backend)?;
                     if n == 0 {
-                        return Err(StoreError::Missing(sid));
+                        return Err(StoreError::Stale(sid));
                     }
                 }
             }
@@ -297,6 +355,8 @@ impl Metadata for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    //! SQLite only: a full disk and the schema migration. The store's contract is checked on
+    //! both backends in tests/store_conformance.rs.
     use super::*;
 
     fn store() -> (tempfile::TempDir, SqliteStore) {
@@ -313,96 +373,6 @@ mod tests {
             parent.map(Into::into),
             &serde_json::json!({"n": sid}),
         )
-    }
-
-    fn query(kind: Kind, parent: Option<&str>, cursor: Cursor, limit: u32) -> ListQuery {
-        ListQuery {
-            kind,
-            account_sid: "AC1".into(),
-            parent_sid: parent.map(Into::into),
-            tag: None,
-            created_from: None,
-            created_to: None,
-            cursor,
-            limit,
-        }
-    }
-
-    fn sids(records: &[Record]) -> Vec<&str> {
-        records.iter().map(|r| r.sid.as_str()).collect()
-    }
-
-    #[test]
-    fn unique_keys_conflict_and_free_on_delete() {
-        let (_d, s) = store();
-        let mut a = rec(Kind::Service, "ZS1", None);
-        a.unique = vec!["svc:x".into()];
-        s.commit(vec![Write::Insert(a)]).expect("insert");
-        let mut b = rec(Kind::Service, "ZS2", None);
-        b.unique = vec!["svc:x".into()];
-        assert!(matches!(
-            s.commit(vec![Write::Insert(b.clone())]),
-            Err(StoreError::Conflict(k)) if k == "svc:x"
-        ));
-        // The failed batch left nothing behind.
-        assert!(s.get("ZS2").expect("get").is_none());
-        assert_eq!(
-            s.find_unique("svc:x").expect("find").map(|r| r.sid),
-            Some("ZS1".into())
-        );
-        s.commit(vec![Write::Delete("ZS1".into())]).expect("delete");
-        s.commit(vec![Write::Insert(b)]).expect("key is free again");
-    }
-
-    #[test]
-    fn delete_cascades_to_descendants_only() {
-        let (_d, s) = store();
-        s.commit(vec![
-            Write::Insert(rec(Kind::Service, "ZS1", None)),
-            Write::Insert(rec(Kind::Environment, "ZE1", Some("ZS1"))),
-            Write::Insert(rec(Kind::Variable, "ZV1", Some("ZE1"))),
-            Write::Insert(rec(Kind::Service, "ZS2", None)),
-        ])
-        .expect("insert");
-        s.commit(vec![Write::Delete("ZS1".into())]).expect("delete");
-        for gone in ["ZS1", "ZE1", "ZV1"] {
-            assert!(s.get(gone).expect("get").is_none(), "{gone}");
-        }
-        assert!(s.get("ZS2").expect("get").is_some());
-        assert!(matches!(
-            s.commit(vec![Write::Delete("ZS1".into())]),
-            Err(StoreError::Missing(_))
-        ));
-    }
-
-    #[test]
-    fn pages_newest_first_in_both_directions() {
-        let (_d, s) = store();
-        let writes = (1..=5)
-            .map(|i| Write::Insert(rec(Kind::Service, &format!("ZS{i}"), None)))
-            .collect();
-        s.commit(writes).expect("insert");
-        let first = s
-            .list(&query(Kind::Service, None, Cursor::Offset(0), 2))
-            .expect("list");
-        assert_eq!(sids(&first), ["ZS5", "ZS4"]);
-        let second = s
-            .list(&query(Kind::Service, None, Cursor::After(first[1].seq), 2))
-            .expect("list");
-        assert_eq!(sids(&second), ["ZS3", "ZS2"]);
-        let back = s
-            .list(&query(
-                Kind::Service,
-                None,
-                Cursor::Before(second[0].seq),
-                2,
-            ))
-            .expect("list");
-        assert_eq!(sids(&back), ["ZS5", "ZS4"]);
-        let offset = s
-            .list(&query(Kind::Service, None, Cursor::Offset(4), 2))
-            .expect("list");
-        assert_eq!(sids(&offset), ["ZS1"]);
     }
 
     #[test]
@@ -428,17 +398,38 @@ mod tests {
     }
 
     #[test]
-    fn update_replaces_document_and_keys() {
-        let (_d, s) = store();
-        let mut a = rec(Kind::Variable, "ZV1", Some("ZE1"));
-        a.unique = vec!["k:a".into()];
-        s.commit(vec![Write::Insert(a.clone())]).expect("insert");
-        a.unique = vec!["k:b".into()];
-        a.encode(&serde_json::json!({"n": 2}));
-        s.commit(vec![Write::Update(a)]).expect("update");
-        let got = s.get("ZV1").expect("get").expect("present");
-        assert_eq!(got.unique, ["k:b"]);
-        assert_eq!(got.data, br#"{"n":2}"#);
-        assert!(s.find_unique("k:a").expect("find").is_none());
+    fn a_database_of_the_first_schema_is_migrated_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("meta.db");
+        {
+            // The schema as the first releases wrote it: no version column, user_version 0.
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE records (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT, sid TEXT NOT NULL UNIQUE,
+                    kind TEXT NOT NULL, account_sid TEXT NOT NULL, parent_sid TEXT, tag TEXT,
+                    created INTEGER NOT NULL, uniq TEXT NOT NULL, data BLOB NOT NULL);
+                 CREATE TABLE uniques (key TEXT PRIMARY KEY, sid TEXT NOT NULL);
+                 INSERT INTO records (sid, kind, account_sid, created, uniq, data)
+                 VALUES ('ZS1', 'service', 'AC1', 1, '[]', X'7B7D');",
+            )
+            .expect("old schema");
+        }
+        let s = SqliteStore::open(&path).expect("migrated");
+        let mut old = s.get("ZS1").expect("get").expect("kept");
+        assert_eq!(old.version, 1);
+        old.encode(&serde_json::json!({"n": 1}));
+        s.commit(vec![Write::Update(old)]).expect("update");
+        assert_eq!(s.get("ZS1").expect("get").expect("kept").version, 2);
+        drop(s);
+        SqliteStore::open(&path).expect("opens again");
+        Connection::open(&path)
+            .expect("open")
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .expect("pragma");
+        let Err(e) = SqliteStore::open(&path) else {
+            panic!("a newer schema was opened")
+        };
+        assert!(e.to_string().contains("newer than this sigil knows"), "{e}");
     }
 }

@@ -2,6 +2,7 @@
 //! real client; every JSON body received is validated against Twilio's spec.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod postgres;
 pub mod spec;
 
 use std::io::{BufRead, BufReader};
@@ -67,8 +68,10 @@ impl Sigil {
                 "--https",
                 "127.0.0.1:0",
             ])
+            .args(metadata_flags(data))
             .args(extra)
             .env("SIGIL_LOG", "warn")
+            .env_remove("SIGIL_METADATA")
             .env_remove("SIGIL_ACCOUNT_SID")
             .env_remove("SIGIL_AUTH_TOKEN")
             .stdin(Stdio::null());
@@ -199,10 +202,7 @@ impl Sigil {
 
     /// Runs `sigil account …` on this server's data directory; returns stdout.
     pub fn account_cli(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_sigil"))
-            .arg("account")
-            .arg("--data")
-            .arg(&self.data)
+        let out = account_command(&self.data)
             .args(args)
             .output()
             .expect("sigil account runs");
@@ -220,6 +220,41 @@ impl Drop for Sigil {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The suite's metadata backend, as `serve` / `account` flags for the data directory `data`:
+/// none (SQLite in the data directory) by default; with `SIGIL_TEST_METADATA=postgres`, a
+/// database of the test process's throwaway PostgreSQL cluster named after the data
+/// directory, so that a restart on the same directory finds the same data.
+pub fn metadata_flags(data: &Path) -> Vec<String> {
+    match std::env::var("SIGIL_TEST_METADATA").as_deref() {
+        Ok("postgres") if on_postgres() => {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(data.as_os_str().as_encoded_bytes());
+            let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            let url = postgres::Postgres::shared().database(&format!("d{name}"));
+            vec!["--metadata".into(), url]
+        }
+        Ok("") | Err(_) => Vec::new(),
+        Ok(other) => panic!("SIGIL_TEST_METADATA={other:?}: expected postgres or nothing"),
+    }
+}
+
+/// Whether the suite runs on PostgreSQL (`SIGIL_TEST_METADATA=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("SIGIL_TEST_METADATA").as_deref() == Ok("postgres")
+}
+
+/// `sigil account --data DATA` (and the suite's metadata backend); arguments to follow.
+pub fn account_command(data: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigil"));
+    cmd.arg("account")
+        .arg("--data")
+        .arg(data)
+        .args(metadata_flags(data))
+        .env_remove("SIGIL_METADATA")
+        .env_remove("SIGIL_DATA");
+    cmd
 }
 
 /// Runs `sigil ARGS` in `dir` against the server, with the test account's credentials;

@@ -1,0 +1,395 @@
+//! The metadata store's contract, checked on both backends with the same tests: SQLite (the
+//! embedded default) and PostgreSQL (a throwaway cluster, a database per test) — unique keys,
+//! cascades, pages, versioned updates and checks, parents, and racing writers.
+
+mod support;
+
+use std::sync::Arc;
+
+use sigil::store::{
+    Cursor, Kind, ListQuery, Metadata, PgStore, Record, SqliteStore, StoreError, Write,
+};
+use support::postgres::Postgres;
+
+/// Runs each test body once per backend.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(super::sqlite()) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(super::postgres()) })*
+        }
+    };
+}
+
+on_both!(
+    unique_keys_conflict_and_free_on_delete,
+    delete_cascades_to_descendants_only,
+    pages_newest_first_in_both_directions,
+    update_replaces_document_and_keys,
+    updates_and_checks_are_conditional_on_the_version_read,
+    no_record_is_inserted_under_a_missing_parent,
+    racing_writers_one_wins_each_key_and_each_version,
+    scans_visit_every_record_in_order,
+    purge_deletes_only_older_records_of_the_kind,
+    lookups_in_bulk_and_of_hostile_strings,
+);
+
+/// A store and what keeps it alive.
+struct Store {
+    store: Arc<dyn Metadata>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn sqlite() -> Store {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("meta.db")).expect("open");
+    Store {
+        store: Arc::new(store),
+        _dir: Some(dir),
+    }
+}
+
+fn postgres() -> Store {
+    let url = Postgres::shared().fresh_database();
+    Store {
+        store: Arc::new(PgStore::open(&url).expect("open")),
+        _dir: None,
+    }
+}
+
+fn rec(kind: Kind, sid: &str, parent: Option<&str>) -> Record {
+    Record::new(
+        kind,
+        sid.into(),
+        "AC1".into(),
+        parent.map(Into::into),
+        &serde_json::json!({"n": sid}),
+    )
+}
+
+fn query(kind: Kind, parent: Option<&str>, cursor: Cursor, limit: u32) -> ListQuery {
+    ListQuery {
+        kind,
+        account_sid: "AC1".into(),
+        parent_sid: parent.map(Into::into),
+        tag: None,
+        created_from: None,
+        created_to: None,
+        cursor,
+        limit,
+    }
+}
+
+fn sids(records: &[Record]) -> Vec<&str> {
+    records.iter().map(|r| r.sid.as_str()).collect()
+}
+
+fn unique_keys_conflict_and_free_on_delete(s: Store) {
+    let s = s.store;
+    let mut a = rec(Kind::Service, "ZS1", None);
+    a.unique = vec!["svc:x".into()];
+    s.commit(vec![Write::Insert(a)]).expect("insert");
+    let mut b = rec(Kind::Service, "ZS2", None);
+    b.unique = vec!["svc:x".into()];
+    assert!(matches!(
+        s.commit(vec![Write::Insert(b.clone())]),
+        Err(StoreError::Conflict(k)) if k == "svc:x"
+    ));
+    // The failed batch left nothing behind.
+    assert!(s.get("ZS2").expect("get").is_none());
+    assert_eq!(
+        s.find_unique("svc:x").expect("find").map(|r| r.sid),
+        Some("ZS1".into())
+    );
+    // A taken SID is a conflict too.
+    assert!(matches!(
+        s.commit(vec![Write::Insert(rec(Kind::Service, "ZS1", None))]),
+        Err(StoreError::Conflict(k)) if k == "ZS1"
+    ));
+    s.commit(vec![Write::Delete("ZS1".into())]).expect("delete");
+    s.commit(vec![Write::Insert(b)]).expect("key is free again");
+}
+
+fn delete_cascades_to_descendants_only(s: Store) {
+    let s = s.store;
+    let mut var = rec(Kind::Variable, "ZV1", Some("ZE1"));
+    var.unique = vec!["var:k".into()];
+    s.commit(vec![
+        Write::Insert(rec(Kind::Service, "ZS1", None)),
+        Write::Insert(rec(Kind::Environment, "ZE1", Some("ZS1"))),
+        Write::Insert(var),
+        Write::Insert(rec(Kind::Service, "ZS2", None)),
+    ])
+    .expect("insert");
+    s.commit(vec![Write::Delete("ZS1".into())]).expect("delete");
+    for gone in ["ZS1", "ZE1", "ZV1"] {
+        assert!(s.get(gone).expect("get").is_none(), "{gone}");
+    }
+    assert!(s.find_unique("var:k").expect("find").is_none());
+    assert!(s.get("ZS2").expect("get").is_some());
+    // Deleting what is gone: another writer got there first.
+    assert!(matches!(
+        s.commit(vec![Write::Delete("ZS1".into())]),
+        Err(StoreError::Stale(_))
+    ));
+}
+
+fn pages_newest_first_in_both_directions(s: Store) {
+    let s = s.store;
+    let writes = (1..=5)
+        .map(|i| Write::Insert(rec(Kind::Service, &format!("ZS{i}"), None)))
+        .collect();
+    s.commit(writes).expect("insert");
+    let first = s
+        .list(&query(Kind::Service, None, Cursor::Offset(0), 2))
+        .expect("list");
+    assert_eq!(sids(&first), ["ZS5", "ZS4"]);
+    let second = s
+        .list(&query(Kind::Service, None, Cursor::After(first[1].seq), 2))
+        .expect("list");
+    assert_eq!(sids(&second), ["ZS3", "ZS2"]);
+    let back = s
+        .list(&query(
+            Kind::Service,
+            None,
+            Cursor::Before(second[0].seq),
+            2,
+        ))
+        .expect("list");
+    assert_eq!(sids(&back), ["ZS5", "ZS4"]);
+    let offset = s
+        .list(&query(Kind::Service, None, Cursor::Offset(4), 2))
+        .expect("list");
+    assert_eq!(sids(&offset), ["ZS1"]);
+    // Filters: parent, tag, creation time.
+    let mut tagged = rec(Kind::Log, "NO1", Some("ZS1"));
+    tagged.tag = Some("ZH1".into());
+    tagged.created = 100;
+    let mut other = rec(Kind::Log, "NO2", Some("ZS1"));
+    other.created = 200;
+    s.commit(vec![Write::Insert(tagged), Write::Insert(other)])
+        .expect("insert");
+    let mut q = query(Kind::Log, Some("ZS1"), Cursor::Offset(0), 10);
+    assert_eq!(sids(&s.list(&q).expect("list")), ["NO2", "NO1"]);
+    q.tag = Some("ZH1".into());
+    assert_eq!(sids(&s.list(&q).expect("list")), ["NO1"]);
+    q.tag = None;
+    q.created_from = Some(150);
+    assert_eq!(sids(&s.list(&q).expect("list")), ["NO2"]);
+    q.created_from = None;
+    q.created_to = Some(150);
+    assert_eq!(sids(&s.list(&q).expect("list")), ["NO1"]);
+    q.parent_sid = Some("ZS2".into());
+    assert!(s.list(&q).expect("list").is_empty());
+}
+
+fn update_replaces_document_and_keys(s: Store) {
+    let s = s.store;
+    s.commit(vec![Write::Insert(rec(Kind::Environment, "ZE1", None))])
+        .expect("parent");
+    let mut a = rec(Kind::Variable, "ZV1", Some("ZE1"));
+    a.unique = vec!["k:a".into()];
+    s.commit(vec![Write::Insert(a)]).expect("insert");
+    let mut a = s.get("ZV1").expect("get").expect("present");
+    assert_eq!(a.version, 1);
+    a.unique = vec!["k:b".into()];
+    a.encode(&serde_json::json!({"n": 2}));
+    s.commit(vec![Write::Update(a)]).expect("update");
+    let got = s.get("ZV1").expect("get").expect("present");
+    assert_eq!(got.unique, ["k:b"]);
+    assert_eq!(got.data, br#"{"n":2}"#);
+    assert_eq!(got.version, 2);
+    assert!(s.find_unique("k:a").expect("find").is_none());
+    assert_eq!(
+        s.find_unique("k:b").expect("find").map(|r| r.sid),
+        Some("ZV1".into())
+    );
+}
+
+fn updates_and_checks_are_conditional_on_the_version_read(s: Store) {
+    let s = s.store;
+    s.commit(vec![
+        Write::Insert(rec(Kind::Service, "ZS1", None)),
+        Write::Insert(rec(Kind::Build, "ZB1", Some("ZS1"))),
+    ])
+    .expect("insert");
+    let read_a = s.get("ZS1").expect("get").expect("present");
+    let read_b = read_a.clone();
+    let mut a = read_a.clone();
+    a.encode(&serde_json::json!({"n": "a"}));
+    s.commit(vec![Write::Update(a)])
+        .expect("the first writer wins");
+    let mut b = read_b;
+    b.encode(&serde_json::json!({"n": "b"}));
+    assert!(matches!(
+        s.commit(vec![Write::Update(b)]),
+        Err(StoreError::Stale(sid)) if sid == "ZS1"
+    ));
+    assert_eq!(
+        s.get("ZS1").expect("get").expect("present").data,
+        br#"{"n":"a"}"#
+    );
+    // A check of a changed record fails the whole batch: the insert before it is undone.
+    assert!(matches!(
+        s.commit(vec![
+            Write::Insert(rec(Kind::Service, "ZS9", None)),
+            Write::check(&read_a),
+        ]),
+        Err(StoreError::Stale(_))
+    ));
+    assert!(s.get("ZS9").expect("get").is_none());
+    // A check of what is current passes; of a record gone, fails.
+    let build = s.get("ZB1").expect("get").expect("present");
+    s.commit(vec![
+        Write::check(&build),
+        Write::Insert(rec(Kind::Service, "ZS9", None)),
+    ])
+    .expect("unchanged");
+    s.commit(vec![Write::Delete("ZB1".into())]).expect("delete");
+    assert!(matches!(
+        s.commit(vec![Write::check(&build)]),
+        Err(StoreError::Stale(_))
+    ));
+    // An update of a record gone is stale too.
+    let mut gone = build;
+    gone.encode(&serde_json::json!({}));
+    assert!(matches!(
+        s.commit(vec![Write::Update(gone)]),
+        Err(StoreError::Stale(_))
+    ));
+}
+
+fn no_record_is_inserted_under_a_missing_parent(s: Store) {
+    let s = s.store;
+    assert!(matches!(
+        s.commit(vec![Write::Insert(rec(Kind::Environment, "ZE1", Some("ZS404")))]),
+        Err(StoreError::Stale(p)) if p == "ZS404"
+    ));
+    assert!(s.get("ZE1").expect("get").is_none());
+    // Appending skips it, and keeps the rest of the batch.
+    s.commit(vec![Write::Insert(rec(Kind::Environment, "ZE2", None))])
+        .expect("parent");
+    s.commit(vec![
+        Write::Append(rec(Kind::Log, "NO1", Some("ZE404"))),
+        Write::Append(rec(Kind::Log, "NO2", Some("ZE2"))),
+    ])
+    .expect("append");
+    assert!(s.get("NO1").expect("get").is_none());
+    assert!(s.get("NO2").expect("get").is_some());
+}
+
+/// Eight threads at once: inserting one unique key, and updating one record from one read.
+fn racing_writers_one_wins_each_key_and_each_version(s: Store) {
+    let s = s.store;
+    s.commit(vec![Write::Insert(rec(Kind::Service, "ZS0", None))])
+        .expect("insert");
+    let read = s.get("ZS0").expect("get").expect("present");
+    let results: Vec<(bool, bool)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (s, read) = (Arc::clone(&s), read.clone());
+                scope.spawn(move || {
+                    let mut r = rec(Kind::Service, &format!("ZS{}", i + 1), None);
+                    r.unique = vec!["svc:same".into()];
+                    let inserted = match s.commit(vec![Write::Insert(r)]) {
+                        Ok(()) => true,
+                        Err(StoreError::Conflict(k)) => {
+                            assert_eq!(k, "svc:same");
+                            false
+                        }
+                        Err(e) => panic!("{e}"),
+                    };
+                    let mut u = read;
+                    u.encode(&serde_json::json!({"writer": i}));
+                    let updated = match s.commit(vec![Write::Update(u)]) {
+                        Ok(()) => true,
+                        Err(StoreError::Stale(_)) => false,
+                        Err(e) => panic!("{e}"),
+                    };
+                    (inserted, updated)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(results.iter().filter(|r| r.0).count(), 1, "{results:?}");
+    assert_eq!(results.iter().filter(|r| r.1).count(), 1, "{results:?}");
+    assert_eq!(s.get("ZS0").expect("get").expect("present").version, 2);
+}
+
+fn scans_visit_every_record_in_order(s: Store) {
+    let s = s.store;
+    let writes = (1..=300)
+        .map(|i| Write::Insert(rec(Kind::Service, &format!("ZS{i:03}"), None)))
+        .collect();
+    s.commit(writes).expect("insert");
+    let mut seen = Vec::new();
+    s.scan_each(Kind::Service, &mut |r| {
+        seen.push(r.sid);
+        Ok(())
+    })
+    .expect("scan");
+    let want: Vec<String> = (1..=300).map(|i| format!("ZS{i:03}")).collect();
+    assert_eq!(seen, want);
+    // The visitor's error stops the scan and comes back.
+    let mut n = 0;
+    let r = s.scan_each(Kind::Service, &mut |_| {
+        n += 1;
+        if n == 10 {
+            return Err(StoreError::Corrupt("stop".into()));
+        }
+        Ok(())
+    });
+    assert!(matches!(r, Err(StoreError::Corrupt(_))));
+    assert_eq!(n, 10);
+    assert!(s.scan(Kind::Build).expect("scan").is_empty());
+}
+
+fn purge_deletes_only_older_records_of_the_kind(s: Store) {
+    let s = s.store;
+    let mut old = rec(Kind::Log, "NO1", None);
+    old.created = 10;
+    let mut new = rec(Kind::Log, "NO2", None);
+    new.created = 30;
+    let mut svc = rec(Kind::Service, "ZS1", None);
+    svc.created = 10;
+    s.commit(vec![
+        Write::Insert(old),
+        Write::Insert(new),
+        Write::Insert(svc),
+    ])
+    .expect("insert");
+    assert_eq!(s.purge_before(Kind::Log, 20).expect("purge"), 1);
+    assert!(s.get("NO1").expect("get").is_none());
+    assert!(s.get("NO2").expect("get").is_some());
+    assert!(s.get("ZS1").expect("get").is_some());
+}
+
+fn lookups_in_bulk_and_of_hostile_strings(s: Store) {
+    let s = s.store;
+    s.commit(vec![
+        Write::Insert(rec(Kind::Service, "ZS1", None)),
+        Write::Insert(rec(Kind::Service, "ZS2", None)),
+    ])
+    .expect("insert");
+    let got = s
+        .get_many(&["ZS2".into(), "ZS404".into(), "ZS1".into(), "ZS2".into()])
+        .expect("get_many");
+    let sids: Vec<Option<&str>> = got
+        .iter()
+        .map(|r| r.as_ref().map(|r| r.sid.as_str()))
+        .collect();
+    assert_eq!(sids, [Some("ZS2"), None, Some("ZS1"), Some("ZS2")]);
+    // A NUL (from a hostile path) matches nothing and is no error.
+    assert!(s.get("ZS1\0").expect("get").is_none());
+    assert!(s.find_unique("svc:\0").expect("find").is_none());
+    assert_eq!(s.get_many(&["ZS1\0".into()]).expect("get_many"), [None]);
+    let mut q = query(Kind::Service, None, Cursor::Offset(0), 10);
+    q.account_sid = "AC\0".into();
+    assert!(s.list(&q).expect("list").is_empty());
+}

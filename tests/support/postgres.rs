@@ -1,0 +1,226 @@
+//! A throwaway PostgreSQL cluster for tests: `initdb` in a temp directory (as the `postgres`
+//! user when the tests run as root: initdb refuses root), a server on a free loopback port,
+//! stopped when the test process ends — by a watchdog, so even a test binary killed midway
+//! leaves no server behind. Each caller gets a database of its own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// A running cluster.
+pub struct Postgres {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+/// Debian's server binaries (`apt-get install postgresql`), newest version first; else PATH.
+fn bin_dir() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions.pop().unwrap_or_default()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `program args…` as the cluster's owner.
+fn as_owner(bin: &Path, program: &str) -> Command {
+    let exe = bin.join(program);
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    }
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| {
+        panic!("{what}: {e} (install PostgreSQL's server: apt-get install postgresql)")
+    });
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Postgres {
+    /// The cluster shared by this test process, started on first use.
+    pub fn shared() -> &'static Postgres {
+        static CLUSTER: OnceLock<Postgres> = OnceLock::new();
+        CLUSTER.get_or_init(Postgres::start)
+    }
+
+    /// Starts a new cluster.
+    pub fn start() -> Postgres {
+        let bin = bin_dir();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("pg");
+        std::fs::create_dir(&data).expect("mkdir");
+        if is_root() {
+            run(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(dir.path()),
+                "chown",
+            );
+        }
+        run(
+            as_owner(&bin, "initdb")
+                .args([
+                    "--auth=trust",
+                    "--username=sigil",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                    "-D",
+                ])
+                .arg(&data),
+            "initdb",
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let pg = Postgres {
+            bin,
+            data,
+            port,
+            _dir: dir,
+        };
+        pg.start_server();
+        // The watchdog stops the server once this process is gone, however it ended; it
+        // outlives this process by design, so it is never waited for.
+        let stop = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {ctl}",
+            pid = std::process::id(),
+            ctl = pg.ctl_command("stop -m immediate")
+        );
+        #[allow(clippy::zombie_processes)]
+        Command::new("sh")
+            .args(["-c", &stop])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("watchdog");
+        pg
+    }
+
+    fn ctl_command(&self, action: &str) -> String {
+        let ctl = self.bin.join("pg_ctl");
+        let prefix = if is_root() {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        };
+        format!(
+            "{prefix}{} -D {} {action}",
+            ctl.display(),
+            self.data.display()
+        )
+    }
+
+    /// Starts the server (again, after [`Postgres::stop`]) and waits until it accepts.
+    pub fn start_server(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.data.display()
+        );
+        run(
+            as_owner(&self.bin, "pg_ctl")
+                .args(["-w", "-t", "30", "-D"])
+                .arg(&self.data)
+                .args(["-l"])
+                .arg(self.data.join("log"))
+                .args(["-o", &opts, "start"]),
+            "pg_ctl start",
+        );
+    }
+
+    /// Stops the server at once (as a crash would); [`Postgres::start_server`] brings it back.
+    pub fn stop(&self) {
+        run(
+            as_owner(&self.bin, "pg_ctl")
+                .args(["-w", "-D"])
+                .arg(&self.data)
+                .args(["stop", "-m", "immediate"]),
+            "pg_ctl stop",
+        );
+    }
+
+    /// The cluster's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A URL of database `name`, created if it does not exist yet. The URL carries a
+    /// password (trust authentication ignores it) so that tests can check it is never shown.
+    pub fn database(&self, name: &str) -> String {
+        assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        let exists = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "sigil",
+            ])
+            .args(["-d", "postgres", "-tAc"])
+            .arg(format!(
+                "SELECT 1 FROM pg_database WHERE datname = '{name}'"
+            ))
+            .output()
+            .expect("psql runs");
+        if String::from_utf8_lossy(&exists.stdout).trim() != "1" {
+            run(
+                Command::new("psql")
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &self.port.to_string(),
+                        "-U",
+                        "sigil",
+                    ])
+                    .args(["-d", "postgres", "-qc"])
+                    .arg(format!("CREATE DATABASE {name}")),
+                "CREATE DATABASE",
+            );
+        }
+        format!(
+            "postgres://sigil:{}@127.0.0.1:{}/{name}",
+            PASSWORD, self.port
+        )
+    }
+
+    /// A fresh database with a unique name.
+    pub fn fresh_database(&self) -> String {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.database(&format!("t{}_{n}", std::process::id()))
+    }
+}
+
+/// The password in every URL [`Postgres::database`] gives (to check it never shows).
+pub const PASSWORD: &str = "pw_never_shown_4f1c";
