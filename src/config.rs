@@ -212,6 +212,11 @@ pub struct ServeArgs {
         help_heading = "Storage"
     )]
     pub metadata: Option<SecretUrl>,
+    /// Blobs in an S3-compatible bucket, shared by every sigil process given the same URL
+    /// (`s3://bucket[/prefix]`; endpoint and credentials from AWS_ENDPOINT_URL, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP) [default: only --data/blobs].
+    #[arg(long, env = "SIGIL_BLOBS", help_heading = "Storage")]
+    pub blobs: Option<String>,
     /// How much blob content the edge keeps mapped, in MiB.
     #[arg(
         long,
@@ -490,6 +495,8 @@ pub struct Config {
     pub data: PathBuf,
     /// PostgreSQL metadata; None = SQLite in the data directory.
     pub metadata: Option<SecretUrl>,
+    /// The bucket of blobs (`s3://bucket[/prefix]`); None = the data directory only.
+    pub blobs: Option<String>,
     /// API listener address.
     pub api: SocketAddr,
     /// Base URL for `url`/`links`, without a trailing slash; None = from the bound address.
@@ -606,6 +613,14 @@ impl Config {
         Ok(Config {
             data: args.data,
             metadata: args.metadata,
+            blobs: match args.blobs {
+                Some(url) if !url.starts_with("s3://") || url.len() <= "s3://".len() => {
+                    return Err(ConfigError(format!(
+                        "--blobs {url:?} is not an s3://bucket[/prefix] URL"
+                    )))
+                }
+                other => other,
+            },
             api: args.api,
             public_api_url,
             domain,
@@ -693,6 +708,7 @@ mod tests {
         ServeArgs {
             data: "d".into(),
             metadata: None,
+            blobs: None,
             api: "127.0.0.1:0".parse().expect("addr"),
             public_api_url: url.map(Into::into),
             domain: domain.into(),

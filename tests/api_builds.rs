@@ -21,8 +21,7 @@ fn a_build_whose_content_is_gone_fails_with_the_reason() {
     let content = b"this blob will vanish";
     let (_, av) = api.version(&zs, "Assets", "/gone.txt", "public", content, "text/plain");
     let sha = sha256_hex(content);
-    std::fs::remove_file(sigil.data().join("blobs").join(&sha[..2]).join(&sha))
-        .expect("blob exists");
+    sigil.remove_blob(&sha);
     let (zb, status) = api.build(&zs, &[&av], &[]);
     assert_eq!(status, "failed");
     let st = api

@@ -412,27 +412,27 @@ impl ControlPlane {
         if data.status != BuildStatus::Building {
             return Ok(());
         }
-        let blobs = self.blobs.clone();
         let entries: Vec<Entry> = data
             .asset_versions
             .iter()
             .chain(&data.function_versions)
             .cloned()
             .collect();
-        let checked = entries.clone();
-        let missing = tokio::task::spawn_blocking(move || {
-            checked
-                .iter()
-                .find(|e| !blobs.contains(&e.sha256, e.size))
-                .map(|e| {
-                    format!(
+        let mut missing = None;
+        for e in &entries {
+            match self.blobs.contains(&e.sha256, e.size).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    missing = Some(format!(
                         "the content of {} ({}, sha256 {}) is missing from blob storage",
                         e.path, e.sid, e.sha256
-                    )
-                })
-        })
-        .await
-        .map_err(ApiError::internal)?;
+                    ));
+                    break;
+                }
+                // Not a verdict on the Build: it stays `building`, to be finished later.
+                Err(e) => return Err(ApiError::unavailable(e)),
+            }
+        }
         let (failure, encodings) = match missing {
             Some(why) => (Some(why), BTreeMap::new()),
             None => match self.precompress(&data.asset_versions).await {
@@ -485,7 +485,7 @@ impl ControlPlane {
             {
                 continue;
             }
-            let content = self.blobs.read(&e.sha256).await?;
+            let content = self.blobs.read(&e.sha256, e.size).await?;
             let variants =
                 tokio::task::spawn_blocking(move || crate::precompress::variants(&content))
                     .await

@@ -200,6 +200,8 @@ fn blob_error(e: BlobError) -> ApiError {
             "Content is larger than {limit} bytes, the limit for an asset or function"
         )),
         BlobError::Io(e) => ApiError::unavailable(e),
+        BlobError::Remote(e) => ApiError::unavailable(e),
+        BlobError::Missing(e) => ApiError::internal(e),
     }
 }
 
@@ -446,9 +448,9 @@ impl ControlPlane {
             .await?;
         let bytes = self
             .blobs
-            .read(&data.sha256)
+            .read(&data.sha256, data.size)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(blob_error)?;
         let path = Self::version_path(ResourceKind::Function, &rec, &data);
         Ok(json_response(
             StatusCode::OK,

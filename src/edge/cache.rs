@@ -99,6 +99,17 @@ impl BlobCache {
     /// Maps a blob that [`BlobCache::cached`] did not have.
     pub async fn load(&self, sha256: &str, size: u64) -> Result<Bytes, CacheError> {
         self.misses.fetch_add(1, Ordering::Relaxed);
+        // With a bucket, a blob this process has not used yet is fetched first (a stat when
+        // it is here already).
+        if self.blobs.remote().is_some() {
+            self.blobs
+                .fetch(sha256, size)
+                .await
+                .map_err(|e| CacheError::Blob {
+                    sha256: sha256.to_owned(),
+                    reason: e.to_string(),
+                })?;
+        }
         let maps = self.maps.clone();
         let blobs = self.blobs.clone();
         let key = sha256.to_owned();

@@ -39,7 +39,7 @@ use crate::edge::access::Tokens;
 use crate::edge::cache::BlobCache;
 use crate::edge::routes::RouteTable;
 use crate::edge::{ApiBackend, Conn, Edge, EdgeConfig};
-use crate::store::{BlobStore, Metadata, PgStore, SqliteStore};
+use crate::store::{BlobStore, Metadata, PgStore, RemoteBlobs, SqliteStore};
 use crate::Body;
 
 /// Bytes of HTTP/2 (and handed-off HTTP/1.1) output gathered per write (coalesce.rs).
@@ -210,7 +210,16 @@ pub async fn run(
         .map_err(|e| ServerError::Storage(format!("{}: {e}", config.data.display())))?;
     let store = open_store(&config.data, config.metadata.as_ref())?;
     let _lock = lock_data_dir(&config.data)?;
-    let blobs = BlobStore::open(&config.data).map_err(storage)?;
+    let mut blobs = BlobStore::open(&config.data).map_err(storage)?;
+    if let Some(url) = &config.blobs {
+        let remote = RemoteBlobs::from_url(url).map_err(storage)?;
+        // A look at the bucket now, so that a wrong endpoint, bucket or key shows at start;
+        // not fatal: a store that is down now may be up by the first upload.
+        if let Err(e) = remote.size(&"0".repeat(64)).await {
+            tracing::warn!(bucket = %remote.target(), error = %e, "the blob bucket does not answer");
+        }
+        blobs = blobs.with_remote(remote);
+    }
     let tls = tls::server_config(config.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path())))?;
     let (api, api_addr) = bind(config.api).await?;
     let (http, http_addr) = bind(config.http).await?;

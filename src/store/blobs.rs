@@ -1,12 +1,17 @@
 //! Content-addressed blobs: one file per sha256, written to a temp file, fsynced, then renamed
 //! into place, so a file under `blobs/` is always whole. Identical content is stored once.
 //! Blobs are never rewritten in place (a mapped file that shrinks kills its reader with SIGBUS).
+//!
+//! With a bucket ([`RemoteBlobs`], `--blobs s3://…`) the bucket holds the copy that counts: a
+//! new blob is uploaded before it is acknowledged, and the local directory keeps the blobs
+//! this process used, fetching (and checking) a missing one from the bucket on first use.
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::remote::RemoteBlobs;
 use crate::sid::{hex, random_hex};
 
 /// What can go wrong with blobs.
@@ -21,13 +26,20 @@ pub enum BlobError {
     /// The file system failed (full disk, permissions, …).
     #[error("blob storage: {0}")]
     Io(#[from] std::io::Error),
+    /// The object store failed, timed out or held something else than the digest says.
+    #[error("object storage: {0}")]
+    Remote(String),
+    /// No copy of the blob exists, here or in the bucket.
+    #[error("blob {0} is missing")]
+    Missing(String),
 }
 
-/// The blob directory.
+/// The blob directory, and the bucket behind it if there is one.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     blobs: PathBuf,
     tmp: PathBuf,
+    remote: Option<RemoteBlobs>,
 }
 
 /// A blob that is safely on disk.
@@ -45,6 +57,7 @@ impl BlobStore {
         let store = BlobStore {
             blobs: root.join("blobs"),
             tmp: root.join("tmp"),
+            remote: None,
         };
         std::fs::create_dir_all(&store.blobs)?;
         std::fs::create_dir_all(&store.tmp)?;
@@ -55,7 +68,18 @@ impl BlobStore {
         Ok(store)
     }
 
-    /// Where the blob with this digest lives.
+    /// Keeps blobs in `remote` too, as the copy that counts.
+    pub fn with_remote(mut self, remote: RemoteBlobs) -> BlobStore {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// The bucket, if blobs live in one.
+    pub fn remote(&self) -> Option<&RemoteBlobs> {
+        self.remote.as_ref()
+    }
+
+    /// Where the blob with this digest lives (locally).
     pub fn path(&self, sha256: &str) -> PathBuf {
         let fan = sha256.get(..2).unwrap_or("__");
         self.blobs.join(fan).join(sha256)
@@ -99,13 +123,45 @@ impl BlobStore {
         Ok((files, bytes))
     }
 
-    /// Whether a whole blob with this digest and size is present.
-    pub fn contains(&self, sha256: &str, size: u64) -> bool {
+    /// Whether a whole blob with this digest and size is here (locally).
+    pub fn is_local(&self, sha256: &str, size: u64) -> bool {
         std::fs::metadata(self.path(sha256)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
-    /// Reads a whole blob (for Function Version Content; the edge maps blobs instead).
-    pub async fn read(&self, sha256: &str) -> Result<Vec<u8>, BlobError> {
+    /// Whether a whole blob with this digest and size exists: here, or in the bucket.
+    pub async fn contains(&self, sha256: &str, size: u64) -> Result<bool, BlobError> {
+        if self.is_local(sha256, size) {
+            return Ok(true);
+        }
+        match &self.remote {
+            Some(r) => Ok(r.size(sha256).await? == Some(size)),
+            None => Ok(false),
+        }
+    }
+
+    /// Makes sure the blob is here, fetching it from the bucket (and checking its size and
+    /// digest) if it is not; then [`BlobStore::path`] can be opened and mapped.
+    pub async fn fetch(&self, sha256: &str, size: u64) -> Result<(), BlobError> {
+        if self.is_local(sha256, size) {
+            return Ok(());
+        }
+        let Some(remote) = &self.remote else {
+            return Err(BlobError::Missing(sha256.to_owned()));
+        };
+        let tmp = TempFile(self.tmp.join(random_hex(16)));
+        remote.download(sha256, size, &tmp.0).await?;
+        let (from, dest) = (tmp.0.clone(), self.path(sha256));
+        tokio::task::spawn_blocking(move || place(&from, &dest, size))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        std::mem::forget(tmp); // renamed into place
+        Ok(())
+    }
+
+    /// Reads a whole blob (Function Version Content, precompression; the edge maps blobs
+    /// instead), fetching it from the bucket first if it is not here.
+    pub async fn read(&self, sha256: &str, size: u64) -> Result<Vec<u8>, BlobError> {
+        self.fetch(sha256, size).await?;
         Ok(tokio::fs::read(self.path(sha256)).await?)
     }
 
@@ -166,6 +222,10 @@ impl BlobWriter {
         file.sync_all().await?;
         drop(file);
         let sha256 = hex(&std::mem::take(&mut self.hasher).finalize());
+        // Content first: in the bucket (when there is one) before anything refers to it.
+        if let Some(remote) = &self.store.remote {
+            remote.upload(&self.tmp_path, &sha256, self.size).await?;
+        }
         let dest = self.store.path(&sha256);
         let tmp = self.tmp_path.clone();
         let size = self.size;
@@ -195,6 +255,15 @@ fn place(tmp: &Path, dest: &Path, size: u64) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// A temp file removed when dropped (a download that failed midway).
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 impl Drop for BlobWriter {
     fn drop(&mut self) {
         if !self.tmp_path.as_os_str().is_empty() {
@@ -218,8 +287,14 @@ mod tests {
             a.sha256,
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
-        assert!(store.contains(&a.sha256, 5));
-        assert_eq!(store.read(&a.sha256).await.expect("read"), b"hello");
+        assert!(store.is_local(&a.sha256, 5));
+        assert!(store.contains(&a.sha256, 5).await.expect("contains"));
+        assert!(!store.contains(&a.sha256, 6).await.expect("contains"));
+        assert_eq!(store.read(&a.sha256, 5).await.expect("read"), b"hello");
+        assert!(matches!(
+            store.fetch(&"0".repeat(64), 1).await,
+            Err(BlobError::Missing(_))
+        ));
         assert_eq!(
             std::fs::read_dir(dir.path().join("tmp"))
                 .expect("ls")
@@ -239,8 +314,8 @@ mod tests {
         std::fs::write(&stray, b"x").expect("stray");
         let live = [kept.sha256.clone()].into_iter().collect();
         assert_eq!(store.remove_unreferenced(&live).expect("gc"), (1, 4));
-        assert!(store.contains(&kept.sha256, 4));
-        assert!(!store.contains(&gone.sha256, 4));
+        assert!(store.is_local(&kept.sha256, 4));
+        assert!(!store.is_local(&gone.sha256, 4));
         assert!(stray.exists());
         // Again: nothing more to remove.
         assert_eq!(store.remove_unreferenced(&live).expect("gc"), (0, 0));

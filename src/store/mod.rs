@@ -4,9 +4,11 @@
 pub mod blobs;
 pub mod metadata;
 pub mod postgres;
+pub mod remote;
 pub mod sqlite;
 
 pub use blobs::{BlobError, BlobStore, BlobWriter, StoredBlob};
 pub use metadata::{Cursor, Kind, ListQuery, Metadata, Record, StoreError, Write};
 pub use postgres::PgStore;
+pub use remote::RemoteBlobs;
 pub use sqlite::SqliteStore;

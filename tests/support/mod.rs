@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod postgres;
+pub mod s3;
 pub mod spec;
 
 use std::io::{BufRead, BufReader};
@@ -57,21 +58,17 @@ impl Sigil {
     /// from the environment; `extra` flags after.
     pub fn command(data: &Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigil"));
-        cmd.arg("serve")
-            .arg("--data")
-            .arg(data)
-            .args([
-                "--api",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--https",
-                "127.0.0.1:0",
-            ])
-            .args(metadata_flags(data))
-            .args(extra)
+        cmd.arg("serve").arg("--data").arg(data).args([
+            "--api",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
+        ]);
+        use_stores(&mut cmd, data, true);
+        cmd.args(extra)
             .env("SIGIL_LOG", "warn")
-            .env_remove("SIGIL_METADATA")
             .env_remove("SIGIL_ACCOUNT_SID")
             .env_remove("SIGIL_AUTH_TOKEN")
             .stdin(Stdio::null());
@@ -121,6 +118,21 @@ impl Sigil {
             banner,
             data: data.to_owned(),
             _dir: None,
+        }
+    }
+
+    /// Deletes every copy of a blob: the local file and, on the shared stores, the object.
+    pub fn remove_blob(&self, sha256: &str) {
+        std::fs::remove_file(self.data.join("blobs").join(&sha256[..2]).join(sha256))
+            .expect("the blob is here");
+        if on_shared_stores() {
+            let object = s3::S3::shared()
+                .bucket_dir()
+                .join(store_name(&self.data))
+                .join("blobs")
+                .join(&sha256[..2])
+                .join(sha256);
+            std::fs::remove_file(&object).expect("the blob is in the bucket");
         }
     }
 
@@ -222,27 +234,43 @@ impl Drop for Sigil {
     }
 }
 
-/// The suite's metadata backend, as `serve` / `account` flags for the data directory `data`:
-/// none (SQLite in the data directory) by default; with `SIGIL_TEST_METADATA=postgres`, a
-/// database of the test process's throwaway PostgreSQL cluster named after the data
-/// directory, so that a restart on the same directory finds the same data.
-pub fn metadata_flags(data: &Path) -> Vec<String> {
-    match std::env::var("SIGIL_TEST_METADATA").as_deref() {
-        Ok("postgres") if on_postgres() => {
-            use sha2::Digest;
-            let digest = sha2::Sha256::digest(data.as_os_str().as_encoded_bytes());
-            let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-            let url = postgres::Postgres::shared().database(&format!("d{name}"));
-            vec!["--metadata".into(), url]
-        }
-        Ok("") | Err(_) => Vec::new(),
-        Ok(other) => panic!("SIGIL_TEST_METADATA={other:?}: expected postgres or nothing"),
+/// Whether the suite runs on the shared stores (`SIGIL_TEST_STORES=shared`): PostgreSQL and
+/// S3, each a throwaway server of this test process. By default it runs on the embedded ones
+/// (SQLite and files in the data directory).
+pub fn on_shared_stores() -> bool {
+    match std::env::var("SIGIL_TEST_STORES").as_deref() {
+        Ok("shared") => true,
+        Ok("") | Err(_) => false,
+        Ok(other) => panic!("SIGIL_TEST_STORES={other:?}: expected shared or nothing"),
     }
 }
 
-/// Whether the suite runs on PostgreSQL (`SIGIL_TEST_METADATA=postgres`).
-pub fn on_postgres() -> bool {
-    std::env::var("SIGIL_TEST_METADATA").as_deref() == Ok("postgres")
+/// The name of the shared stores' database and bucket prefix for the data directory `data`,
+/// so that a restart on the same directory finds the same data.
+fn store_name(data: &Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(data.as_os_str().as_encoded_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("d{hex}")
+}
+
+/// Points a `sigil` command for the data directory `data` at the suite's stores: nothing to
+/// add for the embedded ones; `--metadata` (and, for `serve`, `--blobs` and the AWS
+/// variables) for the shared ones.
+pub fn use_stores(cmd: &mut Command, data: &Path, serve: bool) {
+    cmd.env_remove("SIGIL_METADATA").env_remove("SIGIL_BLOBS");
+    if !on_shared_stores() {
+        return;
+    }
+    let name = store_name(data);
+    cmd.arg("--metadata")
+        .arg(postgres::Postgres::shared().database(&name));
+    if serve {
+        let s3 = s3::S3::shared();
+        cmd.arg("--blobs")
+            .arg(format!("s3://{}/{name}", s3::BUCKET));
+        cmd.envs(s3.env());
+    }
 }
 
 /// `sigil account --data DATA` (and the suite's metadata backend); arguments to follow.
@@ -251,9 +279,8 @@ pub fn account_command(data: &Path) -> Command {
     cmd.arg("account")
         .arg("--data")
         .arg(data)
-        .args(metadata_flags(data))
-        .env_remove("SIGIL_METADATA")
         .env_remove("SIGIL_DATA");
+    use_stores(&mut cmd, data, false);
     cmd
 }
 

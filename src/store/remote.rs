@@ -1,0 +1,182 @@
+//! Blobs in S3-compatible object storage (`--blobs s3://bucket[/prefix]`), shared by every
+//! sigil process: the copy that counts. Each process keeps the blobs it uses in its own
+//! `--data/blobs` too (the edge maps local files), fetching a missing one on first use.
+//!
+//! Requests are signed by the `object_store` crate; endpoint, region and credentials come
+//! from the standard AWS variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//! `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint), so
+//! AWS S3, R2, MinIO, Garage, Ceph RGW and s3s all work. Keys are content addresses
+//! (`{prefix}/blobs/{first two hex digits}/{sha256}`): a retried upload rewrites the same
+//! bytes, and an object, once there, never changes.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path as Key;
+use object_store::{ClientConfigKey, ObjectStore, RetryConfig, WriteMultipart};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::blobs::BlobError;
+use crate::sid::hex;
+
+/// Uploads up to this size are one PUT; larger ones multipart, one part in memory at a time
+/// per upload (S3's smallest part is 5 MiB).
+const PART: usize = 5 * 1024 * 1024;
+
+/// The bucket (and prefix) blobs live in.
+#[derive(Clone)]
+pub struct RemoteBlobs {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    /// `s3://bucket/prefix` (no credentials: those are in the environment).
+    target: String,
+}
+
+impl std::fmt::Debug for RemoteBlobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.target)
+    }
+}
+
+fn remote(e: impl std::fmt::Display) -> BlobError {
+    BlobError::Remote(e.to_string())
+}
+
+impl RemoteBlobs {
+    /// The bucket of an `s3://bucket[/prefix]` URL, configured from the AWS variables.
+    pub fn from_url(url: &str) -> Result<RemoteBlobs, BlobError> {
+        let rest = url.strip_prefix("s3://").ok_or_else(|| {
+            BlobError::Remote(format!(
+                "--blobs {url:?} is not an s3://bucket[/prefix] URL"
+            ))
+        })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(BlobError::Remote(format!(
+                "--blobs {url:?} names no bucket"
+            )));
+        }
+        let prefix = prefix.trim_matches('/').to_owned();
+        // Timeouts through the config keys: replacing the client options would drop what
+        // from_env put there (AWS_ALLOW_HTTP among them).
+        let store = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                "5s",
+            )
+            .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "60s")
+            .with_retry(RetryConfig {
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(20),
+                ..RetryConfig::default()
+            })
+            .build()
+            .map_err(remote)?;
+        Ok(RemoteBlobs {
+            store: Arc::new(store),
+            target: format!("s3://{bucket}/{prefix}"),
+            prefix,
+        })
+    }
+
+    /// Where it is, for messages (no credentials).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn key(&self, sha256: &str) -> Key {
+        let fan = sha256.get(..2).unwrap_or("__");
+        let prefix = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        Key::from(format!("{prefix}blobs/{fan}/{sha256}"))
+    }
+
+    /// The size of the blob in the bucket, if it is there.
+    pub async fn size(&self, sha256: &str) -> Result<Option<u64>, BlobError> {
+        match self.store.head(&self.key(sha256)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(remote(e)),
+        }
+    }
+
+    /// Uploads the whole file at `path` as the blob `sha256` of `size` bytes, unless the
+    /// bucket has it already; returns once the store acknowledged it.
+    pub async fn upload(&self, path: &Path, sha256: &str, size: u64) -> Result<(), BlobError> {
+        if self.size(sha256).await? == Some(size) {
+            return Ok(());
+        }
+        let key = self.key(sha256);
+        let mut file = tokio::fs::File::open(path).await?;
+        if size <= PART as u64 {
+            let mut content = Vec::with_capacity(size as usize);
+            file.read_to_end(&mut content).await?;
+            self.store.put(&key, content.into()).await.map_err(remote)?;
+            return Ok(());
+        }
+        let upload = self.store.put_multipart(&key).await.map_err(remote)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            // At most two parts in flight: memory stays bounded however large the blob.
+            writer.wait_for_capacity(2).await.map_err(remote)?;
+            let n = match file.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(e.into());
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            writer.write(&buf[..n]);
+        }
+        writer.finish().await.map_err(remote)?;
+        Ok(())
+    }
+
+    /// Downloads the blob `sha256` into the new file `dest`, checking its size and digest on
+    /// the way; a blob that does not match is an error and leaves `dest` for the caller to
+    /// remove.
+    pub async fn download(&self, sha256: &str, size: u64, dest: &Path) -> Result<(), BlobError> {
+        let got = match self.store.get(&self.key(sha256)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(BlobError::Missing(sha256.to_owned()))
+            }
+            Err(e) => return Err(remote(e)),
+        };
+        let mut file = tokio::fs::File::create(dest).await?;
+        let mut hasher = Sha256::new();
+        let mut len = 0u64;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(remote)?;
+            len += chunk.len() as u64;
+            if len > size {
+                break;
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await?;
+        }
+        let digest = hex(&hasher.finalize());
+        if len != size || digest != sha256 {
+            return Err(BlobError::Remote(format!(
+                "{} holds {len} bytes with sha256 {digest} at {sha256}, not the {size} expected",
+                self.target
+            )));
+        }
+        file.flush().await?;
+        file.sync_all().await?;
+        Ok(())
+    }
+}
