@@ -71,17 +71,23 @@ impl Sigil {
             .env("SIGIL_LOG", "warn")
             .env_remove("SIGIL_ACCOUNT_SID")
             .env_remove("SIGIL_AUTH_TOKEN")
-            .stdin(Stdio::null());
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit());
         cmd
     }
 
     fn spawn(data: &Path, extra: &[&str], fixed_account: bool) -> Sigil {
         let mut cmd = Sigil::command(data, extra);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         if fixed_account {
             cmd.env("SIGIL_ACCOUNT_SID", ACCOUNT_SID)
                 .env("SIGIL_AUTH_TOKEN", AUTH_TOKEN);
         }
+        Sigil::spawn_command(cmd, data)
+    }
+
+    /// Starts a prepared `sigil serve` command for `data` and waits until it serves.
+    pub fn spawn_command(mut cmd: Command, data: &Path) -> Sigil {
+        cmd.stdout(Stdio::piped());
         let mut child = cmd.spawn().expect("sigil starts");
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
@@ -282,6 +288,61 @@ pub fn account_command(data: &Path) -> Command {
         .env_remove("SIGIL_DATA");
     use_stores(&mut cmd, data, false);
     cmd
+}
+
+/// Stores of their own for a fleet of replicas: a fresh PostgreSQL database and S3 prefix.
+pub struct Fleet {
+    metadata: String,
+    blobs: String,
+    s3_env: Vec<(&'static str, String)>,
+}
+
+impl Fleet {
+    /// On the test process's shared PostgreSQL cluster and S3 server.
+    pub fn new() -> Fleet {
+        Fleet::on(postgres::Postgres::shared(), s3::S3::shared())
+    }
+
+    /// On the given servers (fault tests stop and start their own).
+    pub fn on(pg: &postgres::Postgres, s3: &s3::S3) -> Fleet {
+        let metadata = pg.fresh_database();
+        let name = metadata
+            .rsplit('/')
+            .next()
+            .expect("a database name")
+            .to_owned();
+        Fleet {
+            metadata,
+            blobs: format!("s3://{}/{name}", s3::BUCKET),
+            s3_env: s3.env(),
+        }
+    }
+
+    /// `sigil serve` for a replica on its own data directory `data`.
+    pub fn command(&self, data: &Path) -> Command {
+        let mut cmd = Sigil::command(data, &[]);
+        cmd.args(["--metadata", &self.metadata, "--blobs", &self.blobs])
+            .envs(self.s3_env.iter().map(|(k, v)| (*k, v.as_str())));
+        cmd
+    }
+
+    /// A replica with the test account, on a data directory of its own.
+    pub fn replica(&self) -> Sigil {
+        self.replica_with(|_| {})
+    }
+
+    /// A replica with the test account, its command changed by `adjust` first.
+    pub fn replica_with(&self, adjust: impl FnOnce(&mut Command)) -> Sigil {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let mut cmd = self.command(&data);
+        adjust(&mut cmd);
+        cmd.env("SIGIL_ACCOUNT_SID", ACCOUNT_SID)
+            .env("SIGIL_AUTH_TOKEN", AUTH_TOKEN);
+        let mut s = Sigil::spawn_command(cmd, &data);
+        s._dir = Some(dir);
+        s
+    }
 }
 
 /// Runs `sigil ARGS` in `dir` against the server, with the test account's credentials;

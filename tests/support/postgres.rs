@@ -39,16 +39,19 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// `program args…` as the cluster's owner.
+/// `program args…` as the cluster's owner, in `/` (the owner may not enter the test's
+/// working directory).
 fn as_owner(bin: &Path, program: &str) -> Command {
     let exe = bin.join(program);
-    if is_root() {
+    let mut c = if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(exe);
         c
     } else {
         Command::new(exe)
-    }
+    };
+    c.current_dir("/");
+    c
 }
 
 fn run(cmd: &mut Command, what: &str) {
@@ -117,6 +120,7 @@ impl Postgres {
         #[allow(clippy::zombie_processes)]
         Command::new("sh")
             .args(["-c", &stop])
+            .current_dir("/")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
