@@ -244,6 +244,30 @@ fn content_uploaded_through_one_replica_is_built_and_served_through_another() {
             .body,
         content
     );
+    // A's edge learns the Deployment made through B by itself, and serves it too.
+    let edge_a = a.edge(&[&domain]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = edge_a.get(&edge_a.url(&domain, "/big.bin"), &[]);
+        if r.status == 200 {
+            assert_eq!(r.body, content);
+            break;
+        }
+        assert!(Instant::now() < deadline, "A never served B's Deployment");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // And the deletion of the Environment, through B: gone from A's edge too.
+    api_b
+        .delete(&format!("/v1/Services/{svc}/Environments/{ze}"))
+        .expect(204);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while edge_a.get(&edge_a.url(&domain, "/big.bin"), &[]).status != 404 {
+        assert!(
+            Instant::now() < deadline,
+            "A still serves a deleted Environment"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // A Function Version's content too.
     let (func, fv) = api_b.version(
         &svc,

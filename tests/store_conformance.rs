@@ -393,3 +393,36 @@ fn lookups_in_bulk_and_of_hostile_strings(s: Store) {
     q.account_sid = "AC\0".into();
     assert!(s.list(&q).expect("list").is_empty());
 }
+
+#[test]
+fn a_postgres_schema_newer_than_the_binary_is_refused() {
+    let pg = Postgres::shared();
+    let url = pg.fresh_database();
+    drop(PgStore::open(&url).expect("created at the current version"));
+    PgStore::open(&url).expect("opened again: nothing to migrate");
+    let db = url.rsplit('/').next().expect("name");
+    let out = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port().to_string(),
+            "-U",
+            "sigil",
+            "-d",
+            db,
+        ])
+        .args(["-qc", "UPDATE sigil_schema SET version = version + 1"])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let Err(e) = PgStore::open(&url) else {
+        panic!("a newer schema was opened")
+    };
+    assert!(e.to_string().contains("newer than this sigil knows"), "{e}");
+    assert!(!e.to_string().contains(support::postgres::PASSWORD), "{e}");
+}

@@ -354,6 +354,68 @@ impl RouteTable {
         Ok(n)
     }
 
+    /// Brings the table in line with the store: every Environment whose Build or Deployment
+    /// differs from what is served is loaded again, and those gone or undeployed are dropped.
+    /// For several processes on one shared store, where a Deployment made through another
+    /// process is not announced here; returns how many Environments changed. Reads every
+    /// Environment (small records) and only the Builds that changed.
+    pub fn reconcile(&self, store: &dyn Metadata) -> Result<usize, StoreError> {
+        // Held throughout, so a reload in this process (a Deployment made here) is never
+        // overwritten by an older view read before it.
+        let mut domains = self.domains();
+        let current = self.sites.load_full();
+        let mut sites = HashMap::clone(&current);
+        let mut seen = std::collections::HashSet::new();
+        // First the Environments that changed (a store may not take other reads while it
+        // scans), then their Builds.
+        let mut stale = Vec::new();
+        store.scan_each(Kind::Environment, &mut |env| {
+            seen.insert(env.sid.clone());
+            let data: EnvironmentData = env.decode()?;
+            let served = domains.get(&env.sid).and_then(|domain| current.get(domain));
+            let same = match (served, &data.build_sid) {
+                (Some(site), Some(build)) => {
+                    site.build_sid == *build
+                        && site.domain == data.domain_name
+                        && (data.deployment_sid.is_none()
+                            || site.deployment_sid == data.deployment_sid)
+                }
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                stale.push(env);
+            }
+            Ok(())
+        })?;
+        let mut changed = stale.len();
+        let mut loader = Loader::from_table(&sites);
+        for env in stale {
+            if let Some(old) = domains.remove(&env.sid) {
+                sites.remove(&old);
+            }
+            if let Some(site) = loader.site(store, &env)? {
+                domains.insert(env.sid.clone(), site.domain.clone());
+                sites.insert(site.domain.clone(), site);
+            }
+        }
+        let gone: Vec<String> = domains
+            .keys()
+            .filter(|sid| !seen.contains(*sid))
+            .cloned()
+            .collect();
+        for sid in gone {
+            if let Some(domain) = domains.remove(&sid) {
+                sites.remove(&domain);
+                changed += 1;
+            }
+        }
+        if changed > 0 {
+            self.sites.store(Arc::new(sites));
+        }
+        Ok(changed)
+    }
+
     /// Re-reads one Environment and swaps the table (after a Deployment or a deletion).
     pub fn reload(&self, store: &dyn Metadata, environment_sid: &str) -> Result<(), StoreError> {
         // Writers hold the domain map for the whole read-modify-swap, so two reloads cannot

@@ -45,6 +45,10 @@ use crate::Body;
 /// Bytes of HTTP/2 (and handed-off HTTP/1.1) output gathered per write (coalesce.rs).
 const WRITE_BUFFER: usize = 32 * 1024;
 
+/// How often, on a shared store, the edge brings its routes in line with Deployments made
+/// through other processes.
+const ROUTE_RECONCILE: Duration = Duration::from_secs(1);
+
 /// How often the edge re-reads auth tokens (rotation by `sigil account token …`).
 const TOKEN_REFRESH: Duration = Duration::from_secs(2);
 
@@ -269,7 +273,7 @@ pub async fn run(
     // The API waits for the blob collection; the edge does not (it reads referenced blobs only).
     control.start(collect_blob_garbage(Arc::clone(&store), blobs.clone()));
     let edge = Arc::new(Edge::new(
-        routes,
+        Arc::clone(&routes),
         Arc::clone(&tokens),
         BlobCache::new(blobs, config.cache_bytes),
         LogSink::spawn(Arc::clone(&store)),
@@ -287,6 +291,11 @@ pub async fn run(
             request_logs: config.request_logs,
         },
     ));
+    if config.metadata.is_some() {
+        // Other processes deploy to the shared store too; until the change feed, their
+        // Deployments reach this edge by reconciliation.
+        tokio::spawn(reconcile_routes(Arc::clone(&store), Arc::clone(&routes)));
+    }
     tokio::spawn(refresh_tokens(store, tokens));
 
     println!("sigil: edge listening on http://{http_addr}");
@@ -336,6 +345,21 @@ pub async fn run(
         Err(_) => tracing::warn!("drain deadline passed; closing the remaining connections"),
     }
     Ok(())
+}
+
+/// Every [`ROUTE_RECONCILE`]: the route table brought in line with the shared store.
+async fn reconcile_routes(store: Arc<dyn Metadata>, routes: Arc<RouteTable>) {
+    loop {
+        tokio::time::sleep(ROUTE_RECONCILE).await;
+        let (s, r) = (Arc::clone(&store), Arc::clone(&routes));
+        match tokio::task::spawn_blocking(move || r.reconcile(s.as_ref())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(environments = n, "route table reconciled"),
+            // The edge serves on with the table it has.
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not reconcile the route table"),
+            Err(e) => tracing::warn!(error = %e, "route reconciliation panicked"),
+        }
+    }
 }
 
 async fn refresh_tokens(store: Arc<dyn Metadata>, tokens: Arc<Tokens>) {
