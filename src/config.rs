@@ -51,12 +51,29 @@ pub enum Command {
         #[arg(long, default_value = "")]
         to: String,
     },
+    /// Copy a single-node installation (--data) to the shared stores: every record with its
+    /// SID, every blob; re-runnable. Stop `sigil serve` on the data directory first.
+    CopyStore(CopyStoreArgs),
     /// Compute or check an X-Twilio-Signature ("why was my webhook fetch refused?").
     Signature {
         /// compute or verify.
         #[command(subcommand)]
         command: SignatureCommand,
     },
+}
+
+/// `sigil copy-store`.
+#[derive(Debug, Args)]
+pub struct CopyStoreArgs {
+    /// The data directory to copy from (the server's `--data`).
+    #[arg(long, env = "SIGIL_DATA", default_value = "./sigil-data")]
+    pub data: PathBuf,
+    /// The PostgreSQL database to copy the metadata to.
+    #[arg(long, env = "SIGIL_METADATA", hide_env_values = true)]
+    pub metadata: SecretUrl,
+    /// The bucket to copy the blobs to (`s3://bucket[/prefix]`, AWS_* variables).
+    #[arg(long, env = "SIGIL_BLOBS")]
+    pub blobs: String,
 }
 
 /// Where the API is and who calls it (deploy, deployments, rollback, promote).

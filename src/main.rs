@@ -105,6 +105,7 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
+        Command::CopyStore(args) => copy_store(args),
         Command::Signature { command } => match signature_command(command) {
             Ok(true) => return ExitCode::SUCCESS,
             Ok(false) => return ExitCode::from(1),
@@ -263,6 +264,55 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+fn copy_store(args: sigil::config::CopyStoreArgs) -> anyhow::Result<()> {
+    use sigil::store::{copy, PgStore, RemoteBlobs};
+    if !args.data.join(sigil::server::METADATA_FILE).is_file() {
+        return Err(UsageError(format!(
+            "{} is not a sigil data directory (no {}): pass the --data of your server",
+            args.data.display(),
+            sigil::server::METADATA_FILE
+        ))
+        .into());
+    }
+    // Held while copying: a server writing meanwhile could leave records behind.
+    let _lock = sigil::server::lock_data_dir(&args.data)?;
+    let source = sigil::server::open_store(&args.data, None)?;
+    let target = PgStore::open(args.metadata.expose()).with_context(|| args.metadata.redacted())?;
+    let remote = RemoteBlobs::from_url(&args.blobs)?;
+    println!(
+        "copying {} to {} and {}",
+        args.data.display(),
+        args.metadata.redacted(),
+        remote.target()
+    );
+    let report = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(copy::copy_store(
+            source.as_ref(),
+            &args.data.join("blobs"),
+            &target,
+            &remote,
+        ))?;
+    println!(
+        "blobs: {} uploaded ({} bytes), {} already there",
+        report.blobs_uploaded, report.bytes_uploaded, report.blobs_present
+    );
+    for (kind, n) in &report.records {
+        println!("records: {n} {}", kind.as_str());
+    }
+    println!("records already there: {}", report.records_present);
+    if report.orphans > 0 {
+        println!(
+            "records left behind: {} (their parent was deleted; nothing refers to them)",
+            report.orphans
+        );
+    }
+    Ok(())
 }
 
 fn account(

@@ -96,7 +96,7 @@ pub fn open_store(
 /// Holds an exclusive lock on `DATA/lock` for as long as the returned file lives: a second
 /// `sigil serve` on the same data directory would clear the first one's uploads in progress
 /// (`tmp/`) and collect blobs it is placing.
-fn lock_data_dir(data: &std::path::Path) -> Result<std::fs::File, ServerError> {
+pub fn lock_data_dir(data: &std::path::Path) -> Result<std::fs::File, ServerError> {
     let path = data.join("lock");
     let file = std::fs::OpenOptions::new()
         .create(true)

@@ -2,6 +2,7 @@
 //! (SQLite) or shared by several processes (PostgreSQL).
 
 pub mod blobs;
+pub mod copy;
 pub mod metadata;
 pub mod postgres;
 pub mod remote;

@@ -57,6 +57,14 @@ impl Sigil {
     /// `sigil serve` on `data` with every listener on a free port, quiet logs and no account
     /// from the environment; `extra` flags after.
     pub fn command(data: &Path, extra: &[&str]) -> Command {
+        let mut cmd = Sigil::embedded_command(data, &[]);
+        use_stores(&mut cmd, data, true);
+        cmd.args(extra);
+        cmd
+    }
+
+    /// [`Sigil::command`] on the embedded stores, whatever the suite runs on.
+    pub fn embedded_command(data: &Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigil"));
         cmd.arg("serve").arg("--data").arg(data).args([
             "--api",
@@ -66,8 +74,9 @@ impl Sigil {
             "--https",
             "127.0.0.1:0",
         ]);
-        use_stores(&mut cmd, data, true);
         cmd.args(extra)
+            .env_remove("SIGIL_METADATA")
+            .env_remove("SIGIL_BLOBS")
             .env("SIGIL_LOG", "warn")
             .env_remove("SIGIL_ACCOUNT_SID")
             .env_remove("SIGIL_AUTH_TOKEN")
