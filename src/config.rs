@@ -234,6 +234,15 @@ pub struct ServeArgs {
     /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP) [default: only --data/blobs].
     #[arg(long, env = "SIGIL_BLOBS", help_heading = "Storage")]
     pub blobs: Option<String>,
+    /// Asset and Function Versions that no Build holds are deleted, with their content, this
+    /// many days after they were uploaded (Twilio keeps them 30).
+    #[arg(
+        long,
+        env = "SIGIL_RETENTION_DAYS",
+        default_value_t = 30,
+        help_heading = "Storage"
+    )]
+    pub retention_days: u32,
     /// How much blob content the edge keeps mapped, in MiB.
     #[arg(
         long,
@@ -514,6 +523,8 @@ pub struct Config {
     pub metadata: Option<SecretUrl>,
     /// The bucket of blobs (`s3://bucket[/prefix]`); None = the data directory only.
     pub blobs: Option<String>,
+    /// How long unused Versions are kept.
+    pub retention: std::time::Duration,
     /// API listener address.
     pub api: SocketAddr,
     /// Base URL for `url`/`links`, without a trailing slash; None = from the bound address.
@@ -638,6 +649,10 @@ impl Config {
                 }
                 other => other,
             },
+            retention: match args.retention_days {
+                0 => return Err(ConfigError("--retention-days must be at least 1".into())),
+                d => std::time::Duration::from_secs(u64::from(d) * 24 * 3600),
+            },
             api: args.api,
             public_api_url,
             domain,
@@ -726,6 +741,7 @@ mod tests {
             data: "d".into(),
             metadata: None,
             blobs: None,
+            retention_days: 30,
             api: "127.0.0.1:0".parse().expect("addr"),
             public_api_url: url.map(Into::into),
             domain: domain.into(),

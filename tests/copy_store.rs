@@ -147,7 +147,9 @@ fn a_single_node_installation_moves_to_the_shared_stores() {
         .expect(200);
     let edge = replica.edge(&[&site.domain]);
     assert_eq!(
-        edge.get(&edge.url(&site.domain, "/index.html"), &[]).expect(200).body,
+        edge.get(&edge.url(&site.domain, "/index.html"), &[])
+            .expect(200)
+            .body,
         b"<h1>moved</h1>"
     );
     let url = edge.url(&site.domain, "/hook.xml");

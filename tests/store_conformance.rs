@@ -34,6 +34,7 @@ on_both!(
     scans_visit_every_record_in_order,
     purge_deletes_only_older_records_of_the_kind,
     lookups_in_bulk_and_of_hostile_strings,
+    a_lease_has_one_holder_until_it_expires,
 );
 
 /// A store and what keeps it alive.
@@ -425,4 +426,49 @@ fn a_postgres_schema_newer_than_the_binary_is_refused() {
     };
     assert!(e.to_string().contains("newer than this sigil knows"), "{e}");
     assert!(!e.to_string().contains(support::postgres::PASSWORD), "{e}");
+}
+
+fn a_lease_has_one_holder_until_it_expires(s: Store) {
+    let s = s.store;
+    assert!(s.try_lease("job", "a", 100, 60).expect("lease"));
+    assert!(
+        !s.try_lease("job", "b", 120, 60).expect("lease"),
+        "a holds it"
+    );
+    assert!(
+        s.try_lease("job", "a", 150, 60).expect("lease"),
+        "a extends it"
+    );
+    assert!(
+        !s.try_lease("job", "b", 200, 60).expect("lease"),
+        "a holds it until 210"
+    );
+    assert!(
+        s.try_lease("other", "b", 200, 60).expect("lease"),
+        "another lease"
+    );
+    assert!(
+        s.try_lease("job", "b", 211, 60).expect("lease"),
+        "expired: b takes it"
+    );
+    assert!(!s.try_lease("job", "a", 212, 60).expect("lease"));
+    // Racing for a free lease: one winner.
+    let winners = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let s = Arc::clone(&s);
+                scope.spawn(move || {
+                    s.try_lease("race", &format!("h{i}"), 1000, 60)
+                        .expect("lease")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter(|_| true)
+            .map(|h| h.join().expect("thread"))
+            .filter(|w| *w)
+            .count()
+    });
+    assert_eq!(winners, 1);
 }

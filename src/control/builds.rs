@@ -290,11 +290,13 @@ impl ControlPlane {
         let service_sid = service.sid.clone();
         let account = ctx.account.clone();
         let (a_sids, f_sids) = (asset_sids.clone(), function_sids.clone());
-        let (assets, functions) = self
+        let (assets, functions, checks) = self
             .db(move |s| {
                 // Each SID resolves to its manifest entry if it is a version of the right kind
-                // in this Service and account, else to None.
-                let lookup =
+                // in this Service and account, else to None; each found one is checked again
+                // when the Build is written (the upkeep may delete an unused version).
+                let mut checks = Vec::new();
+                let mut lookup =
                     |kind: Kind, sids: &[String]| -> Result<Vec<Option<Entry>>, StoreError> {
                         s.get_many(sids)?
                             .into_iter()
@@ -302,6 +304,7 @@ impl ControlPlane {
                                 Ok(match found {
                                     Some(r) if r.kind == kind && r.account_sid == account => {
                                         let d: VersionData = r.decode()?;
+                                        checks.push(Write::check(&r));
                                         (d.service_sid == service_sid).then(|| entry(&r, d))
                                     }
                                     _ => None,
@@ -309,10 +312,9 @@ impl ControlPlane {
                             })
                             .collect()
                     };
-                Ok((
-                    lookup(Kind::AssetVersion, &a_sids)?,
-                    lookup(Kind::FunctionVersion, &f_sids)?,
-                ))
+                let assets = lookup(Kind::AssetVersion, &a_sids)?;
+                let functions = lookup(Kind::FunctionVersion, &f_sids)?;
+                Ok((assets, functions, checks))
             })
             .await?;
         let resolve = |param: &str, sids: Vec<String>, found: Vec<Option<Entry>>| {
@@ -386,9 +388,9 @@ impl ControlPlane {
             &data,
         );
         rec.created = created;
-        let write = rec.clone();
-        self.db(move |s| s.commit(vec![Write::Insert(write)]))
-            .await?;
+        let mut writes = checks;
+        writes.push(Write::Insert(rec.clone()));
+        self.db(move |s| s.commit(writes)).await?;
         tokio::spawn(Arc::clone(self).finish_build(rec.sid.clone()));
         Ok(json_response(
             StatusCode::CREATED,
@@ -397,7 +399,7 @@ impl ControlPlane {
     }
 
     /// Moves a `building` Build to `completed` or `failed`.
-    async fn finish_build(self: Arc<Self>, sid: String) {
+    pub(super) async fn finish_build(self: Arc<Self>, sid: String) {
         if let Err(e) = self.try_finish_build(&sid).await {
             tracing::error!(build = %sid, error = %e.message, "could not finish build");
         }

@@ -88,7 +88,6 @@ impl LogSink {
 }
 
 async fn write_batches(store: Arc<dyn Metadata>, mut rx: mpsc::Receiver<LogEntry>) {
-    let mut last_purge = 0i64;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let writes: Vec<Write> = batch
@@ -108,17 +107,8 @@ async fn write_batches(store: Arc<dyn Metadata>, mut rx: mpsc::Receiver<LogEntry
             })
             .collect();
         let store2 = Arc::clone(&store);
-        let purge = now() - last_purge > 3600;
-        let result = tokio::task::spawn_blocking(move || {
-            store2.commit(writes)?;
-            if purge {
-                store2.purge_before(Kind::Log, now() - RETENTION_SECS)?;
-            }
-            Ok::<_, crate::store::StoreError>(())
-        })
-        .await;
-        match result {
-            Ok(Ok(())) if purge => last_purge = now(),
+        // Lines older than RETENTION_SECS go in the upkeep (control/maintenance.rs).
+        match tokio::task::spawn_blocking(move || store2.commit(writes)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "could not write request logs"),
             Err(e) => tracing::error!(error = %e, "request log writer panicked"),

@@ -15,6 +15,7 @@ pub mod environments;
 pub mod error;
 pub mod form;
 pub mod logs;
+pub mod maintenance;
 pub mod page;
 pub mod resources;
 pub mod services;

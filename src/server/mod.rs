@@ -272,6 +272,7 @@ pub async fn run(
     );
     // The API waits for the blob collection; the edge does not (it reads referenced blobs only).
     control.start(collect_blob_garbage(Arc::clone(&store), blobs.clone()));
+    control.spawn_maintenance(i64::try_from(config.retention.as_secs()).unwrap_or(i64::MAX));
     let edge = Arc::new(Edge::new(
         Arc::clone(&routes),
         Arc::clone(&tokens),

@@ -95,6 +95,20 @@ impl BlobStore {
         &self,
         live: &std::collections::HashSet<String>,
     ) -> std::io::Result<(usize, u64)> {
+        self.remove_unreferenced_before(
+            live,
+            std::time::SystemTime::now() + std::time::Duration::from_secs(1),
+        )
+    }
+
+    /// [`BlobStore::remove_unreferenced`] for files placed before `placed_before` only: while
+    /// the store serves, a blob placed by an upload whose record is not written yet is
+    /// younger than the grace period this leaves.
+    pub fn remove_unreferenced_before(
+        &self,
+        live: &std::collections::HashSet<String>,
+        placed_before: std::time::SystemTime,
+    ) -> std::io::Result<(usize, u64)> {
         let (mut files, mut bytes) = (0, 0);
         for fan in std::fs::read_dir(&self.blobs)? {
             let fan = fan?;
@@ -114,7 +128,11 @@ impl BlobStore {
                 if !is_digest || live.contains(sha256) || self.path(sha256) != entry.path() {
                     continue;
                 }
-                let len = entry.metadata()?.len();
+                let meta = entry.metadata()?;
+                if meta.modified()? >= placed_before {
+                    continue;
+                }
+                let len = meta.len();
                 std::fs::remove_file(entry.path())?;
                 files += 1;
                 bytes += len;
@@ -242,8 +260,13 @@ impl BlobWriter {
 /// Renames a complete temp file into place and makes the rename durable.
 fn place(tmp: &Path, dest: &Path, size: u64) -> std::io::Result<()> {
     if std::fs::metadata(dest).is_ok_and(|m| m.len() == size) {
-        // Same content is already stored: keep the existing (possibly mapped) file.
+        // Same content is already stored: keep the existing (possibly mapped) file, as if
+        // written now (the collection's grace period counts from its last placement).
         std::fs::remove_file(tmp)?;
+        std::fs::File::options()
+            .write(true)
+            .open(dest)?
+            .set_modified(std::time::SystemTime::now())?;
         return Ok(());
     }
     let dir = dest.parent().expect("blob paths have a fan-out directory");

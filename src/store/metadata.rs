@@ -288,4 +288,8 @@ pub trait Metadata: Send + Sync + 'static {
     fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError>;
     /// Deletes records of a kind created before a Unix time; returns how many.
     fn purge_before(&self, kind: Kind, before: i64) -> Result<usize, StoreError>;
+    /// Takes (or, for the same `holder`, extends) the lease `name` until `now + ttl`, if no
+    /// other holder has it beyond `now`: whether this holder has it now. Work that must run
+    /// in one process at a time across a fleet runs only under its lease.
+    fn try_lease(&self, name: &str, holder: &str, now: i64, ttl: i64) -> Result<bool, StoreError>;
 }

@@ -51,6 +51,11 @@ CREATE TABLE uniques (
     sid TEXT NOT NULL REFERENCES records(sid) ON DELETE CASCADE
 );
 CREATE INDEX uniques_sid ON uniques(sid);
+CREATE TABLE leases (
+    name   TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until  BIGINT NOT NULL
+);
 "];
 
 /// Serialises concurrent migrations of several starting processes (`pg_advisory_xact_lock`).
@@ -594,6 +599,23 @@ impl Metadata for PgStore {
 
     fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         self.call(|pool| commit(pool, writes))
+    }
+
+    fn try_lease(&self, name: &str, holder: &str, now: i64, ttl: i64) -> Result<bool, StoreError> {
+        let (name, holder, until) = (name.to_owned(), holder.to_owned(), now.saturating_add(ttl));
+        self.call(|pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let n = client
+                .execute(
+                    "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3)
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                     WHERE leases.until < $4 OR leases.holder = excluded.holder",
+                    &[&name, &holder, &until, &now],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(n == 1)
+        })
     }
 
     fn purge_before(&self, kind: Kind, before: i64) -> Result<usize, StoreError> {

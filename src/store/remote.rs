@@ -27,6 +27,14 @@ use crate::sid::hex;
 /// per upload (S3's smallest part is 5 MiB).
 const PART: usize = 5 * 1024 * 1024;
 
+/// An upload of a blob the bucket wrote less than this long ago is skipped.
+pub const FRESH: Duration = Duration::from_secs(600);
+
+fn unix(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// The bucket (and prefix) blobs live in.
 #[derive(Clone)]
 pub struct RemoteBlobs {
@@ -109,10 +117,20 @@ impl RemoteBlobs {
     }
 
     /// Uploads the whole file at `path` as the blob `sha256` of `size` bytes, unless the
-    /// bucket has it already; returns once the store acknowledged it.
+    /// bucket has it from less than [`FRESH`] ago; returns once the store acknowledged it.
+    /// (An older copy is written again: the collection's grace period counts from the last
+    /// write, so the blob cannot be collected before the record that names it is written.)
     pub async fn upload(&self, path: &Path, sha256: &str, size: u64) -> Result<(), BlobError> {
-        if self.size(sha256).await? == Some(size) {
-            return Ok(());
+        match self.store.head(&self.key(sha256)).await {
+            Ok(meta)
+                if meta.size == size
+                    && meta.last_modified.timestamp()
+                        > unix(std::time::SystemTime::now()) - FRESH.as_secs() as i64 =>
+            {
+                return Ok(())
+            }
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(remote(e)),
         }
         let key = self.key(sha256);
         let mut file = tokio::fs::File::open(path).await?;
@@ -142,6 +160,46 @@ impl RemoteBlobs {
         }
         writer.finish().await.map_err(remote)?;
         Ok(())
+    }
+
+    /// Deletes from the bucket every blob not in `live` that was written before
+    /// `written_before` (a grace period: a blob another process has just uploaded may not be
+    /// referenced by a record yet); returns how many objects and bytes went.
+    pub async fn remove_unreferenced(
+        &self,
+        live: &std::collections::HashSet<String>,
+        written_before: std::time::SystemTime,
+    ) -> Result<(usize, u64), BlobError> {
+        let root = if self.prefix.is_empty() {
+            Key::from("blobs")
+        } else {
+            Key::from(format!("{}/blobs", self.prefix))
+        };
+        let cutoff = unix(written_before);
+        let mut doomed = Vec::new();
+        let mut listing = self.store.list(Some(&root));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(remote)?;
+            let Some(name) = meta.location.filename() else {
+                continue;
+            };
+            let is_digest =
+                name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            if is_digest && !live.contains(name) && meta.last_modified.timestamp() < cutoff {
+                doomed.push((meta.location.clone(), meta.size));
+            }
+        }
+        let (mut objects, mut bytes) = (0, 0);
+        for (key, size) in doomed {
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    objects += 1;
+                    bytes += size;
+                }
+                Err(e) => return Err(remote(e)),
+            }
+        }
+        Ok((objects, bytes))
     }
 
     /// Downloads the blob `sha256` into the new file `dest`, checking its size and digest on

@@ -30,6 +30,11 @@ CREATE TABLE IF NOT EXISTS uniques (
     sid TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS uniques_sid ON uniques(sid);
+CREATE TABLE IF NOT EXISTS leases (
+    name   TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until  INTEGER NOT NULL
+);
 ";
 
 /// The schema version this binary writes (`PRAGMA user_version`): 0 before records had a
@@ -341,6 +346,19 @@ impl Metadata for SqliteStore {
             }
         }
         tx.commit().map_err(backend)
+    }
+
+    fn try_lease(&self, name: &str, holder: &str, now: i64, ttl: i64) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let n = conn
+            .execute(
+                "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                 WHERE leases.until < ?4 OR leases.holder = excluded.holder",
+                params![name, holder, now.saturating_add(ttl), now],
+            )
+            .map_err(backend)?;
+        Ok(n == 1)
     }
 
     fn purge_before(&self, kind: Kind, before: i64) -> Result<usize, StoreError> {

@@ -80,8 +80,7 @@ impl Sigil {
             .env("SIGIL_LOG", "warn")
             .env_remove("SIGIL_ACCOUNT_SID")
             .env_remove("SIGIL_AUTH_TOKEN")
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stdin(Stdio::null());
         cmd
     }
 

@@ -1,0 +1,179 @@
+//! Periodic upkeep, in one process at a time across a fleet (under a lease in the store):
+//! request logs past their 30 days, Asset and Function Versions that no Build holds and that
+//! are older than the retention (`--retention-days`, as Twilio keeps them 30 days), the blobs
+//! nothing refers to any more (local files and bucket objects, after a grace period so that a
+//! blob whose record is being written stays), and Builds left `building` by a process that
+//! died.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use super::builds::BuildStatus;
+use super::ControlPlane;
+use crate::store::{Kind, StoreError, Write};
+
+/// The lease the upkeep runs under.
+pub const LEASE: &str = "maintenance";
+/// How often a process tries to take the lease and run a round.
+pub const EVERY: Duration = Duration::from_secs(300);
+/// How long a round may hold the lease (it is taken again by its holder each round).
+const LEASE_SECS: i64 = 1800;
+/// Blobs placed or uploaded less than this long ago are never collected.
+pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
+/// A Build `building` for longer than this is finished by the upkeep (its process died).
+const STALE_BUILD_SECS: i64 = 600;
+
+/// What one round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Request-log lines deleted.
+    pub logs: usize,
+    /// Asset and Function Versions deleted.
+    pub versions: usize,
+    /// Local blob files deleted.
+    pub local_blobs: usize,
+    /// Bucket objects deleted.
+    pub remote_blobs: usize,
+    /// Builds taken over from a process that left them `building`.
+    pub builds_resumed: usize,
+}
+
+/// What the upkeep needs to know of a Build.
+#[derive(Deserialize)]
+struct Held {
+    asset_versions: Vec<HeldSid>,
+    function_versions: Vec<HeldSid>,
+    status: BuildStatus,
+}
+
+#[derive(Deserialize)]
+struct HeldSid {
+    sid: String,
+}
+
+impl ControlPlane {
+    /// One round of upkeep as of `now` (Unix seconds; tests move it): Versions older than
+    /// `retention_secs` that no Build holds are deleted, then every blob nothing refers to
+    /// that is older than `blob_grace` (by the wall clock, which stamped the files).
+    pub async fn maintain(
+        self: &Arc<Self>,
+        now: i64,
+        retention_secs: i64,
+        blob_grace: Duration,
+    ) -> Result<MaintenanceReport, StoreError> {
+        let mut report = MaintenanceReport::default();
+        let store = Arc::clone(&self.store);
+        let (logs, versions, stale) = tokio::task::spawn_blocking(move || {
+            let logs = store.purge_before(Kind::Log, now - super::logs::RETENTION_SECS)?;
+            let mut held = HashSet::new();
+            let mut stale = Vec::new();
+            store.scan_each(Kind::Build, &mut |rec| {
+                let b: Held = rec.decode()?;
+                if b.status == BuildStatus::Building && rec.created < now - STALE_BUILD_SECS {
+                    stale.push(rec.sid.clone());
+                }
+                held.extend(b.asset_versions.into_iter().map(|v| v.sid));
+                held.extend(b.function_versions.into_iter().map(|v| v.sid));
+                Ok(())
+            })?;
+            let mut doomed = Vec::new();
+            for kind in [Kind::AssetVersion, Kind::FunctionVersion] {
+                store.scan_each(kind, &mut |rec| {
+                    if rec.created < now - retention_secs && !held.contains(&rec.sid) {
+                        doomed.push(rec);
+                    }
+                    Ok(())
+                })?;
+            }
+            let mut versions = 0;
+            for rec in doomed {
+                // Checked at its version: a Build created meanwhile holds it (it checks
+                // the versions it names), and then it stays.
+                match store.commit(vec![Write::check(&rec), Write::Delete(rec.sid)]) {
+                    Ok(()) => versions += 1,
+                    Err(StoreError::Stale(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok::<_, StoreError>((logs, versions, stale))
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??;
+        report.logs = logs;
+        report.versions = versions;
+        report.builds_resumed = stale.len();
+        for sid in stale {
+            tokio::spawn(Arc::clone(self).finish_build(sid));
+        }
+
+        let store = Arc::clone(&self.store);
+        let live = tokio::task::spawn_blocking(move || super::referenced_blobs(store.as_ref()))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))??;
+        let before = SystemTime::now()
+            .checked_sub(blob_grace)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let blobs = self.blobs.clone();
+        let live = Arc::new(live);
+        let local_live = Arc::clone(&live);
+        report.local_blobs = tokio::task::spawn_blocking(move || {
+            blobs.remove_unreferenced_before(&local_live, before)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .0;
+        if let Some(remote) = self.blobs.remote() {
+            report.remote_blobs = remote
+                .remove_unreferenced(&live, before)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?
+                .0;
+        }
+        Ok(report)
+    }
+
+    /// Runs the upkeep every [`EVERY`] in whichever process holds the lease.
+    pub fn spawn_maintenance(self: &Arc<Self>, retention_secs: i64) {
+        let this = Arc::clone(self);
+        let holder = crate::sid::random_hex(16);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(EVERY).await;
+                let (store, me) = (Arc::clone(&this.store), holder.clone());
+                let now = crate::clock::now();
+                let leased = tokio::task::spawn_blocking(move || {
+                    store.try_lease(LEASE, &me, now, LEASE_SECS)
+                })
+                .await;
+                match leased {
+                    Ok(Ok(true)) => {}
+                    Ok(Ok(false)) => continue,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "upkeep skipped: the store does not answer");
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "upkeep lease panicked");
+                        continue;
+                    }
+                }
+                match this.maintain(now, retention_secs, BLOB_GRACE).await {
+                    Ok(r) if r == MaintenanceReport::default() => {}
+                    Ok(r) => tracing::info!(
+                        logs = r.logs,
+                        versions = r.versions,
+                        local_blobs = r.local_blobs,
+                        remote_blobs = r.remote_blobs,
+                        builds_resumed = r.builds_resumed,
+                        "upkeep done"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "upkeep failed; it runs again later"),
+                }
+            }
+        });
+    }
+}
