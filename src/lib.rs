@@ -9,10 +9,11 @@
 //! - [`accounts`]: Accounts, auth tokens (with rotation) and API keys; Basic-auth checks.
 //! - [`asset_path`]: the rules for a version's `Path`.
 //! - [`manifest`]: what a Build holds (path → visibility, content address, size, type).
-//! - [`store`]: content-addressed blobs on disk and the metadata trait with its embedded
-//!   SQLite implementation.
+//! - [`store`]: content-addressed blobs on disk (and in an S3 bucket), and the metadata trait
+//!   — versioned records, conditional batches, leases — with its embedded SQLite and shared
+//!   PostgreSQL implementations; `sigil copy-store`.
 //! - [`control`]: the Serverless v1 API, one file per resource, plus pagination, errors,
-//!   forms and authentication.
+//!   forms, authentication, and the periodic upkeep (retention, collection).
 //! - [`server`]: listeners, timeouts and graceful shutdown.
 
 pub mod accounts;
