@@ -18,7 +18,7 @@ use std::str::FromStr;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::{pin_mut, StreamExt};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -234,22 +234,37 @@ impl Drop for PgStore {
 async fn migrate(pool: &Pool) -> PgResult<()> {
     let mut client = pool.get().await.map_err(pool_error)?;
     let tx = client.transaction().await.map_err(pg)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(pg)?;
+    tx.execute(
+        &tx.prepare_cached("SELECT pg_advisory_xact_lock($1)")
+            .await
+            .map_err(pg)?,
+        &[&MIGRATION_LOCK],
+    )
+    .await
+    .map_err(pg)?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS sigil_schema (version INTEGER NOT NULL)")
         .await
         .map_err(pg)?;
     let found: i32 = match tx
-        .query_opt("SELECT version FROM sigil_schema", &[])
+        .query_opt(
+            &tx.prepare_cached("SELECT version FROM sigil_schema")
+                .await
+                .map_err(pg)?,
+            &[],
+        )
         .await
         .map_err(pg)?
     {
         Some(row) => row.get(0),
         None => {
-            tx.execute("INSERT INTO sigil_schema (version) VALUES (0)", &[])
-                .await
-                .map_err(pg)?;
+            tx.execute(
+                &tx.prepare_cached("INSERT INTO sigil_schema (version) VALUES (0)")
+                    .await
+                    .map_err(pg)?,
+                &[],
+            )
+            .await
+            .map_err(pg)?;
             0
         }
     };
@@ -263,9 +278,14 @@ async fn migrate(pool: &Pool) -> PgResult<()> {
         tx.batch_execute(sql).await.map_err(pg)?;
         tracing::info!(from, to = from + 1, "metadata schema migrated");
     }
-    tx.execute("UPDATE sigil_schema SET version = $1", &[&SCHEMA_VERSION])
-        .await
-        .map_err(pg)?;
+    tx.execute(
+        &tx.prepare_cached("UPDATE sigil_schema SET version = $1")
+            .await
+            .map_err(pg)?,
+        &[&SCHEMA_VERSION],
+    )
+    .await
+    .map_err(pg)?;
     tx.commit().await.map_err(pg)
 }
 
@@ -300,11 +320,15 @@ fn uniq_json(rec: &Record) -> String {
 
 /// Inserts `rec`'s unique keys; a taken one is a conflict (and the caller's transaction is
 /// dropped, rolling back).
-async fn insert_uniques(tx: &deadpool_postgres::Transaction<'_>, rec: &Record) -> PgResult<()> {
+async fn insert_uniques<C: GenericClient>(tx: &C, rec: &Record) -> PgResult<()> {
     for key in &rec.unique {
         let n = tx
             .execute(
-                "INSERT INTO uniques (key, sid) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &tx.prepare_cached(
+                    "INSERT INTO uniques (key, sid) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                )
+                .await
+                .map_err(pg)?,
                 &[key, &rec.sid],
             )
             .await
@@ -319,11 +343,7 @@ async fn insert_uniques(tx: &deadpool_postgres::Transaction<'_>, rec: &Record) -
 /// Inserts `rec` at version 1 — only when its parent exists if `only_under_parent` — and
 /// returns whether it did. A taken SID is a conflict; a missing parent `Stale` (unless
 /// `only_under_parent`, where it is a skip).
-async fn insert(
-    tx: &deadpool_postgres::Transaction<'_>,
-    rec: &Record,
-    only_under_parent: bool,
-) -> PgResult<bool> {
+async fn insert<C: GenericClient>(tx: &C, rec: &Record, only_under_parent: bool) -> PgResult<bool> {
     let uniq = uniq_json(rec);
     let params: [&(dyn ToSql + Sync); 8] = [
         &rec.sid,
@@ -345,7 +365,10 @@ async fn insert(
          SELECT $1, $2, $3, $4, $5, $6, $7, $8, 1 {guard}
          ON CONFLICT (sid) DO NOTHING"
     );
-    let n = match tx.execute(sql.as_str(), &params).await {
+    let n = match tx
+        .execute(&tx.prepare_cached(sql.as_str()).await.map_err(pg)?, &params)
+        .await
+    {
         Ok(n) => n,
         Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
             return Err(StoreError::Stale(
@@ -366,6 +389,32 @@ async fn insert(
 
 async fn commit(pool: Pool, writes: Vec<Write>) -> PgResult<()> {
     let mut client = pool.get().await.map_err(pool_error)?;
+    // One statement is atomic by itself: no transaction, two round trips fewer (an upload's
+    // version, a deletion, whose cascade is the same statement's).
+    match writes.as_slice() {
+        [Write::Insert(rec)] if rec.unique.is_empty() => {
+            insert(&client, rec, false).await?;
+            return Ok(());
+        }
+        [Write::Delete(sid)] => {
+            let n = client
+                .execute(
+                    &client
+                        .prepare_cached("DELETE FROM records WHERE sid = $1")
+                        .await
+                        .map_err(pg)?,
+                    &[sid],
+                )
+                .await
+                .map_err(pg)?;
+            return if n == 0 {
+                Err(StoreError::Stale(sid.clone()))
+            } else {
+                Ok(())
+            };
+        }
+        _ => {}
+    }
     let tx = client.transaction().await.map_err(pg)?;
     for write in &writes {
         match write {
@@ -377,27 +426,47 @@ async fn commit(pool: Pool, writes: Vec<Write>) -> PgResult<()> {
             }
             Write::Update(rec) => {
                 let uniq = uniq_json(rec);
-                let n = tx
-                    .execute(
-                        "UPDATE records SET tag = $2, uniq = $3, data = $4, version = version + 1
-                         WHERE sid = $1 AND version = $5",
-                        &[&rec.sid, &rec.tag, &uniq, &rec.data, &rec.version],
+                // Returns the keys the record had: they are rewritten only if they change.
+                let update = tx
+                    .prepare_cached(
+                        "WITH old AS (SELECT uniq FROM records WHERE sid = $1 AND version = $5 FOR UPDATE)
+                         UPDATE records r SET tag = $2, uniq = $3, data = $4, version = r.version + 1
+                         FROM old WHERE r.sid = $1 AND r.version = $5
+                         RETURNING old.uniq",
                     )
                     .await
                     .map_err(pg)?;
-                if n == 0 {
-                    return Err(StoreError::Stale(rec.sid.clone()));
-                }
-                tx.execute("DELETE FROM uniques WHERE sid = $1", &[&rec.sid])
+                let old: Option<String> = tx
+                    .query_opt(
+                        &update,
+                        &[&rec.sid, &rec.tag, &uniq, &rec.data, &rec.version],
+                    )
                     .await
-                    .map_err(pg)?;
-                insert_uniques(&tx, rec).await?;
+                    .map_err(pg)?
+                    .map(|row| row.get(0));
+                match old {
+                    None => return Err(StoreError::Stale(rec.sid.clone())),
+                    Some(old) if old == uniq => {}
+                    Some(_) => {
+                        tx.execute(
+                            &tx.prepare_cached("DELETE FROM uniques WHERE sid = $1")
+                                .await
+                                .map_err(pg)?,
+                            &[&rec.sid],
+                        )
+                        .await
+                        .map_err(pg)?;
+                        insert_uniques(&tx, rec).await?;
+                    }
+                }
             }
             Write::Check { sid, version } => {
                 // FOR SHARE: nobody updates or deletes it until this batch commits.
                 let found: Option<i64> = tx
                     .query_opt(
-                        "SELECT version FROM records WHERE sid = $1 FOR SHARE",
+                        &tx.prepare_cached("SELECT version FROM records WHERE sid = $1 FOR SHARE")
+                            .await
+                            .map_err(pg)?,
                         &[sid],
                     )
                     .await
@@ -410,7 +479,12 @@ async fn commit(pool: Pool, writes: Vec<Write>) -> PgResult<()> {
             Write::Delete(sid) => {
                 // Children and unique keys go with it (ON DELETE CASCADE).
                 let n = tx
-                    .execute("DELETE FROM records WHERE sid = $1", &[sid])
+                    .execute(
+                        &tx.prepare_cached("DELETE FROM records WHERE sid = $1")
+                            .await
+                            .map_err(pg)?,
+                        &[sid],
+                    )
                     .await
                     .map_err(pg)?;
                 if n == 0 {
@@ -432,7 +506,10 @@ impl Metadata for PgStore {
             let client = pool.get().await.map_err(pool_error)?;
             client
                 .query_opt(
-                    &format!("SELECT {COLUMNS} FROM records WHERE sid = $1"),
+                    &client
+                        .prepare_cached(&format!("SELECT {COLUMNS} FROM records WHERE sid = $1"))
+                        .await
+                        .map_err(pg)?,
                     &[&sid],
                 )
                 .await
@@ -454,7 +531,12 @@ impl Metadata for PgStore {
                 .collect();
             let rows = client
                 .query(
-                    &format!("SELECT {COLUMNS} FROM records WHERE sid = ANY($1)"),
+                    &client
+                        .prepare_cached(&format!(
+                            "SELECT {COLUMNS} FROM records WHERE sid = ANY($1)"
+                        ))
+                        .await
+                        .map_err(pg)?,
                     &[&wanted],
                 )
                 .await
@@ -477,10 +559,13 @@ impl Metadata for PgStore {
             let client = pool.get().await.map_err(pool_error)?;
             client
                 .query_opt(
-                    &format!(
-                        "SELECT {COLUMNS} FROM records
+                    &client
+                        .prepare_cached(&format!(
+                            "SELECT {COLUMNS} FROM records
                          WHERE sid = (SELECT sid FROM uniques WHERE key = $1)"
-                    ),
+                        ))
+                        .await
+                        .map_err(pg)?,
                     &[&key],
                 )
                 .await
@@ -517,7 +602,7 @@ impl Metadata for PgStore {
             let offset = i64::try_from(offset).unwrap_or(i64::MAX);
             let rows = client
                 .query(
-                    sql.as_str(),
+                    &client.prepare_cached(sql.as_str()).await.map_err(pg)?,
                     &[
                         &q.kind.as_str(),
                         &q.account_sid,
@@ -605,13 +690,16 @@ impl Metadata for PgStore {
         let (name, holder, until) = (name.to_owned(), holder.to_owned(), now.saturating_add(ttl));
         self.call(|pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
-            let n = client
-                .execute(
+            let upsert = client
+                .prepare_cached(
                     "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3)
                      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
                      WHERE leases.until < $4 OR leases.holder = excluded.holder",
-                    &[&name, &holder, &until, &now],
                 )
+                .await
+                .map_err(pg)?;
+            let n = client
+                .execute(&upsert, &[&name, &holder, &until, &now])
                 .await
                 .map_err(pg)?;
             Ok(n == 1)
@@ -623,7 +711,10 @@ impl Metadata for PgStore {
             let client = pool.get().await.map_err(pool_error)?;
             let n = client
                 .execute(
-                    "DELETE FROM records WHERE kind = $1 AND created < $2",
+                    &client
+                        .prepare_cached("DELETE FROM records WHERE kind = $1 AND created < $2")
+                        .await
+                        .map_err(pg)?,
                     &[&kind.as_str(), &before],
                 )
                 .await

@@ -116,12 +116,22 @@ impl RemoteBlobs {
         }
     }
 
-    /// Uploads the whole file at `path` as the blob `sha256` of `size` bytes, unless the
-    /// bucket has it from less than [`FRESH`] ago; returns once the store acknowledged it.
+    /// Uploads the whole file at `path` as the blob `sha256` of `size` bytes — a large one
+    /// only if the bucket does not have it from less than [`FRESH`] ago; returns once the
+    /// store acknowledged it.
     /// (An older copy is written again: the collection's grace period counts from the last
     /// write, so the blob cannot be collected before the record that names it is written.)
     pub async fn upload(&self, path: &Path, sha256: &str, size: u64) -> Result<(), BlobError> {
-        match self.store.head(&self.key(sha256)).await {
+        let key = self.key(sha256);
+        let mut file = tokio::fs::File::open(path).await?;
+        if size <= PART as u64 {
+            // Small: one PUT costs what a HEAD to skip it would.
+            let mut content = Vec::with_capacity(size as usize);
+            file.read_to_end(&mut content).await?;
+            self.store.put(&key, content.into()).await.map_err(remote)?;
+            return Ok(());
+        }
+        match self.store.head(&key).await {
             Ok(meta)
                 if meta.size == size
                     && meta.last_modified.timestamp()
@@ -131,14 +141,6 @@ impl RemoteBlobs {
             }
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(remote(e)),
-        }
-        let key = self.key(sha256);
-        let mut file = tokio::fs::File::open(path).await?;
-        if size <= PART as u64 {
-            let mut content = Vec::with_capacity(size as usize);
-            file.read_to_end(&mut content).await?;
-            self.store.put(&key, content.into()).await.map_err(remote)?;
-            return Ok(());
         }
         let upload = self.store.put_multipart(&key).await.map_err(remote)?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
