@@ -6,7 +6,6 @@
 //! Deployment; uploads per second from 8 clients against one replica and against two; and
 //! the start of a process over 1,000 Environments with a Build of 100 assets each.
 
-#[allow(dead_code)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 
