@@ -3,15 +3,7 @@
 
 mod support;
 
-use sha2::{Digest, Sha256};
-use support::Sigil;
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use support::{sha256_hex, Sigil};
 
 #[test]
 fn a_build_whose_content_is_gone_fails_with_the_reason() {

@@ -6,24 +6,12 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{copy_dir, sigil_cli, twilio_signature, Sigil, ACCOUNT_SID, AUTH_TOKEN};
+use support::{sigil_cli, toolkit_project, twilio_signature, Sigil, ACCOUNT_SID, AUTH_TOKEN};
 
 fn field<'a>(out: &'a str, prefix: &str) -> &'a str {
     out.lines()
         .find_map(|l| l.strip_prefix(prefix))
         .unwrap_or_else(|| panic!("{prefix:?} not in {out}"))
-}
-
-fn project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("dir");
-    copy_dir(
-        Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/toolkit-project"
-        )),
-        dir.path(),
-    );
-    dir
 }
 
 /// Checks every asset of the sample project at `domain`.
@@ -60,7 +48,7 @@ fn check_site(sigil: &Sigil, domain: &str, dir: &Path) {
 fn deploy_redeploy_history_rollback_promote() {
     let sigil = Sigil::start();
     let api = sigil.client();
-    let proj = project();
+    let proj = toolkit_project();
     let dir = proj.path();
 
     let (code, out, err) = sigil_cli(&sigil, dir, &["deploy", "--environment", "dev"]);
@@ -143,7 +131,7 @@ fn deploy_redeploy_history_rollback_promote() {
     let (code, out, _) = sigil_cli(&sigil, dir, &["rollback", "--environment", "dev"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&first_build));
-    let original = project();
+    let original = toolkit_project();
     check_site(&sigil, &dev_domain, original.path());
     let (code, _, _) = sigil_cli(
         &sigil,
@@ -178,7 +166,7 @@ fn deploy_redeploy_history_rollback_promote() {
 #[test]
 fn errors_name_the_file_and_the_reason() {
     let sigil = Sigil::start();
-    let proj = project();
+    let proj = toolkit_project();
     let dir = proj.path();
     std::fs::write(dir.join("assets/bad;name.txt"), "x").expect("write");
     let (code, out, err) = sigil_cli(&sigil, dir, &["deploy"]);

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use support::{account_command, copy_dir, run_cli, sigil_cli, Sigil, ACCOUNT_SID};
+use support::{account_command, run_cli, sigil_cli, toolkit_project, Sigil, ACCOUNT_SID};
 
 fn bare() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigil"));
@@ -18,18 +18,6 @@ fn bare() -> Command {
         .env_remove("SIGIL_DATA")
         .env("SIGIL_LOG", "warn");
     cmd
-}
-
-fn sample_project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("dir");
-    copy_dir(
-        Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/toolkit-project"
-        )),
-        dir.path(),
-    );
-    dir
 }
 
 /// The `url …` lines of a deploy's output.
@@ -60,7 +48,7 @@ fn open(url: &str) -> (u16, Vec<u8>) {
 #[test]
 fn the_urls_deploy_prints_open_the_site() {
     let sigil = Sigil::start();
-    let proj = sample_project();
+    let proj = toolkit_project();
     let (code, out, err) = sigil_cli(&sigil, proj.path(), &["deploy"]);
     assert_eq!(code, 0, "{out}{err}");
     let printed = urls(&out);
@@ -202,7 +190,7 @@ fn count(text: &str, needle: &str) -> usize {
 #[test]
 fn each_error_is_said_once_with_the_way_out() {
     let sigil = Sigil::start();
-    let proj = sample_project();
+    let proj = toolkit_project();
     let creds = |cmd: &mut Command| {
         cmd.env("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
             .env("TWILIO_AUTH_TOKEN", support::AUTH_TOKEN);

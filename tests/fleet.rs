@@ -234,8 +234,8 @@ fn content_uploaded_through_one_replica_is_built_and_served_through_another() {
     assert!(!b
         .data()
         .join("blobs")
-        .join(&sha256(&content)[..2])
-        .join(sha256(&content))
+        .join(&support::sha256_hex(&content)[..2])
+        .join(support::sha256_hex(&content))
         .exists());
     let edge = b.edge(&[&domain]);
     assert_eq!(
@@ -283,14 +283,6 @@ fn content_uploaded_through_one_replica_is_built_and_served_through_another() {
         ))
         .expect(200);
     assert_eq!(got.s("content"), "exports.handler=1");
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[test]

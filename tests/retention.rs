@@ -133,20 +133,12 @@ impl Harness {
     }
 
     fn has_blob(&self, content: &[u8]) -> bool {
-        use sha2::Digest;
-        let sha: String = sha2::Sha256::digest(content)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha = support::sha256_hex(content);
         self.blobs.is_local(&sha, content.len() as u64)
     }
 
     async fn in_bucket(&self, content: &[u8]) -> Option<bool> {
-        use sha2::Digest;
-        let sha: String = sha2::Sha256::digest(content)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha = support::sha256_hex(content);
         let remote = self.blobs.remote()?;
         Some(remote.size(&sha).await.expect("head") == Some(content.len() as u64))
     }

@@ -402,18 +402,9 @@ fn a_postgres_schema_newer_than_the_binary_is_refused() {
     drop(PgStore::open(&url).expect("created at the current version"));
     PgStore::open(&url).expect("opened again: nothing to migrate");
     let db = url.rsplit('/').next().expect("name");
-    let out = std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port().to_string(),
-            "-U",
-            "sigil",
-            "-d",
-            db,
-        ])
-        .args(["-qc", "UPDATE sigil_schema SET version = version + 1"])
+    let out = pg
+        .psql(db, "-qc")
+        .arg("UPDATE sigil_schema SET version = version + 1")
         .output()
         .expect("psql");
     assert!(

@@ -10,22 +10,6 @@ use super::blobs::BlobError;
 use super::metadata::{Kind, Metadata, Record, StoreError, Write};
 use super::remote::RemoteBlobs;
 
-/// Kinds in an order where every record's parent comes before it.
-const PARENTS_FIRST: [Kind; 12] = [
-    Kind::Account,
-    Kind::ApiKey,
-    Kind::Service,
-    Kind::Environment,
-    Kind::Function,
-    Kind::Asset,
-    Kind::FunctionVersion,
-    Kind::AssetVersion,
-    Kind::Build,
-    Kind::Deployment,
-    Kind::Variable,
-    Kind::Log,
-];
-
 /// Records written per transaction.
 const BATCH: usize = 500;
 
@@ -38,7 +22,7 @@ pub struct CopyReport {
     pub bytes_uploaded: u64,
     /// Blobs the bucket had already.
     pub blobs_present: usize,
-    /// Records copied now, per kind (in [`PARENTS_FIRST`] order, kinds with none left out).
+    /// Records copied now, per kind (in [`Kind::ALL`] order, kinds with none left out).
     pub records: Vec<(Kind, usize)>,
     /// Records the target had already.
     pub records_present: usize,
@@ -155,7 +139,8 @@ pub async fn copy_store(
 ) -> Result<CopyReport, CopyError> {
     let mut report = CopyReport::default();
     copy_blobs(blobs_dir, remote, &mut report).await?;
-    for kind in PARENTS_FIRST {
+    // Parents first: a record is inserted only under a parent copied before it.
+    for kind in Kind::ALL {
         let mut counts = Counts::default();
         let mut batch = Vec::with_capacity(BATCH);
         source.scan_each(kind, &mut |rec| {

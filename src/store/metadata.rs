@@ -64,23 +64,25 @@ impl Kind {
         }
     }
 
+    /// Every kind, in an order where a record's parent's kind comes before its own.
+    pub const ALL: [Kind; 12] = [
+        Kind::Account,
+        Kind::ApiKey,
+        Kind::Service,
+        Kind::Environment,
+        Kind::Function,
+        Kind::Asset,
+        Kind::FunctionVersion,
+        Kind::AssetVersion,
+        Kind::Build,
+        Kind::Deployment,
+        Kind::Variable,
+        Kind::Log,
+    ];
+
     /// The inverse of [`Kind::as_str`].
     pub fn from_name(name: &str) -> Option<Kind> {
-        const ALL: [Kind; 12] = [
-            Kind::Account,
-            Kind::ApiKey,
-            Kind::Service,
-            Kind::Environment,
-            Kind::Function,
-            Kind::Asset,
-            Kind::FunctionVersion,
-            Kind::AssetVersion,
-            Kind::Build,
-            Kind::Deployment,
-            Kind::Variable,
-            Kind::Log,
-        ];
-        ALL.into_iter().find(|k| k.as_str() == name)
+        Kind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 }
 

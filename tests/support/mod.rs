@@ -298,6 +298,55 @@ pub fn account_command(data: &Path) -> Command {
     cmd
 }
 
+/// Lowercase hex sha256 of `bytes`: a blob's content address.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A copy of the sample Serverless Toolkit project (tests/fixtures/toolkit-project) in a
+/// scratch directory.
+pub fn toolkit_project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("dir");
+    copy_dir(
+        Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/toolkit-project"
+        )),
+        dir.path(),
+    );
+    dir
+}
+
+/// A free port on the loopback interface (for a server started next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Runs `shell` (sh -c) once this test process is gone, however it ended: stops the servers
+/// the tests started. It outlives this process by design, so it is never waited for.
+pub fn when_gone(shell: &str) {
+    let script = format!(
+        "while kill -0 {} 2>/dev/null; do sleep 1; done; {shell}",
+        std::process::id()
+    );
+    #[allow(clippy::zombie_processes)]
+    Command::new("sh")
+        .args(["-c", &script])
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watchdog");
+}
+
 /// Stores of their own for a fleet of replicas: a fresh PostgreSQL database and S3 prefix.
 pub struct Fleet {
     metadata: String,

@@ -99,10 +99,7 @@ impl Postgres {
                 .arg(&data),
             "initdb",
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = super::free_port();
         let pg = Postgres {
             bin,
             data,
@@ -110,22 +107,7 @@ impl Postgres {
             _dir: dir,
         };
         pg.start_server();
-        // The watchdog stops the server once this process is gone, however it ended; it
-        // outlives this process by design, so it is never waited for.
-        let stop = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {ctl}",
-            pid = std::process::id(),
-            ctl = pg.ctl_command("stop -m immediate")
-        );
-        #[allow(clippy::zombie_processes)]
-        Command::new("sh")
-            .args(["-c", &stop])
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("watchdog");
+        super::when_gone(&pg.ctl_command("stop -m immediate"));
         pg
     }
 
@@ -177,20 +159,28 @@ impl Postgres {
         self.port
     }
 
+    /// `psql` on database `db` of this cluster, with `flag` (`-c` and friends) before the SQL
+    /// to add.
+    pub fn psql(&self, db: &str, flag: &str) -> Command {
+        let mut c = Command::new("psql");
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "sigil",
+        ])
+        .args(["-d", db, flag]);
+        c
+    }
+
     /// A URL of database `name`, created if it does not exist yet. The URL carries a
     /// password (trust authentication ignores it) so that tests can check it is never shown.
     pub fn database(&self, name: &str) -> String {
         assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
-        let exists = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "sigil",
-            ])
-            .args(["-d", "postgres", "-tAc"])
+        let exists = self
+            .psql("postgres", "-tAc")
             .arg(format!(
                 "SELECT 1 FROM pg_database WHERE datname = '{name}'"
             ))
@@ -198,16 +188,7 @@ impl Postgres {
             .expect("psql runs");
         if String::from_utf8_lossy(&exists.stdout).trim() != "1" {
             run(
-                Command::new("psql")
-                    .args([
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        &self.port.to_string(),
-                        "-U",
-                        "sigil",
-                    ])
-                    .args(["-d", "postgres", "-qc"])
+                self.psql("postgres", "-qc")
                     .arg(format!("CREATE DATABASE {name}")),
                 "CREATE DATABASE",
             );

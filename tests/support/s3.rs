@@ -45,10 +45,7 @@ impl S3 {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("s3");
         std::fs::create_dir_all(root.join(BUCKET)).expect("bucket");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = super::free_port();
         let s3 = S3 {
             port,
             root,
@@ -74,21 +71,7 @@ impl S3 {
                     "s3s-fs: {e} (install it: cargo install s3s-fs --version 0.14.1 --features binary --locked)"
                 )
             });
-        // The watchdog stops the server once this process is gone, however it ended; it
-        // outlives this process by design, so it is never waited for.
-        let watch = format!(
-            "while kill -0 {} 2>/dev/null; do sleep 1; done; kill {} 2>/dev/null",
-            std::process::id(),
-            child.id()
-        );
-        #[allow(clippy::zombie_processes)]
-        Command::new("sh")
-            .args(["-c", &watch])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("watchdog");
+        super::when_gone(&format!("kill {} 2>/dev/null", child.id()));
         *self.child.lock().expect("lock") = Some(child);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
