@@ -132,6 +132,37 @@ fn throughput(replicas: &[&Sigil], secs: u64) -> f64 {
     done as f64 / secs as f64
 }
 
+/// The process's peak resident memory in MiB (VmHWM) after 20 concurrent 25 MiB uploads.
+fn peak_rss_after_large_uploads(sigil: &Sigil) -> (f64, f64) {
+    let hwm = || {
+        std::fs::read_to_string(format!("/proc/{}/status", sigil.pid()))
+            .expect("status")
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .expect("VmHWM")
+            / 1024.0
+    };
+    let before = hwm();
+    let api = sigil.client();
+    let svc = api.service("large");
+    std::thread::scope(|scope| {
+        for c in 0..20u8 {
+            let (api, svc) = (sigil.client(), svc.clone());
+            scope.spawn(move || {
+                let versions = api.versions_url(&svc, "Assets");
+                upload(
+                    &api,
+                    &versions,
+                    &format!("/big{c}.bin"),
+                    &vec![c; 25 * 1024 * 1024],
+                );
+            });
+        }
+    });
+    (before, hwm())
+}
+
 /// 1,000 Environments, each deployed with one Build of 100 assets.
 fn populate(sigil: &Sigil) {
     let api = sigil.client();
@@ -225,6 +256,12 @@ fn main() {
     let t_one = throughput(&[&shared], 5);
     let t_two = throughput(&[&shared, &shared2], 5);
     println!("| 1 KiB uploads/s, 8 clients | SQLite + files: {t_embedded:.0} | PostgreSQL + S3, one replica: {t_one:.0}; two replicas: {t_two:.0} ({:.2}x) | |", t_two / t_one);
+
+    let (e_before, e_peak) = peak_rss_after_large_uploads(&embedded);
+    let (s_before, s_peak) = peak_rss_after_large_uploads(&shared2);
+    println!(
+        "| peak RSS, 20 concurrent 25 MiB uploads | SQLite + files: {e_before:.0} -> {e_peak:.0} MiB | PostgreSQL + S3: {s_before:.0} -> {s_peak:.0} MiB | |"
+    );
 
     populate(&embedded);
     populate(&shared);
