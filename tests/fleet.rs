@@ -396,7 +396,8 @@ fn stores_down_give_bounded_503s_and_recovery_without_a_restart() {
     let api = sigil.client();
     let svc = api.service("faults");
     let (_, v) = api.version(&svc, "Assets", "/kept.txt", "public", b"kept", "text/plain");
-    let (zb, _) = api.build(&svc, &[&v], &[]);
+    let (_, cold) = api.version(&svc, "Assets", "/cold.txt", "public", b"cold", "text/plain");
+    let (zb, _) = api.build(&svc, &[&v, &cold], &[]);
     let env = api.environment(&svc, "prod", None);
     let (ze, domain) = (env.s("sid"), env.s("domain_name"));
     api.post(
@@ -406,6 +407,21 @@ fn stores_down_give_bounded_503s_and_recovery_without_a_restart() {
     .expect(201);
     let edge = sigil.edge(&[&domain]);
     edge.get(&edge.url(&domain, "/kept.txt"), &[]).expect(200);
+    // A second replica's edge, which has fetched /kept.txt from the bucket but not /cold.txt.
+    let other = fleet.replica();
+    let other_edge = other.edge(&[&domain]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while other_edge
+        .get(&other_edge.url(&domain, "/kept.txt"), &[])
+        .status
+        != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the second replica never served the site"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let versions = api.versions_url(&svc, "Assets");
     let upload = |name: &str| {
         api.upload(
@@ -460,8 +476,25 @@ fn stores_down_give_bounded_503s_and_recovery_without_a_restart() {
         );
         assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
         edge.get(&edge.url(&domain, "/kept.txt"), &[]).expect(200);
+        // What an edge has is served; what it would fetch is a quick 503, not a 500.
+        other_edge
+            .get(&other_edge.url(&domain, "/kept.txt"), &[])
+            .expect(200);
+        let t = Instant::now();
+        let cold = other_edge
+            .get(&other_edge.url(&domain, "/cold.txt"), &[])
+            .expect(503);
+        assert_eq!(cold.header("retry-after"), Some("5"));
+        assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
         s3.start_server();
         upload("/after.txt").expect(201);
+        assert_eq!(
+            other_edge
+                .get(&other_edge.url(&domain, "/cold.txt"), &[])
+                .expect(200)
+                .body,
+            b"cold"
+        );
 
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         loaders

@@ -32,6 +32,15 @@ pub enum CacheError {
         /// What is wrong.
         reason: String,
     },
+    /// The blob is not here and the bucket it would come from does not answer (or failed):
+    /// worth a retry, unlike a blob that is broken.
+    #[error("blob {sha256} cannot be fetched now: {reason}")]
+    Unavailable {
+        /// Its address.
+        sha256: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 fn map_blob(blobs: &BlobStore, sha256: &str, size: u64) -> Result<Bytes, CacheError> {
@@ -102,13 +111,16 @@ impl BlobCache {
         // With a bucket, a blob this process has not used yet is fetched first (a stat when
         // it is here already).
         if self.blobs.remote().is_some() {
-            self.blobs
-                .fetch(sha256, size)
-                .await
-                .map_err(|e| CacheError::Blob {
+            self.blobs.fetch(sha256, size).await.map_err(|e| match e {
+                crate::store::BlobError::Remote(_) => CacheError::Unavailable {
                     sha256: sha256.to_owned(),
                     reason: e.to_string(),
-                })?;
+                },
+                _ => CacheError::Blob {
+                    sha256: sha256.to_owned(),
+                    reason: e.to_string(),
+                },
+            })?;
         }
         let maps = self.maps.clone();
         let blobs = self.blobs.clone();

@@ -552,6 +552,14 @@ impl Edge {
                             let start = usize::try_from(start).expect("fits: it is mapped");
                             *resp.body_mut() = Body::new(bytes.slice(start..end));
                         }
+                        Err(e @ CacheError::Unavailable { .. }) => {
+                            tracing::warn!(error = %e, path = %asset.path, "blob not fetched");
+                            let mut resp =
+                                plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
+                            resp.headers_mut()
+                                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                            return resp;
+                        }
                         Err(e) => {
                             tracing::error!(error = %e, path = %asset.path, "cannot read blob");
                             return plain(
