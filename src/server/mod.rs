@@ -76,7 +76,7 @@ pub enum ServerError {
 pub const METADATA_FILE: &str = "metadata.db";
 
 /// Opens the metadata store: PostgreSQL at `metadata`, else SQLite in the data directory
-/// (creating the directory).
+/// (which must exist).
 pub fn open_store(
     data: &std::path::Path,
     metadata: Option<&SecretUrl>,
@@ -86,8 +86,6 @@ pub fn open_store(
             .map_err(|e| ServerError::Storage(format!("{}: {e}", url.redacted())))?;
         return Ok(Arc::new(store));
     }
-    std::fs::create_dir_all(data)
-        .map_err(|e| ServerError::Storage(format!("{}: {e}", data.display())))?;
     let store = SqliteStore::open(&data.join(METADATA_FILE))
         .map_err(|e| ServerError::Storage(e.to_string()))?;
     Ok(Arc::new(store))
