@@ -393,14 +393,11 @@ impl std::fmt::Debug for SecretUrl {
 }
 
 impl std::str::FromStr for SecretUrl {
-    type Err = String;
-    fn from_str(s: &str) -> Result<SecretUrl, String> {
-        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            Ok(SecretUrl(s.to_owned()))
-        } else {
-            // Never echo the value: it may hold a password.
-            Err("expected a PostgreSQL URL: postgres://user:password@host:port/database".into())
-        }
+    type Err = std::convert::Infallible;
+    /// Any text: it is checked where it is used, by messages that never repeat it (a parse
+    /// error here would print the value, password and all).
+    fn from_str(s: &str) -> Result<SecretUrl, Self::Err> {
+        Ok(SecretUrl(s.to_owned()))
     }
 }
 
@@ -640,7 +637,18 @@ impl Config {
         };
         Ok(Config {
             data: args.data,
-            metadata: args.metadata,
+            metadata: match args.metadata {
+                Some(url)
+                    if !url.expose().starts_with("postgres://")
+                        && !url.expose().starts_with("postgresql://") =>
+                {
+                    return Err(ConfigError(
+                        "--metadata must be a PostgreSQL URL: postgres://user:password@host:port/database"
+                            .into(),
+                    ))
+                }
+                other => other,
+            },
             blobs: match args.blobs {
                 Some(url) if !url.starts_with("s3://") || url.len() <= "s3://".len() => {
                     return Err(ConfigError(format!(

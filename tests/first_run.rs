@@ -296,6 +296,16 @@ fn bad_flags_are_usage_errors_with_the_expected_form() {
     assert_eq!(code, 64, "{err}");
     let (code, _, err) = run_cli(bare().args(["deploy", "--concurrency", "many"]));
     assert_eq!(code, 64, "{err}");
+    // A wrong metadata URL is refused without repeating it (it may hold a password).
+    for args in [
+        &["serve", "--metadata", "mysql://u:hunter2@db/x"][..],
+        &["account", "list", "--metadata", "mysql://u:hunter2@db/x"][..],
+    ] {
+        let (code, out, err) = run_cli(bare().args(args).arg("--data").arg(data.path()));
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains("PostgreSQL URL"), "{err}");
+        assert!(!format!("{out}{err}").contains("hunter2"), "{err}");
+    }
     // localhost:PORT is an address.
     let server = Sigil::start_with(&["--http", "localhost:0"]);
     assert!(server.http.ip().is_loopback());

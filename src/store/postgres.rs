@@ -130,7 +130,7 @@ pub fn redact(url: &str) -> String {
                 c.get_dbname().unwrap_or("")
             )
         }
-        Err(_) => "postgres://(unparsable URL)".to_owned(),
+        Err(_) => "(an unparsable URL)".to_owned(),
     }
 }
 
@@ -143,7 +143,9 @@ impl PgStore {
     pub fn open(url: &str) -> Result<PgStore, StoreError> {
         let target = redact(url);
         let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
-            StoreError::Backend(format!("--metadata {target} is not a PostgreSQL URL: {e}"))
+            StoreError::Backend(format!(
+                "not a PostgreSQL URL (postgres://user:password@host:port/database): {e}"
+            ))
         })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
