@@ -194,6 +194,19 @@ pub enum Cursor {
     Before(i64),
 }
 
+impl Cursor {
+    /// How a backend reads the page: (newest first, the `seq` bound, records to skip). Newest
+    /// first, records are older than the bound; otherwise newer, read oldest first (and the
+    /// page then reversed, so it is newest first too).
+    pub fn window(self) -> (bool, Option<i64>, u64) {
+        match self {
+            Cursor::Offset(n) => (true, None, n),
+            Cursor::After(seq) => (true, Some(seq), 0),
+            Cursor::Before(seq) => (false, Some(seq), 0),
+        }
+    }
+}
+
 /// A page request over the records of one kind under one parent and owner.
 #[derive(Debug, Clone)]
 pub struct ListQuery {

@@ -24,7 +24,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use super::metadata::{Cursor, Kind, ListQuery, Metadata, Record, StoreError, Write};
+use super::metadata::{Kind, ListQuery, Metadata, Record, StoreError, Write};
 
 /// The schema version this binary writes. A database with a newer one is refused.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -586,10 +586,11 @@ impl Metadata for PgStore {
         let q = q.clone();
         self.call(|pool| async move {
             let client = pool.get().await.map_err(pool_error)?;
-            let (cmp, order, cursor_value, offset) = match q.cursor {
-                Cursor::Offset(n) => ("<", "DESC", None, n),
-                Cursor::After(seq) => ("<", "DESC", Some(seq), 0),
-                Cursor::Before(seq) => (">", "ASC", Some(seq), 0),
+            let (newest_first, cursor_value, offset) = q.cursor.window();
+            let (cmp, order) = if newest_first {
+                ("<", "DESC")
+            } else {
+                (">", "ASC")
             };
             let sql = format!(
                 "SELECT {COLUMNS} FROM records
@@ -620,7 +621,7 @@ impl Metadata for PgStore {
                 .await
                 .map_err(pg)?;
             let mut out = rows.iter().map(read_row).collect::<PgResult<Vec<_>>>()?;
-            if matches!(q.cursor, Cursor::Before(_)) {
+            if !newest_first {
                 out.reverse();
             }
             Ok(out)

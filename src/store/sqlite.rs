@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::metadata::{Cursor, Kind, ListQuery, Metadata, Record, StoreError, Write};
+use super::metadata::{Kind, ListQuery, Metadata, Record, StoreError, Write};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
@@ -225,11 +225,13 @@ impl Metadata for SqliteStore {
 
     fn list(&self, q: &ListQuery) -> Result<Vec<Record>, StoreError> {
         let conn = self.conn();
-        let (cursor_sql, order, cursor_value, offset) = match q.cursor {
-            Cursor::Offset(n) => ("", "DESC", None, n),
-            Cursor::After(seq) => ("AND seq < ?7", "DESC", Some(seq), 0),
-            Cursor::Before(seq) => ("AND seq > ?7", "ASC", Some(seq), 0),
+        let (newest_first, cursor_value, offset) = q.cursor.window();
+        let (cmp, order) = if newest_first {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
         };
+        let cursor_sql = format!("AND (?7 IS NULL OR seq {cmp} ?7)");
         let sql = format!(
             "SELECT {COLUMNS} FROM records
              WHERE kind = ?1 AND account_sid = ?2 AND parent_sid IS ?3
@@ -258,7 +260,7 @@ impl Metadata for SqliteStore {
             )
             .map_err(backend)?;
         let mut out = rows.collect::<Result<Vec<_>, _>>().map_err(backend)?;
-        if matches!(q.cursor, Cursor::Before(_)) {
+        if !newest_first {
             out.reverse();
         }
         Ok(out)
