@@ -779,8 +779,17 @@ fn sigterm_lets_an_http2_download_finish_and_refuses_new_streams() {
     }
     let conn_result = conn_result.expect("the connection is closed after its last stream");
     if let Ok(Err(e)) = &conn_result {
+        // The GOAWAY itself was checked above (the refused stream). The client's own
+        // connection task may still be writing (a WINDOW_UPDATE) when the server closes the
+        // socket after its last stream: a broken pipe or reset there is the close, seen late.
+        let closed_under_a_write = e.get_io().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            )
+        });
         assert!(
-            e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR),
+            closed_under_a_write || (e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR)),
             "a graceful GOAWAY: {e:?}"
         );
     }
