@@ -184,11 +184,6 @@ impl PgStore {
         Ok(store)
     }
 
-    /// Where the database is, without credentials.
-    pub fn target(&self) -> &str {
-        &self.target
-    }
-
     /// Runs `work` on the store's runtime and waits for it, at most
     /// [`PgStore::OPERATION_TIMEOUT`].
     fn call<T, F, Fut>(&self, work: F) -> PgResult<T>
