@@ -463,3 +463,37 @@ fn a_lease_has_one_holder_until_it_expires(s: Store) {
     });
     assert_eq!(winners, 1);
 }
+
+#[test]
+fn postgres_over_tls_checks_the_server_certificate() {
+    let [ca, _, chain, key] = sigil::server::tls::generate_dev_certs().expect("certificates");
+    let pg = Postgres::start_tls_only(&chain, &key);
+    let dir = tempfile::tempdir().expect("dir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).expect("ca");
+    let url = pg.database("tls");
+    let list = |url: &str, ca: Option<&std::path::Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sigil"));
+        cmd.args(["account", "list", "--metadata", url])
+            .env_remove("SIGIL_METADATA_CA")
+            .env_remove("SIGIL_DATA");
+        if let Some(ca) = ca {
+            cmd.env("SIGIL_METADATA_CA", ca);
+        }
+        support::run_cli(&mut cmd)
+    };
+    // The cluster refuses plain connections; with its CA trusted, TLS is used and works.
+    let (code, _, err) = list(&format!("{url}?sslmode=require"), Some(&ca_file));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = list(&url, Some(&ca_file));
+    assert_eq!(
+        code, 0,
+        "the default (prefer) takes TLS when offered: {err}"
+    );
+    // A certificate from an unknown CA is refused, and so is TLS switched off.
+    let (code, _, err) = list(&format!("{url}?sslmode=require"), None);
+    assert_ne!(code, 0, "an unknown CA was trusted");
+    assert!(!err.contains(support::postgres::PASSWORD), "{err}");
+    let (code, _, _) = list(&format!("{url}?sslmode=disable"), Some(&ca_file));
+    assert_ne!(code, 0, "a plain connection was accepted");
+}

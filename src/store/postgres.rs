@@ -22,7 +22,7 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use futures_util::{pin_mut, StreamExt};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use super::metadata::{Kind, ListQuery, Metadata, Record, StoreError, Write};
 
@@ -159,7 +159,7 @@ impl PgStore {
             .map_err(|e| StoreError::Backend(format!("starting the PostgreSQL runtime: {e}")))?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls()?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -225,6 +225,39 @@ impl Drop for PgStore {
             rt.shutdown_background();
         }
     }
+}
+
+/// TLS for the connections, as the URL's `sslmode` asks (`prefer`, the default, uses it when
+/// the server offers it; `require` insists): server certificates are checked against the
+/// system's roots and, if `SIGIL_METADATA_CA` names a PEM file, its certificates too (a
+/// private CA, a managed database's bundle).
+fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = std::env::var_os("SIGIL_METADATA_CA") {
+        let path = std::path::PathBuf::from(path);
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(&path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| {
+                StoreError::Backend(format!("SIGIL_METADATA_CA {}: {e}", path.display()))
+            })?;
+        for cert in certs {
+            roots.add(cert).map_err(|e| {
+                StoreError::Backend(format!("SIGIL_METADATA_CA {}: {e}", path.display()))
+            })?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StoreError::Backend(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// Brings the schema to [`SCHEMA_VERSION`], one process at a time.

@@ -75,6 +75,36 @@ impl Postgres {
 
     /// Starts a new cluster.
     pub fn start() -> Postgres {
+        Postgres::start_with(|_| {})
+    }
+
+    /// Starts a new cluster that takes TLS connections only, with this certificate chain and
+    /// key (PEM): plain TCP connections are refused by `pg_hba.conf`.
+    pub fn start_tls_only(chain_pem: &str, key_pem: &str) -> Postgres {
+        Postgres::start_with(|data| {
+            std::fs::write(data.join("server.crt"), chain_pem).expect("cert");
+            std::fs::write(data.join("server.key"), key_pem).expect("key");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                data.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .expect("chmod");
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .expect("pg_hba.conf");
+            let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).expect("conf");
+            conf.push_str(
+                "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+            );
+            std::fs::write(data.join("postgresql.conf"), conf).expect("conf");
+        })
+    }
+
+    /// Starts a new cluster, `setup` changing its data directory before the server starts.
+    fn start_with(setup: impl FnOnce(&Path)) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("pg");
@@ -99,6 +129,15 @@ impl Postgres {
                 .arg(&data),
             "initdb",
         );
+        setup(&data);
+        if is_root() {
+            run(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&data),
+                "chown",
+            );
+        }
         let port = super::free_port();
         let pg = Postgres {
             bin,
