@@ -132,6 +132,19 @@ impl Harness {
         (res, v["sid"].as_str().expect("sid").to_owned())
     }
 
+    /// The Build's status.
+    async fn build_status(&self, svc: &str, build: &str) -> Value {
+        let b = self
+            .call(
+                "GET",
+                &format!("/v1/Services/{svc}/Builds/{build}"),
+                "",
+                vec![],
+            )
+            .await;
+        b["status"].clone()
+    }
+
     fn has_blob(&self, content: &[u8]) -> bool {
         let sha = support::sha256_hex(content);
         self.blobs.is_local(&sha, content.len() as u64)
@@ -159,15 +172,7 @@ async fn unused_versions_go_after_the_retention_and_held_ones_never(h: Harness) 
         .await;
     // Let the Build finish.
     for _ in 0..100 {
-        let b = h
-            .call(
-                "GET",
-                &format!("/v1/Services/{svc}/Builds/{build}"),
-                "",
-                vec![],
-            )
-            .await;
-        if b["status"] != "building" {
+        if h.build_status(&svc, &build).await != "building" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -210,15 +215,7 @@ async fn unused_versions_go_after_the_retention_and_held_ones_never(h: Harness) 
         assert_eq!(r.remote_blobs, 2, "{r:?}");
     }
     assert_eq!(r.local_blobs, 2, "{r:?}");
-    let b = h
-        .call(
-            "GET",
-            &format!("/v1/Services/{svc}/Builds/{build}"),
-            "",
-            vec![],
-        )
-        .await;
-    assert_eq!(b["status"], "completed");
+    assert_eq!(h.build_status(&svc, &build).await, "completed");
 
     // A blob no record names yet (an upload in flight) is younger than the grace period.
     let orphan = h.blobs.put(b"in flight").await.expect("put");

@@ -456,7 +456,6 @@ fn a_lease_has_one_holder_until_it_expires(s: Store) {
             .collect();
         handles
             .into_iter()
-            .filter(|_| true)
             .map(|h| h.join().expect("thread"))
             .filter(|w| *w)
             .count()
