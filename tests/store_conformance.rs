@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use sigil::store::{
-    Cursor, Kind, ListQuery, Metadata, PgStore, Record, SqliteStore, StoreError, Write,
+    Change, Cursor, Kind, ListQuery, Metadata, PgStore, Record, SqliteStore, StoreError, Write,
 };
 use support::postgres::Postgres;
 
@@ -35,6 +35,9 @@ on_both!(
     purge_deletes_only_older_records_of_the_kind,
     lookups_in_bulk_and_of_hostile_strings,
     a_lease_has_one_holder_until_it_expires,
+    the_feed_holds_each_committed_change_in_order,
+    concurrent_changes_take_consecutive_positions,
+    a_reader_behind_the_pruned_feed_is_told,
 );
 
 /// A store and what keeps it alive.
@@ -495,4 +498,125 @@ fn postgres_over_tls_checks_the_server_certificate() {
     assert!(!err.contains(support::postgres::PASSWORD), "{err}");
     let (code, _, _) = list(&format!("{url}?sslmode=disable"), Some(&ca_file));
     assert_ne!(code, 0, "a plain connection was accepted");
+}
+
+fn feed(s: &dyn Metadata, after: i64) -> Vec<(i64, Kind, String)> {
+    let page = s.changes_after(after, 1000).expect("feed");
+    assert!(!page.gap);
+    page.changes
+        .into_iter()
+        .map(|Change { position, kind, sid, .. }| (position, kind, sid))
+        .collect()
+}
+
+/// Inserts, updates and deletes of Environments, Accounts and API keys — a cascaded delete
+/// included — enter the feed in commit order; other kinds and a failed batch do not.
+fn the_feed_holds_each_committed_change_in_order(s: Store) {
+    let s = s.store;
+    let start = s.changes_after(0, 1).expect("feed").head;
+    s.commit(vec![
+        Write::Insert(rec(Kind::Account, "AC1", None)),
+        Write::Insert(rec(Kind::Service, "ZS1", None)),
+        Write::Insert(rec(Kind::Environment, "ZE1", Some("ZS1"))),
+        Write::Insert(rec(Kind::Environment, "ZE2", Some("ZS1"))),
+        Write::Insert(rec(Kind::Build, "ZB1", Some("ZS1"))),
+    ])
+    .expect("insert");
+    let mut env = s.get("ZE1").expect("get").expect("present");
+    env.encode(&serde_json::json!({"build": "ZB1"}));
+    s.commit(vec![Write::Update(env.clone())]).expect("update");
+    // Refused (stale version): no change recorded.
+    assert!(s.commit(vec![Write::Update(env)]).is_err());
+    s.commit(vec![Write::Delete("ZS1".into())]).expect("delete");
+    let got = feed(s.as_ref(), start);
+    let kinds: Vec<(Kind, &str)> = got.iter().map(|(_, k, sid)| (*k, sid.as_str())).collect();
+    assert_eq!(
+        &kinds[..4],
+        [
+            (Kind::Account, "AC1"),
+            (Kind::Environment, "ZE1"),
+            (Kind::Environment, "ZE2"),
+            (Kind::Environment, "ZE1"),
+        ]
+    );
+    let mut deleted: Vec<&str> = kinds[4..].iter().map(|(_, sid)| *sid).collect();
+    deleted.sort_unstable();
+    assert_eq!(deleted, ["ZE1", "ZE2"]);
+    let positions: Vec<i64> = got.iter().map(|c| c.0).collect();
+    let expected: Vec<i64> = (start + 1..=start + 6).collect();
+    assert_eq!(positions, expected);
+    let page = s.changes_after(start + 2, 2).expect("feed");
+    assert_eq!(page.head, start + 6);
+    assert_eq!(page.changes.len(), 2);
+    assert_eq!(page.changes[0].position, start + 3);
+    assert!(s.changes_after(start + 6, 10).expect("feed").changes.is_empty());
+}
+
+/// Eight writers at once: every change gets its own position, with no hole (a reader that
+/// read past a hole could miss the change that fills it).
+fn concurrent_changes_take_consecutive_positions(s: Store) {
+    let s = s.store;
+    let start = s.changes_after(0, 1).expect("feed").head;
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let s = Arc::clone(&s);
+            scope.spawn(move || {
+                for i in 0..10 {
+                    s.commit(vec![Write::Insert(rec(Kind::ApiKey, &format!("SK{t}x{i}"), None))])
+                        .expect("insert");
+                }
+            });
+        }
+    });
+    let got = feed(s.as_ref(), start);
+    let positions: Vec<i64> = got.iter().map(|c| c.0).collect();
+    let expected: Vec<i64> = (start + 1..=start + 80).collect();
+    assert_eq!(positions, expected);
+}
+
+fn a_reader_behind_the_pruned_feed_is_told(s: Store) {
+    let s = s.store;
+    for i in 0..3 {
+        s.commit(vec![Write::Insert(rec(Kind::Account, &format!("AC{i}"), None))])
+            .expect("insert");
+    }
+    let head = s.changes_after(0, 1).expect("feed").head;
+    // Everything recorded before the far future: all but the newest go.
+    assert_eq!(s.prune_changes(i64::MAX).expect("prune"), 2);
+    let behind = s.changes_after(head - 3, 10).expect("feed");
+    assert!(behind.gap);
+    let current = s.changes_after(head - 1, 10).expect("feed");
+    assert!(!current.gap);
+    assert_eq!(current.changes.len(), 1);
+    assert!(!s.changes_after(head, 10).expect("feed").gap);
+}
+
+/// PostgreSQL wakes feed readers (LISTEN/NOTIFY) with the position of each change.
+#[test]
+fn postgres_wakes_feed_readers() {
+    let s = postgres().store;
+    let mut wakeups = s.feed_wakeups().expect("PostgreSQL notifies");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        // The listener is connected once it wakes readers the first time.
+        tokio::time::timeout(std::time::Duration::from_secs(10), wakeups.changed())
+            .await
+            .expect("listening")
+            .expect("sender alive");
+        for i in 0..3 {
+            s.commit(vec![Write::Insert(rec(Kind::Account, &format!("AC{i}"), None))])
+                .expect("insert");
+        }
+        let head = s.changes_after(0, 1).expect("feed").head;
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            wakeups.wait_for(|p| *p >= head),
+        )
+        .await
+        .expect("notified")
+        .expect("sender alive");
+    });
 }

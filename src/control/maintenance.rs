@@ -2,8 +2,8 @@
 //! request logs past their 30 days, Asset and Function Versions that no Build holds and that
 //! are older than the retention (`--retention-days`, as Twilio keeps them 30 days), the blobs
 //! nothing refers to any more (local files and bucket objects, after a grace period so that a
-//! blob whose record is being written stays), and Builds left `building` by a process that
-//! died.
+//! blob whose record is being written stays), Builds left `building` by a process that
+//! died, and the change feed's entries older than a week.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,6 +25,9 @@ const LEASE_SECS: i64 = 1800;
 pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
 /// A Build `building` for longer than this is finished by the upkeep (its process died).
 const STALE_BUILD_SECS: i64 = 600;
+
+/// How long the change feed keeps a change.
+const FEED_RETENTION_SECS: i64 = 7 * 24 * 3600;
 
 /// What one round did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -68,6 +71,8 @@ impl ControlPlane {
         let store = Arc::clone(&self.store);
         let (logs, versions, stale) = tokio::task::spawn_blocking(move || {
             let logs = store.purge_before(Kind::Log, now - super::logs::RETENTION_SECS)?;
+            // An edge that was away longer than this reads everything afresh when it is back.
+            store.prune_changes(now - FEED_RETENTION_SECS)?;
             let mut held = HashSet::new();
             let mut stale = Vec::new();
             store.scan_each(Kind::Build, &mut |rec| {

@@ -244,6 +244,38 @@ impl ListQuery {
     }
 }
 
+/// The kinds whose writes enter the change feed: what an edge serves (an Environment names
+/// its Build) and whom it believes (an Account's auth tokens, its API keys).
+pub const FEED_KINDS: [Kind; 3] = [Kind::Environment, Kind::Account, Kind::ApiKey];
+
+/// One entry of the change feed: a record of a [`FEED_KINDS`] kind was inserted, updated or
+/// deleted (a deletion by cascade too). The store writes it in the same transaction as the
+/// change, so the feed holds exactly the committed changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Its place in the feed: positions grow by one in commit order, so a reader that has
+    /// applied everything up to `p` and reads what follows `p` never misses a change.
+    pub position: i64,
+    /// The kind of the record.
+    pub kind: Kind,
+    /// The record.
+    pub sid: String,
+    /// Its owner.
+    pub account_sid: String,
+}
+
+/// What follows a position in the feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedPage {
+    /// The changes, oldest first.
+    pub changes: Vec<Change>,
+    /// The newest position now.
+    pub head: i64,
+    /// Changes right after the position asked for were pruned ([`Metadata::prune_changes`]):
+    /// the reader cannot catch up change by change and must read everything afresh.
+    pub gap: bool,
+}
+
 /// What can go wrong in a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -307,4 +339,20 @@ pub trait Metadata: Send + Sync + 'static {
     /// other holder has it beyond `now`: whether this holder has it now. Work that must run
     /// in one process at a time across a fleet runs only under its lease.
     fn try_lease(&self, name: &str, holder: &str, now: i64, ttl: i64) -> Result<bool, StoreError>;
+    /// At most `limit` changes after `position`, oldest first, with the feed's head.
+    fn changes_after(&self, position: i64, limit: u32) -> Result<FeedPage, StoreError>;
+    /// Deletes the feed's changes recorded before a Unix time, except the newest; returns
+    /// how many. (A reader further behind than that reads everything afresh.)
+    fn prune_changes(&self, before: i64) -> Result<usize, StoreError>;
+    /// Wakes a feed reader when a change commits, with the head it knows of (PostgreSQL's
+    /// LISTEN/NOTIFY); `None` where the store cannot tell, and readers poll.
+    fn feed_wakeups(&self) -> Option<tokio::sync::watch::Receiver<i64>> {
+        None
+    }
+}
+
+/// Whether a reader at `position` has lost changes, given the oldest position kept and the
+/// head: pruning (which always keeps the newest change) leaves a hole right after it.
+pub fn feed_gap(position: i64, oldest_kept: Option<i64>, head: i64) -> bool {
+    position < head && oldest_kept.is_none_or(|oldest| oldest > position + 1)
 }

@@ -9,7 +9,9 @@ pub mod remote;
 pub mod sqlite;
 
 pub use blobs::{BlobError, BlobStore, BlobWriter, StoredBlob};
-pub use metadata::{Cursor, Kind, ListQuery, Metadata, Record, StoreError, Write};
+pub use metadata::{
+    Change, Cursor, FeedPage, Kind, ListQuery, Metadata, Record, StoreError, Write, FEED_KINDS,
+};
 pub use postgres::PgStore;
 pub use remote::RemoteBlobs;
 pub use sqlite::SqliteStore;

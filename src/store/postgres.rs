@@ -24,10 +24,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::metadata::{Kind, ListQuery, Metadata, Record, StoreError, Write};
+use super::metadata::{Change, FeedPage, Kind, ListQuery, Metadata, Record, StoreError, Write};
 
 /// The schema version this binary writes. A database with a newer one is refused.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Migrations, in order: `MIGRATIONS[i]` brings the schema from version `i` to `i + 1`.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = ["
@@ -56,7 +56,44 @@ CREATE TABLE leases (
     holder TEXT NOT NULL,
     until  BIGINT NOT NULL
 );
+", "
+-- The change feed (the kinds named are FEED_KINDS). Each change takes the next position from
+-- the one row of feed_head: that row stays locked until the transaction ends, so positions
+-- are handed out in commit order and a reader of 'position > p' never skips one still to
+-- commit. Cascaded deletes fire the row triggers too.
+CREATE TABLE feed_head (
+    single   BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (single),
+    position BIGINT NOT NULL
+);
+INSERT INTO feed_head (single, position) VALUES (TRUE, 0);
+CREATE TABLE changes (
+    position    BIGINT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    sid         TEXT NOT NULL,
+    account_sid TEXT NOT NULL,
+    created     BIGINT NOT NULL
+);
+CREATE FUNCTION sigil_feed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    r records;
+    p BIGINT;
+BEGIN
+    IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+    UPDATE feed_head SET position = position + 1 RETURNING position INTO p;
+    INSERT INTO changes (position, kind, sid, account_sid, created)
+    VALUES (p, r.kind, r.sid, r.account_sid, extract(epoch FROM now())::bigint);
+    PERFORM pg_notify('sigil_changes', p::text);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER records_feed_write AFTER INSERT OR UPDATE ON records FOR EACH ROW
+    WHEN (NEW.kind IN ('environment', 'account', 'api_key')) EXECUTE FUNCTION sigil_feed();
+CREATE TRIGGER records_feed_delete AFTER DELETE ON records FOR EACH ROW
+    WHEN (OLD.kind IN ('environment', 'account', 'api_key')) EXECUTE FUNCTION sigil_feed();
 "];
+
+/// The channel `sigil_feed()` notifies on each change.
+const FEED_CHANNEL: &str = "sigil_changes";
 
 /// Serialises concurrent migrations of several starting processes (`pg_advisory_xact_lock`).
 const MIGRATION_LOCK: i64 = 0x0051_6711_0001;
@@ -70,6 +107,11 @@ pub struct PgStore {
     runtime: Option<tokio::runtime::Runtime>,
     /// Where the database is, without credentials (for messages).
     target: String,
+    /// How to open a connection of its own (the feed's LISTEN).
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    /// The feed's wake-ups, once a reader asked for them ([`Metadata::feed_wakeups`]).
+    wakeups: std::sync::OnceLock<tokio::sync::watch::Receiver<i64>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -85,22 +127,24 @@ type PgResult<T> = Result<T, StoreError>;
 /// Maps a driver error: lost or refused connections are `Unavailable`; a deadlock or a
 /// serialisation failure means another writer got there first (`Stale`: retry).
 fn pg(e: tokio_postgres::Error) -> StoreError {
+    // The server's message, not the driver's bare "db error".
+    let text = e.as_db_error().map_or_else(|| e.to_string(), ToString::to_string);
     match e.code() {
         Some(c)
             if *c == SqlState::T_R_DEADLOCK_DETECTED
                 || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
         {
-            StoreError::Stale(e.to_string())
+            StoreError::Stale(text)
         }
         Some(c) if *c == SqlState::DISK_FULL || *c == SqlState::OUT_OF_MEMORY => {
-            StoreError::Full(e.to_string())
+            StoreError::Full(text)
         }
         Some(c) if c.code().starts_with("08") || c.code().starts_with("57") => {
             // Connection exceptions; operator intervention (shutdown, admin termination).
-            StoreError::Unavailable(e.to_string())
+            StoreError::Unavailable(text)
         }
-        Some(_) => StoreError::Backend(e.to_string()),
-        None => StoreError::Unavailable(e.to_string()),
+        Some(_) => StoreError::Backend(text),
+        None => StoreError::Unavailable(text),
     }
 }
 
@@ -157,9 +201,10 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Backend(format!("starting the PostgreSQL runtime: {e}")))?;
+        let tls = tls()?;
         let manager = Manager::from_config(
-            config,
-            tls()?,
+            config.clone(),
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -179,6 +224,9 @@ impl PgStore {
             pool,
             runtime: Some(runtime),
             target,
+            config,
+            tls,
+            wakeups: std::sync::OnceLock::new(),
         };
         store.call(|pool| async move { migrate(&pool).await })?;
         Ok(store)
@@ -214,6 +262,56 @@ impl PgStore {
             .as_ref()
             .expect("the runtime lives until drop")
             .handle()
+    }
+}
+
+/// Keeps a connection that LISTENs on [`FEED_CHANNEL`] and publishes the newest position
+/// notified; reconnects (after a pause) whenever the connection is lost, and wakes the readers
+/// then too, since notifications sent meanwhile are gone.
+async fn listen(
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    target: String,
+    head: tokio::sync::watch::Sender<i64>,
+) {
+    use tokio_postgres::AsyncMessage;
+    loop {
+        match config.connect(tls.clone()).await {
+            Ok((client, mut conn)) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    let mut messages = futures_util::stream::poll_fn(|cx| conn.poll_message(cx));
+                    while let Some(Ok(message)) = messages.next().await {
+                        if let AsyncMessage::Notification(n) = message {
+                            if let Ok(position) = n.payload().parse::<i64>() {
+                                let _ = tx.send(position);
+                            }
+                        }
+                    }
+                });
+                match client.batch_execute(&format!("LISTEN {FEED_CHANNEL}")).await {
+                    Ok(()) => {
+                        tracing::debug!(%target, "listening for changes");
+                        head.send_modify(|_| {});
+                        while let Some(position) = rx.recv().await {
+                            head.send_if_modified(|h| {
+                                let newer = position > *h;
+                                *h = (*h).max(position);
+                                newer
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(%target, error = %e, "cannot LISTEN for changes"),
+                }
+                driver.abort();
+                drop(client);
+            }
+            Err(e) => tracing::debug!(%target, error = %e, "change listener cannot connect"),
+        }
+        if head.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -715,6 +813,98 @@ impl Metadata for PgStore {
 
     fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         self.call(|pool| commit(pool, writes))
+    }
+
+    fn changes_after(&self, position: i64, limit: u32) -> Result<FeedPage, StoreError> {
+        self.call(move |pool| async move {
+            let mut client = pool.get().await.map_err(pool_error)?;
+            // One snapshot for the head and the changes.
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(pg)?;
+            let bounds = tx
+                .query_one(
+                    &tx.prepare_cached(
+                        "SELECT (SELECT min(position) FROM changes), position FROM feed_head",
+                    )
+                    .await
+                    .map_err(pg)?,
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            let (oldest, head): (Option<i64>, i64) = (bounds.get(0), bounds.get(1));
+            let rows = tx
+                .query(
+                    &tx.prepare_cached(
+                        "SELECT position, kind, sid, account_sid FROM changes
+                         WHERE position > $1 ORDER BY position LIMIT $2",
+                    )
+                    .await
+                    .map_err(pg)?,
+                    &[&position, &i64::from(limit)],
+                )
+                .await
+                .map_err(pg)?;
+            let changes = rows
+                .iter()
+                .map(|r| {
+                    let kind: &str = r.get(1);
+                    Ok(Change {
+                        position: r.get(0),
+                        kind: Kind::from_name(kind).ok_or_else(|| {
+                            StoreError::Corrupt(format!("change of unknown kind {kind}"))
+                        })?,
+                        sid: r.get(2),
+                        account_sid: r.get(3),
+                    })
+                })
+                .collect::<PgResult<Vec<_>>>()?;
+            tx.commit().await.map_err(pg)?;
+            Ok(FeedPage {
+                changes,
+                head,
+                gap: super::metadata::feed_gap(position, oldest, head),
+            })
+        })
+    }
+
+    fn prune_changes(&self, before: i64) -> Result<usize, StoreError> {
+        self.call(move |pool| async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            let n = client
+                .execute(
+                    &client
+                        .prepare_cached(
+                            "DELETE FROM changes WHERE created < $1
+                             AND position < (SELECT position FROM feed_head)",
+                        )
+                        .await
+                        .map_err(pg)?,
+                    &[&before],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        })
+    }
+
+    fn feed_wakeups(&self) -> Option<tokio::sync::watch::Receiver<i64>> {
+        let rx = self.wakeups.get_or_init(|| {
+            let (tx, rx) = tokio::sync::watch::channel(0);
+            self.handle().spawn(listen(
+                self.config.clone(),
+                self.tls.clone(),
+                self.target.clone(),
+                tx,
+            ));
+            rx
+        });
+        Some(rx.clone())
     }
 
     fn try_lease(&self, name: &str, holder: &str, now: i64, ttl: i64) -> Result<bool, StoreError> {

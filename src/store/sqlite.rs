@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::metadata::{Kind, ListQuery, Metadata, Record, StoreError, Write};
+use super::metadata::{Change, FeedPage, Kind, ListQuery, Metadata, Record, StoreError, Write};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
@@ -35,11 +35,37 @@ CREATE TABLE IF NOT EXISTS leases (
     holder TEXT NOT NULL,
     until  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS changes (
+    position    INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind        TEXT NOT NULL,
+    sid         TEXT NOT NULL,
+    account_sid TEXT NOT NULL,
+    created     INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS records_feed_insert AFTER INSERT ON records
+    WHEN NEW.kind IN ('environment', 'account', 'api_key')
+BEGIN
+    INSERT INTO changes (kind, sid, account_sid, created)
+    VALUES (NEW.kind, NEW.sid, NEW.account_sid, CAST(strftime('%s', 'now') AS INTEGER));
+END;
+CREATE TRIGGER IF NOT EXISTS records_feed_update AFTER UPDATE ON records
+    WHEN NEW.kind IN ('environment', 'account', 'api_key')
+BEGIN
+    INSERT INTO changes (kind, sid, account_sid, created)
+    VALUES (NEW.kind, NEW.sid, NEW.account_sid, CAST(strftime('%s', 'now') AS INTEGER));
+END;
+CREATE TRIGGER IF NOT EXISTS records_feed_delete AFTER DELETE ON records
+    WHEN OLD.kind IN ('environment', 'account', 'api_key')
+BEGIN
+    INSERT INTO changes (kind, sid, account_sid, created)
+    VALUES (OLD.kind, OLD.sid, OLD.account_sid, CAST(strftime('%s', 'now') AS INTEGER));
+END;
 ";
 
 /// The schema version this binary writes (`PRAGMA user_version`): 0 before records had a
-/// `version`, 1 since.
-const SCHEMA_VERSION: i64 = 1;
+/// `version`, 1 with it, 2 with the change feed (the `changes` table and its triggers; the
+/// kinds they name are [`super::FEED_KINDS`]).
+const SCHEMA_VERSION: i64 = 2;
 
 const COLUMNS: &str = "seq, sid, kind, account_sid, parent_sid, tag, created, uniq, data, version";
 
@@ -370,6 +396,59 @@ impl Metadata for SqliteStore {
             params![kind.as_str(), before],
         )
         .map_err(backend)
+    }
+
+    fn changes_after(&self, position: i64, limit: u32) -> Result<FeedPage, StoreError> {
+        let conn = self.conn();
+        // One read transaction: the head and the changes agree.
+        let tx = conn.unchecked_transaction().map_err(backend)?;
+        let (oldest, head): (Option<i64>, i64) = tx
+            .query_row(
+                "SELECT (SELECT min(position) FROM changes),
+                        COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(backend)?;
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT position, kind, sid, account_sid FROM changes
+                 WHERE position > ?1 ORDER BY position LIMIT ?2",
+            )
+            .map_err(backend)?;
+        let changes = stmt
+            .query_map(params![position, limit], |r| {
+                let kind: String = r.get(1)?;
+                Ok((r.get(0)?, kind, r.get(2)?, r.get(3)?))
+            })
+            .map_err(backend)?
+            .map(|row| {
+                let (position, kind, sid, account_sid) = row.map_err(backend)?;
+                let kind = Kind::from_name(&kind)
+                    .ok_or_else(|| StoreError::Corrupt(format!("change of unknown kind {kind}")))?;
+                Ok(Change {
+                    position,
+                    kind,
+                    sid,
+                    account_sid,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(FeedPage {
+            changes,
+            head,
+            gap: super::metadata::feed_gap(position, oldest, head),
+        })
+    }
+
+    fn prune_changes(&self, before: i64) -> Result<usize, StoreError> {
+        self.conn()
+            .execute(
+                "DELETE FROM changes WHERE created < ?1
+                 AND position < (SELECT max(position) FROM changes)",
+                [before],
+            )
+            .map_err(backend)
     }
 }
 
