@@ -141,11 +141,12 @@ fn semantics(c: &mut Criterion) {
 
 /// A whole GET of a public 1 KiB asset through `Edge::handle`, no socket.
 fn whole_request(c: &mut Criterion) {
-    use sigil::control::logs::LogSink;
     use sigil::control::ControlPlane;
     use sigil::edge::access::Tokens;
     use sigil::edge::cache::BlobCache;
-    use sigil::edge::{ApiBackend, Conn, Edge, EdgeConfig};
+    use sigil::edge::routes::Loader;
+    use sigil::edge::{Conn, Edge, EdgeConfig};
+    use sigil::logsink::LogSink;
     use sigil::store::{BlobStore, Metadata, SqliteStore};
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -164,7 +165,7 @@ fn whole_request(c: &mut Criterion) {
             "http://api".into(),
             "localhost".into(),
             None,
-            Some(Arc::clone(&routes) as Arc<dyn sigil::control::DeploymentObserver>),
+            None,
         );
         let auth = format!(
             "Basic {}",
@@ -208,6 +209,9 @@ fn whole_request(c: &mut Criterion) {
         }
         let ze = env["sid"].as_str().expect("sid");
         call("POST", format!("/v1/Services/{zs}/Environments/{ze}/Deployments"), form, format!("BuildSid={zb}").into_bytes()).await;
+        let (sites, _) = RouteTable::read_all(store.as_ref(), &mut Loader::default(), &mut |_, _| {})
+            .expect("routes");
+        routes.replace_all(sites);
         let tokens = Arc::new(Tokens::default());
         tokens.refresh(store.as_ref()).expect("tokens");
         let edge = Edge::new(
@@ -215,7 +219,7 @@ fn whole_request(c: &mut Criterion) {
             tokens,
             BlobCache::new(blobs, 64 << 20),
             LogSink::spawn(Arc::clone(&store)),
-            ApiBackend::InProcess(cp),
+            None,
             EdgeConfig {
                 api_hosts: ["serverless.localhost".into(), "serverless-upload.localhost".into()],
                 max_post_body: 65536,

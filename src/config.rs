@@ -161,6 +161,17 @@ pub enum SignatureCommand {
     },
 }
 
+/// What a `sigil serve` process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServeRole {
+    /// The API and the edge in one process (the default).
+    All,
+    /// The API only.
+    Control,
+    /// The edge only, following the shared store's change feed.
+    Edge,
+}
+
 /// Flags of `sigil serve`: the four to set first, then the rest by group.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -251,6 +262,26 @@ pub struct ServeArgs {
         help_heading = "Storage"
     )]
     pub cache_size: u64,
+
+    /// What this process runs: `all` (the API and the edge, one process), `control` (the API
+    /// listener only) or `edge` (the edge's listeners only; needs --metadata).
+    #[arg(long, env = "SIGIL_ROLE", value_enum, default_value_t = ServeRole::All, help_heading = "Fleet")]
+    pub role: ServeRole,
+    /// Address of the admin listener: `/healthz`, `/readyz` and `/metrics`, without
+    /// authentication (keep it private) [default: none].
+    #[arg(long, env = "SIGIL_ADMIN", value_parser = listen_addr, help_heading = "Fleet")]
+    pub admin: Option<SocketAddr>,
+    /// An edge's control plane (`http://host:port`): requests for the API's host names are
+    /// proxied to it [default: an edge serves no API].
+    #[arg(long, env = "SIGIL_CONTROL_URL", help_heading = "Fleet")]
+    pub control_url: Option<String>,
+    /// An edge's disk cache of blobs and its route snapshot [default: --data].
+    #[arg(long, env = "SIGIL_CACHE_DIR", help_heading = "Fleet")]
+    pub cache_dir: Option<PathBuf>,
+    /// Most bytes an edge keeps in --cache-dir; least recently used blobs are deleted past it
+    /// [default: no limit].
+    #[arg(long, env = "SIGIL_CACHE_MAX_BYTES", help_heading = "Fleet")]
+    pub cache_max_bytes: Option<u64>,
 
     /// PEM certificate chain for HTTPS [default: the embedded development certificate for
     /// localhost and *.localhost, see certs/].
@@ -546,6 +577,16 @@ pub struct Config {
     pub cache_control_protected: http::HeaderValue,
     /// Blob cache capacity in bytes.
     pub cache_bytes: u64,
+    /// What this process runs.
+    pub role: ServeRole,
+    /// Admin listener.
+    pub admin: Option<SocketAddr>,
+    /// An edge's control plane, without a trailing slash.
+    pub control_url: Option<String>,
+    /// An edge's disk cache and route snapshot (the data directory unless set).
+    pub cache_dir: PathBuf,
+    /// Byte budget of the disk cache.
+    pub cache_max_bytes: Option<u64>,
     /// Edge access log on or off.
     pub access_log: bool,
     /// Logs resource lines on or off.
@@ -635,6 +676,12 @@ impl Config {
             http::HeaderValue::from_str(v)
                 .map_err(|_| ConfigError(format!("{flag} {v:?} is not a valid header value")))
         };
+        if args.role == ServeRole::Edge && args.metadata.is_none() {
+            return Err(ConfigError(
+                "--role edge follows a shared store: give it --metadata postgres://… (and --blobs s3://… for content)".into(),
+            ));
+        }
+        let cache_dir = args.cache_dir.unwrap_or_else(|| args.data.clone());
         Ok(Config {
             data: args.data,
             metadata: match args.metadata {
@@ -676,6 +723,35 @@ impl Config {
                 &args.cache_control_protected,
             )?,
             cache_bytes: args.cache_size.saturating_mul(1024 * 1024),
+            role: args.role,
+            admin: args.admin,
+            control_url: match args.control_url {
+                Some(_) if args.role != ServeRole::Edge => {
+                    return Err(ConfigError("--control-url is for --role edge".into()))
+                }
+                Some(url) => {
+                    let url = url.trim_end_matches('/').to_owned();
+                    let rest = url
+                        .strip_prefix("http://")
+                        .or_else(|| url.strip_prefix("https://"));
+                    match rest {
+                        Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ', '@']) => Some(url),
+                        _ => {
+                            return Err(ConfigError(format!(
+                                "--control-url {url:?} must be http://host:port or https://host:port"
+                            )))
+                        }
+                    }
+                }
+                None => None,
+            },
+            cache_dir,
+            cache_max_bytes: match args.cache_max_bytes {
+                Some(n) if n < 1024 * 1024 => {
+                    return Err(ConfigError("--cache-max-bytes must be at least 1048576 (1 MiB)".into()))
+                }
+                other => other,
+            },
             access_log: args.access_log,
             request_logs: args.request_logs,
             header_read_timeout: secs("--header-read-timeout", args.header_read_timeout)?,
@@ -764,6 +840,11 @@ mod tests {
             cache_control_public: "public".into(),
             cache_control_protected: "private".into(),
             cache_size: 1,
+            role: ServeRole::All,
+            admin: None,
+            control_url: None,
+            cache_dir: None,
+            cache_max_bytes: None,
             access_log: true,
             request_logs: true,
             workers: None,

@@ -14,6 +14,7 @@
 //!   PostgreSQL implementations; `sigil copy-store`.
 //! - [`control`]: the Serverless v1 API, one file per resource, plus pagination, errors,
 //!   forms, authentication, and the periodic upkeep (retention, collection).
+//! - [`logsink`]: the batched request-log writer the edge records through.
 //! - [`server`]: listeners, timeouts and graceful shutdown.
 
 pub mod accounts;
@@ -30,5 +31,6 @@ pub mod store;
 pub type Body = http_body_util::Full<bytes::Bytes>;
 pub mod deploy;
 pub mod edge;
+pub mod logsink;
 pub mod precompress;
 pub mod signature;

@@ -129,6 +129,32 @@ pub struct Encoded {
     pub size: u64,
 }
 
+/// What an edge reads of a stored Build: its entries and their precompressed variants (the
+/// control plane's Build document has more; the rest is skipped). Also the form of a Build in
+/// an edge's route snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildManifest {
+    /// Asset versions.
+    pub asset_versions: Vec<Entry>,
+    /// Function versions.
+    pub function_versions: Vec<Entry>,
+    /// Precompressed variants, by the sha256 of the original.
+    #[serde(default)]
+    pub encodings: std::collections::BTreeMap<String, Vec<Encoded>>,
+}
+
+/// What an edge reads of a stored Environment: where it is served and what is deployed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Deployed {
+    /// The host name.
+    pub domain_name: String,
+    /// The Build deployed, if any.
+    pub build_sid: Option<String>,
+    /// The Deployment that deployed it (absent in records written before it was kept).
+    #[serde(default)]
+    pub deployment_sid: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
-use sigil::control::logs::{LogData, LogEntry, LogSink};
 use sigil::control::ControlPlane;
+use sigil::logsink::{LogData, LogEntry, LogSink};
 use sigil::store::{BlobStore, Metadata, SqliteStore};
 use support::{ACCOUNT_SID, AUTH_TOKEN};
 

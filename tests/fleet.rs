@@ -230,8 +230,9 @@ fn content_uploaded_through_one_replica_is_built_and_served_through_another() {
             &[("BuildSid", zb.as_str())],
         )
         .expect(201);
-    // B's edge never held the bytes: it fetches them from the bucket, checked, and serves.
-    assert!(!b
+    // B never held the bytes, yet its edge has them before the Deployment's 201: it fetched
+    // them from the bucket, checked, before it switched the Environment (prefetch, then flip).
+    assert!(b
         .data()
         .join("blobs")
         .join(&support::sha256_hex(&content)[..2])

@@ -505,7 +505,14 @@ fn feed(s: &dyn Metadata, after: i64) -> Vec<(i64, Kind, String)> {
     assert!(!page.gap);
     page.changes
         .into_iter()
-        .map(|Change { position, kind, sid, .. }| (position, kind, sid))
+        .map(
+            |Change {
+                 position,
+                 kind,
+                 sid,
+                 ..
+             }| (position, kind, sid),
+        )
         .collect()
 }
 
@@ -549,7 +556,11 @@ fn the_feed_holds_each_committed_change_in_order(s: Store) {
     assert_eq!(page.head, start + 6);
     assert_eq!(page.changes.len(), 2);
     assert_eq!(page.changes[0].position, start + 3);
-    assert!(s.changes_after(start + 6, 10).expect("feed").changes.is_empty());
+    assert!(s
+        .changes_after(start + 6, 10)
+        .expect("feed")
+        .changes
+        .is_empty());
 }
 
 /// Eight writers at once: every change gets its own position, with no hole (a reader that
@@ -562,8 +573,12 @@ fn concurrent_changes_take_consecutive_positions(s: Store) {
             let s = Arc::clone(&s);
             scope.spawn(move || {
                 for i in 0..10 {
-                    s.commit(vec![Write::Insert(rec(Kind::ApiKey, &format!("SK{t}x{i}"), None))])
-                        .expect("insert");
+                    s.commit(vec![Write::Insert(rec(
+                        Kind::ApiKey,
+                        &format!("SK{t}x{i}"),
+                        None,
+                    ))])
+                    .expect("insert");
                 }
             });
         }
@@ -577,8 +592,12 @@ fn concurrent_changes_take_consecutive_positions(s: Store) {
 fn a_reader_behind_the_pruned_feed_is_told(s: Store) {
     let s = s.store;
     for i in 0..3 {
-        s.commit(vec![Write::Insert(rec(Kind::Account, &format!("AC{i}"), None))])
-            .expect("insert");
+        s.commit(vec![Write::Insert(rec(
+            Kind::Account,
+            &format!("AC{i}"),
+            None,
+        ))])
+        .expect("insert");
     }
     let head = s.changes_after(0, 1).expect("feed").head;
     // Everything recorded before the far future: all but the newest go.
@@ -607,8 +626,12 @@ fn postgres_wakes_feed_readers() {
             .expect("listening")
             .expect("sender alive");
         for i in 0..3 {
-            s.commit(vec![Write::Insert(rec(Kind::Account, &format!("AC{i}"), None))])
-                .expect("insert");
+            s.commit(vec![Write::Insert(rec(
+                Kind::Account,
+                &format!("AC{i}"),
+                None,
+            ))])
+            .expect("insert");
         }
         let head = s.changes_after(0, 1).expect("feed").head;
         tokio::time::timeout(

@@ -160,15 +160,14 @@ impl ControlPlane {
         env_data.deployment_sid = Some(rec.sid.clone());
         env_data.date_updated = created;
         env_rec.encode(&env_data);
-        let env_sid = env_rec.sid.clone();
         let writes = vec![
             Write::Insert(rec.clone()),
             Write::Update(env_rec),
             Write::check(&build),
         ];
         self.db(move |s| s.commit(writes)).await?;
-        // The edge swaps its route before the POST returns.
-        self.notify(vec![env_sid]).await;
+        // The edge in this process swaps its route before the POST returns.
+        self.changed().await;
         Ok((rec, data))
     }
 }

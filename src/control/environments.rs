@@ -182,7 +182,7 @@ impl ControlPlane {
             let (_, rec, _) = self.environment(ctx, svc, env).await?;
             let sid = rec.sid.clone();
             self.db(move |s| s.commit(vec![Write::Delete(sid)])).await?;
-            self.notify(vec![rec.sid]).await;
+            self.changed().await;
             Ok(super::no_content())
         })
         .await

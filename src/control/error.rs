@@ -92,6 +92,13 @@ impl ApiError {
     }
 
     /// 414 / 20414 [GUESS]: the request target is longer than `--max-uri-bytes`.
+    /// 502 or 504 from an edge whose control plane cannot be reached or did not answer in
+    /// time (Twilio's 20503, Service Unavailable).
+    pub fn control_plane_unavailable(status: StatusCode, message: &str) -> ApiError {
+        ApiError::new(status, 20503, message)
+    }
+
+    /// 414.
     pub fn uri_too_long(limit: usize) -> ApiError {
         ApiError::new(
             StatusCode::URI_TOO_LONG,

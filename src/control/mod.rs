@@ -68,15 +68,30 @@ where
 /// The largest form body the API reads (a Build with 1,100 version SIDs is about 50 KB).
 pub const MAX_FORM_BODY: usize = 1024 * 1024;
 
-/// Told of every change to what an Environment serves (the edge's route table). Called on a
-/// blocking thread, after the change is committed and before the API request returns.
-pub trait DeploymentObserver: Send + Sync + 'static {
-    /// The Environment was deployed to, or deleted (possibly with its Service).
-    fn environment_changed(
+/// Response header with the change feed's position after a write that changed what edges
+/// serve (a Deployment, an Environment or Service deleted): an edge that proxied the request
+/// waits until it has applied the feed that far before it answers, so its client sees the
+/// change on that edge at once. Not part of Twilio's API; clients ignore it.
+pub const FEED_POSITION: &str = "sigil-feed-position";
+
+/// How long a write waits for the edge in the same process to apply its change.
+pub const FEED_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// An edge in the same process that follows the change feed: after a change, the API waits
+/// (bounded) for it to be applied, so the edge serves it before the request returns.
+pub trait FeedApplied: Send + Sync + 'static {
+    /// Returns once every change up to `position` is applied, or after `within`: whether it
+    /// was.
+    fn applied_up_to(
         &self,
-        store: &dyn Metadata,
-        environment_sid: &str,
-    ) -> Result<(), StoreError>;
+        position: i64,
+        within: std::time::Duration,
+    ) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + '_>>;
+}
+
+tokio::task_local! {
+    /// The feed position a request's change reached ([`FEED_POSITION`]).
+    static CHANGED: std::cell::Cell<Option<i64>>;
 }
 
 /// Every blob digest the metadata refers to: each version's content, and each Build's entries
@@ -125,7 +140,8 @@ pub struct ControlPlane {
     domain: String,
     /// The [`EDGE_PORTS`] header's value, when an edge serves in the same process.
     edge_ports: Option<HeaderValue>,
-    observer: Option<Arc<dyn DeploymentObserver>>,
+    /// The edge in this process, if one serves here.
+    feed: Option<Arc<dyn FeedApplied>>,
     /// False while start-up's blob collection runs ([`ControlPlane::start`]).
     ready: tokio::sync::watch::Sender<bool>,
 }
@@ -270,7 +286,7 @@ impl ControlPlane {
         base_url: String,
         domain: String,
         edge_ports: Option<(u16, u16)>,
-        observer: Option<Arc<dyn DeploymentObserver>>,
+        feed: Option<Arc<dyn FeedApplied>>,
     ) -> Arc<ControlPlane> {
         Arc::new(ControlPlane {
             store,
@@ -281,7 +297,7 @@ impl ControlPlane {
                 HeaderValue::from_str(&format!("http={http}, https={https}"))
                     .expect("digits, letters and punctuation make a header value")
             }),
-            observer,
+            feed,
             ready: tokio::sync::watch::channel(true).0,
         })
     }
@@ -340,23 +356,26 @@ impl ControlPlane {
         }
     }
 
-    /// Tells the observer that these Environments changed; the edge is up to date when this
-    /// returns.
-    async fn notify(&self, environment_sids: Vec<String>) {
-        let Some(observer) = self.observer.clone() else {
-            return;
-        };
-        let store = Arc::clone(&self.store);
-        let done = tokio::task::spawn_blocking(move || {
-            for sid in &environment_sids {
-                if let Err(e) = observer.environment_changed(store.as_ref(), sid) {
-                    tracing::error!(environment = %sid, error = %e, "could not update the route table");
-                }
+    /// After a committed change to what edges serve: notes the feed's position for the
+    /// response ([`FEED_POSITION`]) and waits, bounded, for the edge in this process to apply
+    /// it. The change is committed whatever happens here: a failure is logged, and edges
+    /// apply it from the feed all the same.
+    async fn changed(&self) {
+        let head = match self.db(|s| Ok(s.changes_after(i64::MAX, 0)?.head)).await {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "the change feed's position cannot be read");
+                return;
             }
-        })
-        .await;
-        if let Err(e) = done {
-            tracing::error!(error = %e, "route table update panicked");
+        };
+        let _ = CHANGED.try_with(|c| c.set(Some(head)));
+        if let Some(feed) = &self.feed {
+            if !feed.applied_up_to(head, FEED_WAIT).await {
+                tracing::warn!(
+                    position = head,
+                    "the edge did not apply a change in time; it goes on trying"
+                );
+            }
         }
     }
 
@@ -371,11 +390,20 @@ impl ControlPlane {
             let _ = self.ready.subscribe().wait_for(|open| *open).await;
         }
         let request_sid = crate::sid::request_sid();
-        let mut resp = match self.route(req).await {
+        let (changed, routed) = CHANGED
+            .scope(std::cell::Cell::new(None), async {
+                let routed = self.route(req).await;
+                (CHANGED.with(std::cell::Cell::get), routed)
+            })
+            .await;
+        let mut resp = match routed {
             Ok(r) => r,
             Err(e) => e.into_response(),
         };
         let h = resp.headers_mut();
+        if let Some(position) = changed {
+            h.insert(FEED_POSITION, HeaderValue::from(position));
+        }
         if let Ok(v) = HeaderValue::from_str(&request_sid) {
             h.insert("twilio-request-id", v);
         }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::{json_response, ApiError, ApiResult, ControlPlane, Ctx, ListFilter};
 use crate::clock::{iso, now};
 use crate::sid::{random_below, Prefix};
-use crate::store::{Kind, ListQuery, Record, StoreError, Write};
+use crate::store::{Kind, Record, Write};
 
 /// The longest Service unique name [SPEC].
 const MAX_UNIQUE_NAME: usize = 50;
@@ -198,17 +198,10 @@ impl ControlPlane {
     pub(super) async fn delete_service(&self, ctx: &Ctx, id: &str) -> ApiResult {
         super::retrying(|| async move {
             let (rec, _) = self.service(ctx, id).await?;
-            let query = ListQuery::children(Kind::Environment, &ctx.account, &rec.sid);
             let sid = rec.sid.clone();
-            let environments = self
-                .db(move |s| {
-                    let envs = s.list(&query)?;
-                    s.commit(vec![Write::Delete(sid)])?;
-                    Ok::<_, StoreError>(envs)
-                })
-                .await?;
-            self.notify(environments.into_iter().map(|e| e.sid).collect())
-                .await;
+            self.db(move |s| s.commit(vec![Write::Delete(sid)])).await?;
+            // Its Environments went with it (a cascade), into the feed too.
+            self.changed().await;
             Ok(super::no_content())
         })
         .await

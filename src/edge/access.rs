@@ -19,20 +19,43 @@ use crate::store::{Kind, Metadata, StoreError};
 #[derive(Default)]
 pub struct Tokens {
     map: ArcSwap<HashMap<String, Vec<SigningKey>>>,
+    /// The same tokens as text, for the edge's route snapshot (writers only).
+    text: std::sync::Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl Tokens {
     /// Re-reads every account's tokens.
     pub fn refresh(&self, store: &dyn Metadata) -> Result<(), StoreError> {
-        let mut map = HashMap::new();
+        let mut text = HashMap::new();
         for rec in store.scan(Kind::Account)? {
             let data: AccountData = rec.decode()?;
-            let mut tokens = vec![SigningKey::new(&data.auth_token)];
-            tokens.extend(data.secondary_auth_token.as_deref().map(SigningKey::new));
-            map.insert(rec.sid, tokens);
+            let mut tokens = vec![data.auth_token];
+            tokens.extend(data.secondary_auth_token);
+            text.insert(rec.sid, tokens);
         }
-        self.map.store(Arc::new(map));
+        self.replace(text);
         Ok(())
+    }
+
+    /// Puts these tokens (Account SID → primary, then secondary) in place of all others.
+    pub fn replace(&self, text: HashMap<String, Vec<String>>) {
+        let map = text
+            .iter()
+            .map(|(sid, tokens)| {
+                (
+                    sid.clone(),
+                    tokens.iter().map(|t| SigningKey::new(t)).collect(),
+                )
+            })
+            .collect();
+        let mut held = self.text.lock().unwrap_or_else(|p| p.into_inner());
+        self.map.store(Arc::new(map));
+        *held = text;
+    }
+
+    /// The tokens as text (Account SID → primary, then secondary).
+    pub fn export(&self) -> HashMap<String, Vec<String>> {
+        self.text.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Checks a signature for `account_sid`.

@@ -3,6 +3,12 @@
 //! ([`BlobCache::cached`]); a miss ([`BlobCache::load`]) maps the file and asks the kernel to
 //! read it ahead (`madvise(WILLNEED)`) on a blocking thread, so page faults do not stall the
 //! runtime threads; concurrent misses for one blob share one load.
+//!
+//! With a bucket behind it, the blob directory is the edge's disk cache (`--cache-dir`): a
+//! blob is downloaded on first use or before a Deployment is switched to
+//! ([`BlobCache::ensure_local`]), one download per digest however many ask at once, checked
+//! and renamed into place, and the least recently used files are unlinked (never truncated:
+//! maps of them stay valid) when the directory holds more than `--cache-max-bytes`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,6 +20,12 @@ use crate::store::BlobStore;
 /// The cache.
 pub struct BlobCache {
     blobs: BlobStore,
+    /// Downloads in flight, one per digest.
+    inflight: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// With a byte budget for the directory: the files in it, weighed in KiB, least recently
+    /// used unlinked first.
+    disk: Option<moka::sync::Cache<String, u64>>,
+    downloads: AtomicU64,
     /// Keyed by hex digest; foldhash rather than SipHash: keys are sha256 digests, which
     /// nobody can choose to collide, and the hash is taken on every request.
     maps: moka::sync::Cache<String, Bytes, foldhash::fast::RandomState>,
@@ -93,9 +105,97 @@ impl BlobCache {
         BlobCache {
             blobs,
             maps,
+            inflight: std::sync::Mutex::default(),
+            disk: None,
+            downloads: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
+    }
+
+    /// Keeps the blob directory under `max_bytes`, unlinking the least recently used files;
+    /// the files there now are counted first (in no particular order of use).
+    pub fn with_disk_budget(mut self, max_bytes: u64) -> BlobCache {
+        let blobs = self.blobs.clone();
+        let disk = moka::sync::Cache::builder()
+            .max_capacity(max_bytes / 1024)
+            .weigher(|_: &String, size: &u64| u32::try_from(size / 1024 + 1).unwrap_or(u32::MAX))
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
+            .eviction_listener(move |sha256: Arc<String>, _size, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    // Unlinked, never truncated: a map of it stays valid.
+                    let _ = std::fs::remove_file(blobs.path(&sha256));
+                }
+            })
+            .build();
+        for (sha256, size) in self.blobs.list_local() {
+            disk.insert(sha256, size);
+        }
+        self.disk = Some(disk);
+        self
+    }
+
+    /// Makes sure a blob is in the blob directory, downloading it from the bucket if it is
+    /// not: one download per digest at a time, the others wait for it.
+    pub async fn ensure_local(&self, sha256: &str, size: u64) -> Result<(), CacheError> {
+        if self.blobs.is_local(sha256, size) {
+            self.used(sha256, size);
+            return Ok(());
+        }
+        let gate = Arc::clone(
+            self.inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(sha256.to_owned())
+                .or_default(),
+        );
+        let fetched = {
+            let _turn = gate.lock().await;
+            // The download this waited for may have placed it.
+            if self.blobs.is_local(sha256, size) {
+                Ok(())
+            } else {
+                self.downloads.fetch_add(1, Ordering::Relaxed);
+                self.blobs.fetch(sha256, size).await
+            }
+        };
+        {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            // The last one out removes the gate (the map's own reference and this one).
+            if Arc::strong_count(&gate) <= 2 {
+                inflight.remove(sha256);
+            }
+        }
+        fetched.map_err(|e| match e {
+            crate::store::BlobError::Remote(_) => CacheError::Unavailable {
+                sha256: sha256.to_owned(),
+                reason: e.to_string(),
+            },
+            _ => CacheError::Blob {
+                sha256: sha256.to_owned(),
+                reason: e.to_string(),
+            },
+        })?;
+        self.used(sha256, size);
+        Ok(())
+    }
+
+    fn used(&self, sha256: &str, size: u64) {
+        if let Some(disk) = &self.disk {
+            if disk.get(sha256).is_none() {
+                disk.insert(sha256.to_owned(), size);
+            }
+        }
+    }
+
+    /// Whether blobs come from a bucket (and so may need fetching before they are served).
+    pub fn has_remote(&self) -> bool {
+        self.blobs.remote().is_some()
+    }
+
+    /// Blobs downloaded from the bucket so far.
+    pub fn downloads(&self) -> u64 {
+        self.downloads.load(Ordering::Relaxed)
     }
 
     /// The whole content of a blob if it is mapped already: a lookup, no waiting.
@@ -111,16 +211,7 @@ impl BlobCache {
         // With a bucket, a blob this process has not used yet is fetched first (a stat when
         // it is here already).
         if self.blobs.remote().is_some() {
-            self.blobs.fetch(sha256, size).await.map_err(|e| match e {
-                crate::store::BlobError::Remote(_) => CacheError::Unavailable {
-                    sha256: sha256.to_owned(),
-                    reason: e.to_string(),
-                },
-                _ => CacheError::Blob {
-                    sha256: sha256.to_owned(),
-                    reason: e.to_string(),
-                },
-            })?;
+            self.ensure_local(sha256, size).await?;
         }
         let maps = self.maps.clone();
         let blobs = self.blobs.clone();

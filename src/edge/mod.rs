@@ -8,9 +8,12 @@
 
 pub mod access;
 pub mod cache;
+pub mod feed;
 pub mod http;
 pub mod metrics;
+pub mod proxy;
 pub mod routes;
+pub mod snapshot;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -27,16 +30,23 @@ use self::http::encoding::{self, Coding};
 use self::http::range::{self, RangeOutcome};
 use self::metrics::Metrics;
 use self::routes::{EdgeAsset, Representation, RouteTable, Site};
-use crate::control::logs::{LogData, LogEntry, LogSink};
-use crate::control::ControlPlane;
+use crate::logsink::{LogData, LogEntry, LogSink};
 use crate::manifest::Visibility;
 use crate::Body;
 
-/// Where requests for the API's host names go. In-process today; the seam where a proxy to a
-/// remote control plane will go.
-pub enum ApiBackend {
-    /// The control plane in this process.
-    InProcess(Arc<ControlPlane>),
+/// The body of a request for the API's host names, as the edge hands it on.
+pub type ApiBody =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Where requests for the API's host names go: the control plane in this process, or a
+/// proxy to one elsewhere ([`proxy::Proxy`]).
+pub trait ApiHandler: Send + Sync + 'static {
+    /// Answers one API request that arrived on `conn`.
+    fn handle(
+        &self,
+        req: Request<ApiBody>,
+        conn: Conn,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send + '_>>;
 }
 
 /// Edge settings (from `sigil serve` flags).
@@ -78,7 +88,7 @@ pub struct Edge {
     /// Counters.
     pub metrics: Arc<Metrics>,
     logs: Arc<LogSink>,
-    api: ApiBackend,
+    api: Option<Arc<dyn ApiHandler>>,
     config: EdgeConfig,
 }
 
@@ -135,7 +145,7 @@ pub struct Pending<B>(Box<Later<B>>);
 
 enum Later<B> {
     /// For the API's host names: the control plane answers.
-    Api(Request<B>),
+    Api(Request<B>, Conn),
     /// A POST: access needs its body.
     Body {
         site: Arc<Site>,
@@ -226,7 +236,7 @@ impl Edge {
         tokens: Arc<Tokens>,
         cache: BlobCache,
         logs: Arc<LogSink>,
-        api: ApiBackend,
+        api: Option<Arc<dyn ApiHandler>>,
         config: EdgeConfig,
     ) -> Edge {
         Edge {
@@ -286,7 +296,7 @@ impl Edge {
             .iter()
             .any(|h| h.as_str() == host.as_ref())
         {
-            return Handled::Later(Pending(Box::new(Later::Api(req))));
+            return Handled::Later(Pending(Box::new(Later::Api(req, *conn))));
         }
         let Some(site) = self.routes.lookup(&host) else {
             let outcome = Outcome::NotFound;
@@ -329,9 +339,12 @@ impl Edge {
         let mut later = *later;
         loop {
             later = match later {
-                Later::Api(req) => {
-                    let ApiBackend::InProcess(cp) = &self.api;
-                    return cp.handle(req).await;
+                Later::Api(req, conn) => {
+                    let Some(api) = &self.api else {
+                        return no_api();
+                    };
+                    let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+                    return api.handle(req, conn).await;
                 }
                 Later::Body {
                     site,
@@ -642,6 +655,15 @@ impl Edge {
 struct RequestLine {
     method: Method,
     uri: ::http::Uri,
+}
+
+/// The answer for the API's host names on an edge with no control plane to send them to.
+pub fn no_api() -> Response<Body> {
+    crate::control::ApiError::control_plane_unavailable(
+        StatusCode::BAD_GATEWAY,
+        "This edge serves no API (it has no --control-url)",
+    )
+    .into_response()
 }
 
 /// A plain-text response: the edge's answer for every error.

@@ -11,11 +11,9 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 
-use crate::control::builds::BuildData;
-use crate::control::environments::EnvironmentData;
 use crate::edge::http::encoding::Coding;
-use crate::manifest::{Entry, Visibility};
-use crate::store::{Kind, ListQuery, Metadata, StoreError};
+use crate::manifest::{BuildManifest, Deployed, Entry, Visibility};
+use crate::store::{Kind, ListQuery, Metadata, Record, StoreError};
 
 /// Whether `value` is a valid Host field value (RFC 9110 §7.2, RFC 3986 §3.2.2):
 /// `uri-host [ ":" port ]`, where the host is a registered name (unreserved characters,
@@ -195,7 +193,7 @@ pub type Assets = HashMap<String, Arc<EdgeAsset>>;
 /// version (versions are immutable), so 1,000 Environments of 100 assets cost 100 entries
 /// plus 1,000 small maps, not 100,000 entries.
 #[derive(Default)]
-struct Loader {
+pub struct Loader {
     by_build: HashMap<String, Arc<Assets>>,
     by_version: HashMap<String, Arc<EdgeAsset>>,
 }
@@ -233,11 +231,15 @@ impl Default for RouteTable {
     }
 }
 
+/// What an Environment serves now, as read from the store: a Site, or nothing (undeployed or
+/// deleted).
+pub type Served = (String, Option<Arc<Site>>);
+
 impl Loader {
     /// Starts from the maps the table already holds.
-    fn from_table(sites: &HashMap<String, Arc<Site>>) -> Loader {
+    pub fn from_table(table: &RouteTable) -> Loader {
         let mut loader = Loader::default();
-        for site in sites.values() {
+        for site in table.sites.load().values() {
             loader
                 .by_build
                 .entry(site.build_sid.clone())
@@ -246,7 +248,8 @@ impl Loader {
         loader
     }
 
-    fn assets(&mut self, build_sid: &str, b: &BuildData) -> Arc<Assets> {
+    /// The asset map of a Build, made once.
+    pub fn assets(&mut self, build_sid: &str, b: &BuildManifest) -> Arc<Assets> {
         if let Some(a) = self.by_build.get(build_sid) {
             return Arc::clone(a);
         }
@@ -267,12 +270,21 @@ impl Loader {
         assets
     }
 
-    fn site(
+    /// Whether the asset map of this Build is made already.
+    pub fn has_build(&self, build_sid: &str) -> bool {
+        self.by_build.contains_key(build_sid)
+    }
+
+    /// The Site an Environment record describes: `None` when nothing is deployed to it. A
+    /// Build not loaded yet is read from `store` and handed to `keep` (the route snapshot). A
+    /// Build record that is missing is an error, never a site silently dropped.
+    pub fn site(
         &mut self,
         store: &dyn Metadata,
-        env: &crate::store::Record,
+        env: &Record,
+        keep: &mut dyn FnMut(&str, &BuildManifest),
     ) -> Result<Option<Arc<Site>>, StoreError> {
-        let data: EnvironmentData = env.decode()?;
+        let data: Deployed = env.decode()?;
         let Some(build_sid) = data.build_sid else {
             return Ok(None);
         };
@@ -280,9 +292,13 @@ impl Loader {
             Some(a) => Arc::clone(a),
             None => {
                 let Some(build) = store.get(&build_sid)? else {
-                    return Ok(None);
+                    return Err(StoreError::Corrupt(format!(
+                        "Environment {} is deployed to Build {build_sid}, which is not stored",
+                        env.sid
+                    )));
                 };
-                let b: BuildData = build.decode()?;
+                let b: BuildManifest = build.decode()?;
+                keep(&build_sid, &b);
                 self.assets(&build_sid, &b)
             }
         };
@@ -324,11 +340,23 @@ impl RouteTable {
         self.len() == 0
     }
 
+    /// Every Site served now.
+    pub fn sites(&self) -> Vec<Arc<Site>> {
+        self.sites.load().values().cloned().collect()
+    }
+
+    /// The Site of an Environment, if it is served.
+    pub fn of_environment(&self, environment_sid: &str) -> Option<Arc<Site>> {
+        let domain = self.domains().get(environment_sid).cloned()?;
+        self.lookup(&domain)
+    }
+
     fn domains(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
         self.domains.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Replaces the whole table (benchmarks and tests that build Sites by hand).
+    /// Replaces the whole table (start-up, a route snapshot, and benchmarks and tests that
+    /// build Sites by hand).
     pub fn replace_all(&self, sites: HashMap<String, Arc<Site>>) {
         let mut domains = self.domains();
         domains.clear();
@@ -338,116 +366,64 @@ impl RouteTable {
         self.sites.store(Arc::new(sites));
     }
 
-    /// Loads every Environment with an active Deployment (at start).
-    pub fn load_all(&self, store: &dyn Metadata) -> Result<usize, StoreError> {
+    /// Reads every Environment with an active Deployment: the whole table, to put in place
+    /// with [`RouteTable::replace_all`], and the Environments that could not be read (a
+    /// damaged record, a missing Build), which are left out.
+    pub fn read_all(
+        store: &dyn Metadata,
+        loader: &mut Loader,
+        keep: &mut dyn FnMut(&str, &BuildManifest),
+    ) -> Result<(HashMap<String, Arc<Site>>, Vec<(String, StoreError)>), StoreError> {
         let mut sites = HashMap::new();
-        let mut domains = self.domains();
-        let mut loader = Loader::default();
+        let mut broken = Vec::new();
+        // First the Environments (a store may not take other reads while it scans), then
+        // their Builds.
         for env in store.scan(Kind::Environment)? {
-            if let Some(site) = loader.site(store, &env)? {
-                domains.insert(env.sid.clone(), site.domain.clone());
-                sites.insert(site.domain.clone(), site);
-            }
-        }
-        let n = sites.len();
-        self.sites.store(Arc::new(sites));
-        Ok(n)
-    }
-
-    /// Brings the table in line with the store: every Environment whose Build or Deployment
-    /// differs from what is served is loaded again, and those gone or undeployed are dropped.
-    /// For several processes on one shared store, where a Deployment made through another
-    /// process is not announced here; returns how many Environments changed. Reads every
-    /// Environment (small records) and only the Builds that changed.
-    pub fn reconcile(&self, store: &dyn Metadata) -> Result<usize, StoreError> {
-        // Held throughout, so a reload in this process (a Deployment made here) is never
-        // overwritten by an older view read before it.
-        let mut domains = self.domains();
-        let current = self.sites.load_full();
-        let mut sites = HashMap::clone(&current);
-        let mut seen = std::collections::HashSet::new();
-        // First the Environments that changed (a store may not take other reads while it
-        // scans), then their Builds.
-        let mut stale = Vec::new();
-        store.scan_each(Kind::Environment, &mut |env| {
-            seen.insert(env.sid.clone());
-            let data: EnvironmentData = env.decode()?;
-            let served = domains.get(&env.sid).and_then(|domain| current.get(domain));
-            let same = match (served, &data.build_sid) {
-                (Some(site), Some(build)) => {
-                    site.build_sid == *build
-                        && site.domain == data.domain_name
-                        && (data.deployment_sid.is_none()
-                            || site.deployment_sid == data.deployment_sid)
+            match loader.site(store, &env, keep) {
+                Ok(Some(site)) => {
+                    sites.insert(site.domain.clone(), site);
                 }
-                (None, None) => true,
-                _ => false,
-            };
-            if !same {
-                stale.push(env);
-            }
-            Ok(())
-        })?;
-        let mut changed = stale.len();
-        let mut loader = Loader::from_table(&sites);
-        for env in stale {
-            if let Some(old) = domains.remove(&env.sid) {
-                sites.remove(&old);
-            }
-            if let Some(site) = loader.site(store, &env)? {
-                domains.insert(env.sid.clone(), site.domain.clone());
-                sites.insert(site.domain.clone(), site);
+                Ok(None) => {}
+                Err(e @ (StoreError::Unavailable(_) | StoreError::Backend(_))) => return Err(e),
+                Err(e) => broken.push((env.sid.clone(), e)),
             }
         }
-        let gone: Vec<String> = domains
-            .keys()
-            .filter(|sid| !seen.contains(*sid))
-            .cloned()
-            .collect();
-        for sid in gone {
-            if let Some(domain) = domains.remove(&sid) {
-                sites.remove(&domain);
-                changed += 1;
-            }
-        }
-        if changed > 0 {
-            self.sites.store(Arc::new(sites));
-        }
-        Ok(changed)
+        Ok((sites, broken))
     }
 
-    /// Re-reads one Environment and swaps the table (after a Deployment or a deletion).
-    pub fn reload(&self, store: &dyn Metadata, environment_sid: &str) -> Result<(), StoreError> {
-        // Writers hold the domain map for the whole read-modify-swap, so two reloads cannot
-        // lose each other's change.
+    /// Reads what each of these Environments serves now (none when it is gone).
+    pub fn read(
+        store: &dyn Metadata,
+        loader: &mut Loader,
+        environment_sid: &str,
+        keep: &mut dyn FnMut(&str, &BuildManifest),
+    ) -> Result<Option<Arc<Site>>, StoreError> {
+        match store
+            .get(environment_sid)?
+            .filter(|r| r.kind == Kind::Environment)
+        {
+            Some(env) => loader.site(store, &env, keep),
+            None => Ok(None),
+        }
+    }
+
+    /// Puts what Environments serve now in place, in one swap.
+    pub fn apply(&self, served: Vec<Served>) {
+        if served.is_empty() {
+            return;
+        }
         let mut domains = self.domains();
         let mut sites = HashMap::clone(&self.sites.load());
-        let env = store
-            .get(environment_sid)?
-            .filter(|r| r.kind == Kind::Environment);
-        let site = match &env {
-            Some(env) => Loader::from_table(&sites).site(store, env)?,
-            None => None,
-        };
-        if let Some(old) = domains.remove(environment_sid) {
-            sites.remove(&old);
-        }
-        if let Some(site) = site {
-            domains.insert(environment_sid.to_owned(), site.domain.clone());
-            sites.insert(site.domain.clone(), site);
+        for (environment_sid, site) in served {
+            if let Some(old) = domains.remove(&environment_sid) {
+                sites.remove(&old);
+            }
+            if let Some(site) = site {
+                domains.insert(environment_sid, site.domain.clone());
+                sites.insert(site.domain.clone(), site);
+            }
         }
         self.sites.store(Arc::new(sites));
-        Ok(())
-    }
-}
-
-impl crate::control::DeploymentObserver for RouteTable {
-    fn environment_changed(
-        &self,
-        store: &dyn Metadata,
-        environment_sid: &str,
-    ) -> Result<(), StoreError> {
-        self.reload(store, environment_sid)
     }
 }
 

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use super::coalesce::Coalescing;
 use super::{App, Limits};
-use crate::edge::{Conn, Handled};
+use crate::edge::{Conn, Edge, Handled};
 use crate::Body;
 
 /// What a connection with prior knowledge sends first.
@@ -62,6 +62,7 @@ pub(super) async fn serve<I>(
     prefix: Bytes,
     io: I,
     app: &Arc<App>,
+    edge: &Arc<Edge>,
     conn: Conn,
     stop: &mut watch::Receiver<bool>,
 ) where
@@ -128,7 +129,7 @@ pub(super) async fn serve<I>(
         match next {
             Some(Ok((req, tx))) => {
                 last_stream = Instant::now();
-                answer(app, &conn, req, tx);
+                answer(app, edge, &conn, req, tx);
             }
             Some(Err(e)) => {
                 tracing::debug!(peer = %conn.peer, error = %e, "HTTP/2 connection error");
@@ -142,6 +143,7 @@ pub(super) async fn serve<I>(
 /// Answers a stream: at once when the edge can, else from a task of its own.
 fn answer(
     app: &Arc<App>,
+    edge: &Arc<Edge>,
     conn: &Conn,
     req: Request<h2::RecvStream>,
     tx: h2::server::SendResponse<Bytes>,
@@ -152,12 +154,12 @@ fn answer(
         return send(tx, resp, head);
     }
     let req = req.map(|b| super::body::TimedBody::new(RecvBody(b), app.limits.body_read));
-    match app.edge.handle_now(req, conn) {
+    match edge.handle_now(req, conn) {
         Handled::Now(resp) => send(tx, resp, head),
         Handled::Later(pending) => {
-            let app = Arc::clone(app);
+            let edge = Arc::clone(edge);
             tokio::spawn(async move {
-                let resp = app.edge.handle_later(pending).await;
+                let resp = edge.handle_later(pending).await;
                 send(tx, resp, head);
             });
         }

@@ -12,6 +12,7 @@ mod coalesce;
 mod h1;
 mod http2;
 mod respond;
+mod roles;
 pub mod tls;
 
 pub use body::{is_timeout, BodyTimeout};
@@ -33,24 +34,13 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::config::SecretUrl;
-use crate::control::logs::LogSink;
 use crate::control::ControlPlane;
-use crate::edge::access::Tokens;
-use crate::edge::cache::BlobCache;
-use crate::edge::routes::RouteTable;
-use crate::edge::{ApiBackend, Conn, Edge, EdgeConfig};
-use crate::store::{BlobStore, Metadata, PgStore, RemoteBlobs, SqliteStore};
+use crate::edge::{Conn, Edge};
+use crate::store::{BlobStore, Metadata, PgStore, SqliteStore};
 use crate::Body;
 
 /// Bytes of HTTP/2 (and handed-off HTTP/1.1) output gathered per write (coalesce.rs).
 const WRITE_BUFFER: usize = 32 * 1024;
-
-/// How often, on a shared store, the edge brings its routes in line with Deployments made
-/// through other processes.
-const ROUTE_RECONCILE: Duration = Duration::from_secs(1);
-
-/// How often the edge re-reads auth tokens (rotation by `sigil account token …`).
-const TOKEN_REFRESH: Duration = Duration::from_secs(2);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +115,7 @@ pub fn lock_data_dir(data: &std::path::Path) -> Result<std::fs::File, ServerErro
 /// after placing their blob). At start, while the API waits ([`ControlPlane::start`]), so no
 /// upload or Build is placing a blob meanwhile. A failure is logged and leaves the rest in
 /// place: serving goes on.
-async fn collect_blob_garbage(store: Arc<dyn Metadata>, blobs: BlobStore) {
+pub(super) async fn collect_blob_garbage(store: Arc<dyn Metadata>, blobs: BlobStore) {
     let collected = tokio::task::spawn_blocking(move || {
         let live = crate::control::referenced_blobs(store.as_ref()).map_err(storage)?;
         blobs.remove_unreferenced(&live).map_err(storage)
@@ -154,11 +144,11 @@ fn bind_hint(error: &std::io::Error) -> &'static str {
     }
 }
 
-fn storage(e: impl std::fmt::Display) -> ServerError {
+pub(super) fn storage(e: impl std::fmt::Display) -> ServerError {
     ServerError::Storage(e.to_string())
 }
 
-async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+pub(super) async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|error| ServerError::Bind { addr, error })?;
@@ -171,15 +161,16 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError
 /// What a listener serves.
 #[derive(Clone)]
 enum Role {
-    Api,
-    Edge,
-    EdgeTls(tokio_rustls::TlsAcceptor),
+    Api(Arc<ControlPlane>),
+    Edge(Arc<Edge>),
+    EdgeTls(Arc<Edge>, tokio_rustls::TlsAcceptor),
+    Admin(Arc<roles::Admin>),
 }
 
 /// Everything the connections share.
 struct App {
-    control: Arc<ControlPlane>,
-    edge: Arc<Edge>,
+    /// The edge, for `/metrics` on the API listener of `--role all`.
+    edge: Option<Arc<Edge>>,
     /// One permit per open connection, across all listeners (`--max-connections`).
     connections: Arc<Semaphore>,
     limits: Limits,
@@ -200,108 +191,18 @@ struct Limits {
     h2_max_error_resets: usize,
 }
 
-/// Runs sigil until `shutdown` resolves. Prints on standard output, once it serves:
-/// `sigil: edge listening on http://…`, `… https://…`, then `sigil: API listening on URL`
-/// (the last line means ready); on a first start, before them, the new account's credentials.
+/// Runs sigil in the role `config` names until `shutdown` resolves (roles.rs assembles it).
+/// Prints on standard output, once it serves: `sigil: edge listening on http://…` and
+/// `… https://…` (roles with an edge), `sigil: admin listening on http://…` (with
+/// `--admin`), then the last line, which means ready: `sigil: API listening on URL` (roles
+/// with the API) or `sigil: edge ready`; on a first start, before them, the new account's
+/// credentials.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     raise_open_files_limit(config.max_connections as u64 + 1024);
-    std::fs::create_dir_all(&config.data)
-        .map_err(|e| ServerError::Storage(format!("{}: {e}", config.data.display())))?;
-    let store = open_store(&config.data, config.metadata.as_ref())?;
-    let _lock = lock_data_dir(&config.data)?;
-    let mut blobs = BlobStore::open(&config.data).map_err(storage)?;
-    if let Some(url) = &config.blobs {
-        let remote = RemoteBlobs::from_url(url).map_err(storage)?;
-        // A look at the bucket now, so that a wrong endpoint, bucket or key shows at start;
-        // not fatal: a store that is down now may be up by the first upload.
-        if let Err(e) = remote.size(&"0".repeat(64)).await {
-            tracing::warn!(bucket = %remote.target(), error = %e, "the blob bucket does not answer");
-        }
-        blobs = blobs.with_remote(remote);
-    }
-    let tls = tls::server_config(config.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path())))?;
-    let (api, api_addr) = bind(config.api).await?;
-    let (http, http_addr) = bind(config.http).await?;
-    let (https, https_addr) = bind(config.https).await?;
-
-    // The first account is created only now that the listeners are bound and TLS is
-    // configured, and its token printed at once: a start that fails on a taken port or a bad
-    // certificate creates nothing, so the next start creates (and shows) it.
-    let fixed = config
-        .account
-        .as_ref()
-        .map(|(sid, token)| (sid.as_str(), token.as_str()));
-    if let Some((sid, token)) =
-        crate::accounts::bootstrap(store.as_ref(), fixed).map_err(storage)?
-    {
-        // Printed once, to the terminal, never to the log.
-        println!("sigil: created account {sid}");
-        println!("sigil: auth token {token} (shown once; keep it)");
-    }
-    let base_url = config
-        .public_api_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{api_addr}"));
-
-    let routes = Arc::new(RouteTable::default());
-    let tokens = Arc::new(Tokens::default());
-    {
-        let (store, routes, tokens) =
-            (Arc::clone(&store), Arc::clone(&routes), Arc::clone(&tokens));
-        let served = tokio::task::spawn_blocking(move || {
-            tokens.refresh(store.as_ref())?;
-            routes.load_all(store.as_ref())
-        })
-        .await
-        .map_err(storage)?
-        .map_err(storage)?;
-        tracing::info!(environments = served, "route table loaded");
-    }
-    let control = ControlPlane::new(
-        Arc::clone(&store),
-        blobs.clone(),
-        base_url,
-        config.domain.clone(),
-        Some((http_addr.port(), https_addr.port())),
-        Some(Arc::clone(&routes) as Arc<dyn crate::control::DeploymentObserver>),
-    );
-    // The API waits for the blob collection; the edge does not (it reads referenced blobs only).
-    control.start(collect_blob_garbage(Arc::clone(&store), blobs.clone()));
-    control.spawn_maintenance(i64::try_from(config.retention.as_secs()).unwrap_or(i64::MAX));
-    let edge = Arc::new(Edge::new(
-        Arc::clone(&routes),
-        Arc::clone(&tokens),
-        BlobCache::new(blobs, config.cache_bytes),
-        LogSink::spawn(Arc::clone(&store)),
-        ApiBackend::InProcess(Arc::clone(&control)),
-        EdgeConfig {
-            api_hosts: [
-                format!("serverless.{}", config.domain),
-                format!("serverless-upload.{}", config.domain),
-            ],
-            max_post_body: config.edge_max_body,
-            cache_control_public: config.cache_control_public.clone(),
-            cache_control_protected: config.cache_control_protected.clone(),
-            trusted_proxies: config.trusted_proxies.clone(),
-            access_log: config.access_log,
-            request_logs: config.request_logs,
-        },
-    ));
-    if config.metadata.is_some() {
-        // Other processes deploy to the shared store too; until the change feed, their
-        // Deployments reach this edge by reconciliation.
-        tokio::spawn(reconcile_routes(Arc::clone(&store), Arc::clone(&routes)));
-    }
-    tokio::spawn(refresh_tokens(store, tokens));
-
-    println!("sigil: edge listening on http://{http_addr}");
-    println!("sigil: edge listening on https://{https_addr}");
-    println!("sigil: API listening on http://{api_addr}");
-    tracing::info!(%api_addr, %http_addr, %https_addr, domain = %config.domain, "sigil ready");
-
+    let assembled = roles::assemble(&config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -320,21 +221,15 @@ pub async fn run(
         h2_max_error_resets: config.h2_max_error_resets,
     };
     let app = Arc::new(App {
-        control,
-        edge,
+        edge: assembled.metrics_on_api,
         connections: Arc::new(Semaphore::new(limits.max_connections)),
         limits,
     });
-    tokio::join!(
-        serve(api, Role::Api, Arc::clone(&app), stop_rx.clone()),
-        serve(http, Role::Edge, Arc::clone(&app), stop_rx.clone()),
-        serve(
-            https,
-            Role::EdgeTls(tokio_rustls::TlsAcceptor::from(tls)),
-            Arc::clone(&app),
-            stop_rx
-        ),
-    );
+    let serving = assembled
+        .listeners
+        .into_iter()
+        .map(|(listener, role)| serve(listener, role, Arc::clone(&app), stop_rx.clone()));
+    futures_util::future::join_all(serving).await;
     // Listeners are closed; every connection was told to finish its requests and close.
     // All permits back means all connections are gone.
     tracing::info!("shutting down: draining connections");
@@ -344,33 +239,6 @@ pub async fn run(
         Err(_) => tracing::warn!("drain deadline passed; closing the remaining connections"),
     }
     Ok(())
-}
-
-/// Every [`ROUTE_RECONCILE`]: the route table brought in line with the shared store.
-async fn reconcile_routes(store: Arc<dyn Metadata>, routes: Arc<RouteTable>) {
-    loop {
-        tokio::time::sleep(ROUTE_RECONCILE).await;
-        let (s, r) = (Arc::clone(&store), Arc::clone(&routes));
-        match tokio::task::spawn_blocking(move || r.reconcile(s.as_ref())).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(environments = n, "route table reconciled"),
-            // The edge serves on with the table it has.
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not reconcile the route table"),
-            Err(e) => tracing::warn!(error = %e, "route reconciliation panicked"),
-        }
-    }
-}
-
-async fn refresh_tokens(store: Arc<dyn Metadata>, tokens: Arc<Tokens>) {
-    loop {
-        tokio::time::sleep(TOKEN_REFRESH).await;
-        let (s, t) = (Arc::clone(&store), Arc::clone(&tokens));
-        match tokio::task::spawn_blocking(move || t.refresh(s.as_ref())).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not refresh auth tokens"),
-            Err(e) => tracing::warn!(error = %e, "auth token refresh panicked"),
-        }
-    }
 }
 
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -472,23 +340,26 @@ async fn connection(
     stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
-    let _active = (!matches!(role, Role::Api)).then(|| app.edge.metrics.connection());
-    let scheme = if matches!(role, Role::EdgeTls(_)) {
+    let counted = match &role {
+        Role::Edge(edge) | Role::EdgeTls(edge, _) => Some(Arc::clone(&edge.metrics)),
+        Role::Api(_) | Role::Admin(_) => None,
+    };
+    let _active = counted.as_ref().map(|m| m.connection());
+    let scheme = if matches!(role, Role::EdgeTls(..)) {
         "https"
     } else {
         "http"
     };
     let conn = Conn { peer, scheme };
     let service = {
-        let app = Arc::clone(&app);
-        let is_api = matches!(role, Role::Api);
+        let (app, role) = (Arc::clone(&app), role.clone());
         service_fn(move |req: Request<Incoming>| {
-            let app = Arc::clone(&app);
-            async move { Ok::<_, Infallible>(dispatch(&app, is_api, req, &conn).await) }
+            let (app, role) = (Arc::clone(&app), role.clone());
+            async move { Ok::<_, Infallible>(dispatch(&app, &role, req, &conn).await) }
         })
     };
     let result = match role {
-        Role::EdgeTls(acceptor) => {
+        Role::EdgeTls(edge_, acceptor) => {
             let tls = match tokio::time::timeout(app.limits.tls_handshake, acceptor.accept(stream))
                 .await
             {
@@ -503,10 +374,10 @@ async fn connection(
                 }
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            edge(tls, h2, &app, conn, stop, &builder, service).await
+            edge(tls, h2, &app, &edge_, conn, stop, &builder, service).await
         }
-        Role::Edge => edge(stream, false, &app, conn, stop, &builder, service).await,
-        Role::Api => {
+        Role::Edge(edge_) => edge(stream, false, &app, &edge_, conn, stop, &builder, service).await,
+        Role::Api(_) | Role::Admin(_) => {
             drive(
                 builder.serve_connection_with_upgrades(TokioIo::new(stream), service),
                 stop,
@@ -523,10 +394,12 @@ async fn connection(
 /// until it hands the connection on — to the HTTP/2 server when the client opened with the
 /// HTTP/2 preface (h2c with prior knowledge), else to hyper. Either gets the bytes the fast
 /// path had read, and output gathered into fewer writes (and TLS records).
+#[allow(clippy::too_many_arguments)]
 async fn edge<I, S>(
     mut io: I,
     h2: bool,
     app: &Arc<App>,
+    edge: &Arc<Edge>,
     conn: Conn,
     mut stop: watch::Receiver<bool>,
     builder: &auto::Builder<TokioExecutor>,
@@ -541,13 +414,13 @@ where
     let prefix = if h2 {
         Bytes::new()
     } else {
-        match h1::serve(&mut io, &app.edge, &conn, &app.limits, &mut stop).await? {
+        match h1::serve(&mut io, edge, &conn, &app.limits, &mut stop).await? {
             h1::Ended::HandOff(prefix) => prefix,
             h1::Ended::Done => return Ok(()),
         }
     };
     if h2 || prefix.starts_with(http2::PREFACE) {
-        http2::serve(prefix, io, app, conn, &mut stop).await;
+        http2::serve(prefix, io, app, edge, conn, &mut stop).await;
         return Ok(());
     }
     let io = TokioIo::new(coalesce::Coalescing::new(prefix, io, WRITE_BUFFER));
@@ -581,10 +454,11 @@ where
 
 async fn dispatch(
     app: &App,
-    is_api: bool,
+    role: &Role,
     req: Request<Incoming>,
     conn: &Conn,
 ) -> hyper::Response<Body> {
+    let is_api = matches!(role, Role::Api(_) | Role::Admin(_));
     if uri_too_long(req.uri(), &app.limits) {
         return if is_api {
             crate::control::ApiError::uri_too_long(app.limits.max_uri_bytes).into_response()
@@ -594,23 +468,23 @@ async fn dispatch(
     }
     let linger = req.version() < http::Version::HTTP_2;
     let req = req.map(|b| body::Linger::new(body::TimedBody::new(b, app.limits.body_read), linger));
-    if !is_api {
-        return app.edge.handle(req, conn).await;
-    }
+    let control = match role {
+        Role::Edge(edge) | Role::EdgeTls(edge, _) => return edge.handle(req, conn).await,
+        Role::Admin(admin) => return admin.handle(req.uri().path()).await,
+        Role::Api(control) => control,
+    };
     if req.uri().path() == "/metrics" {
-        let mut resp = hyper::Response::new(Body::new(app.edge.render_metrics().into()));
-        resp.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        );
-        return resp;
+        // Kept here for `--role all` (where it always was); other roles have --admin.
+        if let Some(edge) = &app.edge {
+            return roles::metrics_response(edge.render_metrics());
+        }
     }
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     // Boxed: the API's future is large, and the edge requests hyper serves share this
     // future's type, so they would carry its size.
-    let resp = Box::pin(app.control.handle(req)).await;
+    let resp = Box::pin(control.handle(req)).await;
     tracing::info!(
         peer = %conn.peer,
         %method,

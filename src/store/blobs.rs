@@ -141,6 +141,27 @@ impl BlobStore {
         Ok((files, bytes))
     }
 
+    /// Every blob file here: (digest, size).
+    pub fn list_local(&self) -> Vec<(String, u64)> {
+        let mut found = Vec::new();
+        let Ok(fans) = std::fs::read_dir(&self.blobs) else {
+            return found;
+        };
+        for entry in fans
+            .flatten()
+            .filter_map(|f| std::fs::read_dir(f.path()).ok())
+            .flatten()
+            .flatten()
+        {
+            if let (Some(name), Ok(meta)) = (entry.file_name().to_str(), entry.metadata()) {
+                if name.len() == 64 && meta.is_file() {
+                    found.push((name.to_owned(), meta.len()));
+                }
+            }
+        }
+        found
+    }
+
     /// Whether a whole blob with this digest and size is here (locally).
     pub fn is_local(&self, sha256: &str, size: u64) -> bool {
         std::fs::metadata(self.path(sha256)).is_ok_and(|m| m.is_file() && m.len() == size)

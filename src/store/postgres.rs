@@ -30,7 +30,8 @@ use super::metadata::{Change, FeedPage, Kind, ListQuery, Metadata, Record, Store
 pub const SCHEMA_VERSION: i32 = 2;
 
 /// Migrations, in order: `MIGRATIONS[i]` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = ["
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    "
 CREATE TABLE records (
     seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     sid         TEXT NOT NULL UNIQUE,
@@ -56,7 +57,8 @@ CREATE TABLE leases (
     holder TEXT NOT NULL,
     until  BIGINT NOT NULL
 );
-", "
+",
+    "
 -- The change feed (the kinds named are FEED_KINDS). Each change takes the next position from
 -- the one row of feed_head: that row stays locked until the transaction ends, so positions
 -- are handed out in commit order and a reader of 'position > p' never skips one still to
@@ -90,7 +92,8 @@ CREATE TRIGGER records_feed_write AFTER INSERT OR UPDATE ON records FOR EACH ROW
     WHEN (NEW.kind IN ('environment', 'account', 'api_key')) EXECUTE FUNCTION sigil_feed();
 CREATE TRIGGER records_feed_delete AFTER DELETE ON records FOR EACH ROW
     WHEN (OLD.kind IN ('environment', 'account', 'api_key')) EXECUTE FUNCTION sigil_feed();
-"];
+",
+];
 
 /// The channel `sigil_feed()` notifies on each change.
 const FEED_CHANNEL: &str = "sigil_changes";
@@ -128,7 +131,9 @@ type PgResult<T> = Result<T, StoreError>;
 /// serialisation failure means another writer got there first (`Stale`: retry).
 fn pg(e: tokio_postgres::Error) -> StoreError {
     // The server's message, not the driver's bare "db error".
-    let text = e.as_db_error().map_or_else(|| e.to_string(), ToString::to_string);
+    let text = e
+        .as_db_error()
+        .map_or_else(|| e.to_string(), ToString::to_string);
     match e.code() {
         Some(c)
             if *c == SqlState::T_R_DEADLOCK_DETECTED
@@ -185,6 +190,13 @@ impl PgStore {
     /// Connects to the database at `url` (`postgres://user:pass@host:port/db`), creating or
     /// migrating the schema. Refuses a database whose schema is newer than this binary's.
     pub fn open(url: &str) -> Result<PgStore, StoreError> {
+        let store = PgStore::connect(url)?;
+        store.call(|pool| async move { migrate(&pool).await })?;
+        Ok(store)
+    }
+
+    /// The pool, without touching the database yet.
+    fn connect(url: &str) -> Result<PgStore, StoreError> {
         let target = redact(url);
         let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
             StoreError::Backend(format!(
@@ -228,7 +240,22 @@ impl PgStore {
             tls,
             wakeups: std::sync::OnceLock::new(),
         };
-        store.call(|pool| async move { migrate(&pool).await })?;
+        Ok(store)
+    }
+
+    /// [`PgStore::open`] for a process that can start without the database (an edge serving
+    /// from its route snapshot): when the database cannot be reached, the store is returned
+    /// unmigrated and its calls fail as `Unavailable` until the database is back (a control
+    /// plane migrates the schema).
+    pub fn open_or_later(url: &str) -> Result<PgStore, StoreError> {
+        let store = PgStore::connect(url)?;
+        match store.call(|pool| async move { migrate(&pool).await }) {
+            Ok(()) => {}
+            Err(StoreError::Unavailable(e)) => {
+                tracing::warn!(target = %store.target, error = %e, "the metadata store cannot be reached; starting without it");
+            }
+            Err(e) => return Err(e),
+        }
         Ok(store)
     }
 
@@ -289,7 +316,10 @@ async fn listen(
                         }
                     }
                 });
-                match client.batch_execute(&format!("LISTEN {FEED_CHANNEL}")).await {
+                match client
+                    .batch_execute(&format!("LISTEN {FEED_CHANNEL}"))
+                    .await
+                {
                     Ok(()) => {
                         tracing::debug!(%target, "listening for changes");
                         head.send_modify(|_| {});
