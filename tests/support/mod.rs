@@ -30,6 +30,8 @@ pub struct Sigil {
     pub https: std::net::SocketAddr,
     /// Everything it printed on stdout before it was ready.
     pub banner: Vec<String>,
+    /// The admin listener (`--admin`), if any.
+    pub admin: Option<std::net::SocketAddr>,
     data: PathBuf,
     _dir: Option<tempfile::TempDir>,
 }
@@ -108,13 +110,20 @@ impl Sigil {
             }
         });
         let mut banner = Vec::new();
-        let (mut http, mut https) = (None, None);
+        let (mut http, mut https, mut admin) = (None, None, None);
         let api = loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(30))
                 .expect("sigil prints its listening line within 30 s");
             if let Some(url) = line.strip_prefix("sigil: API listening on ") {
                 break url.to_owned();
+            }
+            if line == "sigil: edge ready" {
+                // `--role edge`: no API listener of its own.
+                break String::new();
+            }
+            if let Some(a) = line.strip_prefix("sigil: admin listening on http://") {
+                admin = Some(a.parse().expect("admin address"));
             }
             if let Some(a) = line.strip_prefix("sigil: edge listening on http://") {
                 http = Some(a.parse().expect("edge address"));
@@ -127,9 +136,11 @@ impl Sigil {
         Sigil {
             child,
             api,
-            http: http.expect("edge http line"),
-            https: https.expect("edge https line"),
+            // A control plane has no edge: port 0 stands for none.
+            http: http.unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr")),
+            https: https.unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr")),
             banner,
+            admin,
             data: data.to_owned(),
             _dir: None,
         }
@@ -754,6 +765,19 @@ impl<'a> Part<'a> {
 }
 
 impl Api {
+    /// The API through an edge at `edge`: `http://serverless.localhost:PORT`, resolved there.
+    pub fn through_edge(edge: std::net::SocketAddr) -> Api {
+        Api {
+            base: format!("http://serverless.localhost:{}", edge.port()),
+            creds: Some((ACCOUNT_SID.to_owned(), AUTH_TOKEN.to_owned())),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .resolve("serverless.localhost", edge)
+                .build()
+                .expect("client"),
+        }
+    }
+
     pub fn new(base: &str, creds: Option<(&str, &str)>) -> Api {
         Api {
             base: base.to_owned(),

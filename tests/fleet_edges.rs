@@ -1,0 +1,383 @@
+//! A real fleet on loopback — PostgreSQL and the S3 server, two control replicas
+//! (`--role control`) and three edges (`--role edge`) — and what its users rely on: the API
+//! through any edge (the official tools' path), every Deployment served by every edge within
+//! a bound without a request ever seeing a 404, a 5xx or a mix of two Builds, and edges that
+//! serve on when the control plane, PostgreSQL or the object store is gone.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::postgres::Postgres;
+use support::s3::S3;
+use support::{Api, Fleet, Sigil};
+
+/// `sigil serve --role edge` on `dir` (its cache and route snapshot), proxying the API to
+/// `control`.
+fn edge_command(fleet: &Fleet, dir: &Path, control: &Sigil) -> Command {
+    let mut cmd = fleet.command(dir);
+    cmd.args([
+        "--role",
+        "edge",
+        "--control-url",
+        &control.api,
+        "--admin",
+        "127.0.0.1:0",
+        "--cache-dir",
+    ])
+    .arg(dir)
+    .env("SIGIL_ACCOUNT_SID", support::ACCOUNT_SID)
+    .env("SIGIL_AUTH_TOKEN", support::AUTH_TOKEN);
+    cmd
+}
+
+struct Edge {
+    sigil: Sigil,
+    dir: PathBuf,
+    _keep: tempfile::TempDir,
+}
+
+fn start_edge(fleet: &Fleet, control: &Sigil) -> Edge {
+    let keep = tempfile::tempdir().expect("dir");
+    let dir = keep.path().join("edge");
+    let sigil = Sigil::spawn_command(edge_command(fleet, &dir, control), &dir);
+    Edge {
+        sigil,
+        dir,
+        _keep: keep,
+    }
+}
+
+fn control(fleet: &Fleet) -> Sigil {
+    fleet.replica_with(|cmd| {
+        cmd.args(["--role", "control", "--admin", "127.0.0.1:0"]);
+    })
+}
+
+fn admin(sigil: &Sigil, path: &str) -> (u16, String) {
+    let addr = sigil.admin.expect("an admin listener");
+    let r = reqwest::blocking::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .expect("admin answers");
+    (r.status().as_u16(), r.text().expect("text"))
+}
+
+fn metric(sigil: &Sigil, name: &str) -> f64 {
+    let (_, text) = admin(sigil, "/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing in {text}"))
+        .parse()
+        .expect("number")
+}
+
+/// Uploads `files` as new versions and builds them: the Build's SID.
+fn build(api: &Api, svc: &str, files: &[(&str, Vec<u8>)]) -> String {
+    let versions: Vec<String> = files
+        .iter()
+        .map(|(path, body)| {
+            api.version(svc, "Assets", path, "public", body, "text/plain")
+                .1
+        })
+        .collect();
+    let refs: Vec<&str> = versions.iter().map(String::as_str).collect();
+    let (zb, status) = api.build(svc, &refs, &[]);
+    assert_eq!(status, "completed");
+    zb
+}
+
+fn deploy(api: &Api, svc: &str, env: &str, build: &str) {
+    api.post(
+        &format!("/v1/Services/{svc}/Environments/{env}/Deployments"),
+        &[("BuildSid", build)],
+    )
+    .expect(201);
+}
+
+/// Waits until `edge` serves `body` at `path`.
+fn until_served(edge: &Sigil, domain: &str, path: &str, body: &[u8], within: Duration) {
+    let client = edge.edge(&[domain]);
+    let deadline = Instant::now() + within;
+    loop {
+        let r = client.get(&client.url(domain, path), &[]);
+        if r.status == 200 && r.body == body {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not served within {within:?}: {} {}",
+            r.status,
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn edges_follow_every_deployment_and_proxy_the_api() {
+    let fleet = Fleet::new();
+    let controls = [control(&fleet), control(&fleet)];
+    let edges: Vec<Edge> = (0..3)
+        .map(|i| start_edge(&fleet, &controls[i % 2]))
+        .collect();
+    for e in &edges {
+        assert_eq!(admin(&e.sigil, "/readyz"), (200, "edge: ready\n".into()));
+        assert_eq!(admin(&e.sigil, "/healthz").0, 200);
+    }
+    assert_eq!(
+        admin(&controls[0], "/readyz"),
+        (200, "control: ready\n".into())
+    );
+
+    // The whole API through edge 0: what the helper libraries and the toolkit do.
+    let api = Api::through_edge(edges[0].sigil.http);
+    let svc = api.service("fleet");
+    let env = api.environment(&svc, "prod", None);
+    let (ze, domain) = (env.s("sid"), env.s("domain_name"));
+    let pages = 3;
+    let contents = |round: usize| -> Vec<(String, Vec<u8>)> {
+        (0..pages)
+            .map(|p| (format!("/p{p}.txt"), format!("round {round}").into_bytes()))
+            .collect()
+    };
+    let first = contents(0);
+    let files: Vec<(&str, Vec<u8>)> = first.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
+    let zb = build(&api, &svc, &files);
+    deploy(&api, &svc, &ze, &zb);
+    // The edge that proxied the Deployment serves it as soon as the client has its 201.
+    let e0 = edges[0].sigil.edge(&[&domain]);
+    assert_eq!(
+        e0.get(&e0.url(&domain, "/p0.txt"), &[]).expect(200).body,
+        b"round 0"
+    );
+    for e in &edges {
+        until_served(
+            &e.sigil,
+            &domain,
+            "/p0.txt",
+            b"round 0",
+            Duration::from_secs(5),
+        );
+    }
+
+    // Deployments through both controls while clients read every page on every edge: each
+    // answer is 200 and every page of one response set is from one round (one Build).
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let rounds = 10;
+    let builds: Vec<String> = (1..=rounds)
+        .map(|round| {
+            let files: Vec<(String, Vec<u8>)> = contents(round);
+            let files: Vec<(&str, Vec<u8>)> =
+                files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
+            build(&api, &svc, &files)
+        })
+        .collect();
+    let seen = std::thread::scope(|scope| {
+        let readers: Vec<_> = edges
+            .iter()
+            .map(|e| {
+                let (stop, domain) = (&stop, &domain);
+                scope.spawn(move || {
+                    let client = e.sigil.edge(&[domain]);
+                    let mut seen = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let r = client.get(&client.url(domain, "/p1.txt"), &[]);
+                        assert_eq!(r.status, 200, "{}", r.text());
+                        let text = r.text();
+                        assert!(text.starts_with("round "), "{text}");
+                        seen += 1;
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for (i, zb) in builds.iter().enumerate() {
+            let via = Api::new(
+                &controls[i % 2].api,
+                Some((support::ACCOUNT_SID, support::AUTH_TOKEN)),
+            );
+            deploy(&via, &svc, &ze, zb);
+            let expected = format!("round {}", i + 1);
+            for e in &edges {
+                until_served(
+                    &e.sigil,
+                    &domain,
+                    "/p2.txt",
+                    expected.as_bytes(),
+                    Duration::from_secs(5),
+                );
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        readers
+            .into_iter()
+            .map(|r| r.join().expect("reader"))
+            .sum::<usize>()
+    });
+    assert!(seen > 0);
+    for e in &edges {
+        assert_eq!(metric(&e.sigil, "sigil_feed_pending_environments"), 0.0);
+        assert_eq!(metric(&e.sigil, "sigil_feed_lag"), 0.0);
+    }
+
+    // Deleting the Service reaches every edge through the feed.
+    api.delete(&format!("/v1/Services/{svc}")).expect(204);
+    for e in &edges {
+        let client = e.sigil.edge(&[&domain]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while client.get(&client.url(&domain, "/p0.txt"), &[]).status != 404 {
+            assert!(
+                Instant::now() < deadline,
+                "the deleted site is still served"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn edges_serve_on_when_everything_behind_them_is_down() {
+    let pg = Postgres::start();
+    let s3 = S3::start();
+    let fleet = Fleet::on(&pg, &s3);
+    let mut ctl = control(&fleet);
+    let api = ctl.client();
+    let svc = api.service("down");
+    let env = api.environment(&svc, "prod", None);
+    let (ze, domain) = (env.s("sid"), env.s("domain_name"));
+    let zb = build(
+        &api,
+        &svc,
+        &[
+            ("/hot.txt", b"hot".to_vec()),
+            ("/cold.txt", b"cold".to_vec()),
+        ],
+    );
+    deploy(&api, &svc, &ze, &zb);
+    // Started after the Deployment: a cold edge, filled on first request.
+    let mut warm = start_edge(&fleet, &ctl);
+    let cold = start_edge(&fleet, &ctl);
+    until_served(
+        &warm.sigil,
+        &domain,
+        "/hot.txt",
+        b"hot",
+        Duration::from_secs(5),
+    );
+    until_served(
+        &warm.sigil,
+        &domain,
+        "/cold.txt",
+        b"cold",
+        Duration::from_secs(5),
+    );
+    until_served(
+        &cold.sigil,
+        &domain,
+        "/hot.txt",
+        b"hot",
+        Duration::from_secs(5),
+    );
+
+    // The control plane stopped: the proxied API is Twilio's JSON 502; sites are served.
+    ctl.sigterm();
+    ctl.wait_exit(Duration::from_secs(30));
+    let through = Api::through_edge(warm.sigil.http);
+    let r = through.get("/v1/Services");
+    assert_eq!(
+        (r.status, &r.json["code"]),
+        (502, &serde_json::json!(20503)),
+        "{}",
+        r.text
+    );
+    until_served(
+        &warm.sigil,
+        &domain,
+        "/hot.txt",
+        b"hot",
+        Duration::from_secs(1),
+    );
+
+    // PostgreSQL stopped: still served; /readyz says degraded, /metrics shows it.
+    pg.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, text) = admin(&warm.sigil, "/readyz");
+        assert_eq!(status, 200, "{text}");
+        if text.contains("degraded") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never degraded: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(metric(&warm.sigil, "sigil_feed_degraded"), 1.0);
+    until_served(
+        &warm.sigil,
+        &domain,
+        "/hot.txt",
+        b"hot",
+        Duration::from_secs(1),
+    );
+
+    // kill -9, restarted while PostgreSQL is down: it serves from its route snapshot.
+    let dir = warm.dir.clone();
+    let keep = std::mem::replace(&mut warm._keep, tempfile::tempdir().expect("dir"));
+    let _ = warm.sigil.kill9();
+    let restarted = Sigil::spawn_command(edge_command(&fleet, &dir, &ctl), &dir);
+    until_served(
+        &restarted,
+        &domain,
+        "/hot.txt",
+        b"hot",
+        Duration::from_secs(1),
+    );
+    until_served(
+        &restarted,
+        &domain,
+        "/cold.txt",
+        b"cold",
+        Duration::from_secs(1),
+    );
+
+    // S3 stopped too: what an edge has is served; what it would fetch is a quick 503.
+    s3.stop();
+    let client = cold.sigil.edge(&[&domain]);
+    until_served(
+        &cold.sigil,
+        &domain,
+        "/hot.txt",
+        b"hot",
+        Duration::from_secs(1),
+    );
+    let t = Instant::now();
+    let r = client
+        .get(&client.url(&domain, "/cold.txt"), &[])
+        .expect(503);
+    assert_eq!(r.header("retry-after"), Some("5"));
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+
+    // Everything back: the edges catch up by themselves with a Deployment made meanwhile.
+    pg.start_server();
+    s3.start_server();
+    let ctl = control(&fleet);
+    let api = ctl.client();
+    let zb2 = build(&api, &svc, &[("/hot.txt", b"hot 2".to_vec())]);
+    deploy(&api, &svc, &ze, &zb2);
+    for edge in [&restarted, &cold.sigil] {
+        until_served(edge, &domain, "/hot.txt", b"hot 2", Duration::from_secs(10));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while admin(&restarted, "/readyz").1 != "edge: ready\n" {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            admin(&restarted, "/readyz").1
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(keep);
+}
