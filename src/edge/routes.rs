@@ -231,6 +231,9 @@ impl Default for RouteTable {
     }
 }
 
+/// Domain → Site: a whole route table.
+pub type Table = HashMap<String, Arc<Site>>;
+
 /// What an Environment serves now, as read from the store: a Site, or nothing (undeployed or
 /// deleted).
 pub type Served = (String, Option<Arc<Site>>);
@@ -373,7 +376,7 @@ impl RouteTable {
         store: &dyn Metadata,
         loader: &mut Loader,
         keep: &mut dyn FnMut(&str, &BuildManifest),
-    ) -> Result<(HashMap<String, Arc<Site>>, Vec<(String, StoreError)>), StoreError> {
+    ) -> Result<(Table, Vec<(String, StoreError)>), StoreError> {
         let mut sites = HashMap::new();
         let mut broken = Vec::new();
         // First the Environments (a store may not take other reads while it scans), then
