@@ -26,6 +26,10 @@
  * proxy agent when HTTP_PROXY is set) is dropped for redirected requests:
  * sigil is contacted directly, never through the proxy.
  *
+ * SIGIL_API_HOST (optional) is the Host header sent instead of SIGIL_API_URL's host:port —
+ * for an edge reached by address whose API host name (serverless.{domain}) the machine
+ * cannot resolve: SIGIL_API_URL=http://10.0.0.5:8080 SIGIL_API_HOST=serverless.example.com
+ *
  * SIGIL_PRELOAD_DEBUG=1 logs every redirected (and passed-through) request to stderr.
  */
 
@@ -61,7 +65,8 @@ function install() {
   const basePath = target.pathname.replace(/\/+$/, '');
   const targetHost = target.hostname.replace(/^\[|\]$/g, ''); // strip IPv6 brackets
   const targetPort = target.port ? Number(target.port) : targetIsHttps ? 443 : 80;
-  const hostHeader = target.host; // host[:port] as written in SIGIL_API_URL
+  // host[:port] as written in SIGIL_API_URL, unless SIGIL_API_HOST names another.
+  const hostHeader = process.env.SIGIL_API_HOST || target.host;
 
   const orig = {
     http: { request: http.request, get: http.get },

@@ -381,3 +381,147 @@ fn edges_serve_on_when_everything_behind_them_is_down() {
     }
     drop(keep);
 }
+
+/// The official `twilio` Python library and the Serverless Toolkit's `twilio-run`, both
+/// unmodified, through an edge that proxies to a control plane; then the toolkit's project
+/// is served by that edge.
+#[test]
+fn the_official_tools_work_through_an_edge() {
+    let fleet = Fleet::new();
+    // The edge's port first: the control plane's links point through it, as they would
+    // point at the load balancer in front of a fleet.
+    let port = support::free_port();
+    let api_host = format!("serverless.localhost:{port}");
+    let public = format!("http://{api_host}");
+    let ctl = fleet.replica_with(|cmd| {
+        cmd.args(["--role", "control", "--public-api-url", &public]);
+    });
+    let keep = tempfile::tempdir().expect("dir");
+    let dir = keep.path().join("edge");
+    let mut cmd = edge_command(&fleet, &dir, &ctl);
+    cmd.args(["--http", &format!("127.0.0.1:{port}")]);
+    let edge = Sigil::spawn_command(cmd, &dir);
+
+    // Python: every call of the SDK's Serverless v1 surface the interop script makes.
+    let record = tempfile::NamedTempFile::new().expect("temp file");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/twilio_sdk.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .env("PYTHONPATH", support::python_path())
+        .env("SIGIL_API_URL", &public)
+        .env("SIGIL_RESOLVE", "serverless.localhost=127.0.0.1")
+        .env("SIGIL_ACCOUNT_SID", support::ACCOUNT_SID)
+        .env("SIGIL_AUTH_TOKEN", support::AUTH_TOKEN)
+        .env("SIGIL_RECORD", record.path())
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "interop script failed through the edge:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("checks passed"), "{stdout}");
+
+    // twilio-run deploy: uploads, Build, Deployment, all through the edge.
+    let bin = support::twilio_run();
+    let proj = tempfile::tempdir().expect("dir");
+    let fixture = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/toolkit-project"
+    ));
+    support::copy_dir(fixture, proj.path());
+    support::run_twilio_run(
+        &bin,
+        proj.path(),
+        &format!("http://127.0.0.1:{port}"),
+        Some(&api_host),
+        &[
+            "deploy",
+            "--service-name",
+            "through-edge",
+            "--environment",
+            "dev",
+            "--override-existing-project",
+        ],
+    );
+    let envs = ctl
+        .client()
+        .get("/v1/Services/through-edge/Environments")
+        .expect(200);
+    let domain = envs.json["environments"][0]["domain_name"]
+        .as_str()
+        .expect("deployed")
+        .to_owned();
+    // The edge the deploy went through serves it at once.
+    let client = edge.edge(&[&domain]);
+    assert_eq!(
+        client
+            .get(&client.url(&domain, "/logo.txt"), &[])
+            .expect(200)
+            .body,
+        std::fs::read(fixture.join("assets/logo.txt")).expect("fixture")
+    );
+}
+
+/// A rotated auth token reaches every edge through the feed: once the secondary token is
+/// promoted, signatures by the old one are refused everywhere, by the new one accepted.
+#[test]
+fn a_rotated_token_is_refused_on_every_edge() {
+    let fleet = Fleet::new();
+    let ctl = control(&fleet);
+    let edges: Vec<Edge> = (0..3).map(|_| start_edge(&fleet, &ctl)).collect();
+    let api = ctl.client();
+    let svc = api.service("rotate");
+    let env = api.environment(&svc, "prod", None);
+    let (ze, domain) = (env.s("sid"), env.s("domain_name"));
+    let (_, v) = api.version(
+        &svc,
+        "Assets",
+        "/hook.xml",
+        "protected",
+        b"<Response/>",
+        "text/xml",
+    );
+    let (zb, _) = api.build(&svc, &[&v], &[]);
+    deploy(&api, &svc, &ze, &zb);
+    let account = |args: &[&str]| {
+        let (code, out, err) = support::run_cli(
+            Command::new(env!("CARGO_BIN_EXE_sigil"))
+                .args(["account", "--metadata", fleet.metadata(), "token"])
+                .args(args)
+                .args(["--account", support::ACCOUNT_SID]),
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        out
+    };
+    let check = |token: &str, expected: u16| {
+        for e in &edges {
+            let client = e.sigil.edge(&[&domain]);
+            let url = client.url(&domain, "/hook.xml");
+            let sig = support::twilio_signature(token, &url, &[]);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let status = client.get(&url, &[("X-Twilio-Signature", &sig)]).status;
+                if status == expected {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{status}, not {expected}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    check(support::AUTH_TOKEN, 200);
+    let out = account(&["secondary"]);
+    let new = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secondary_auth_token "))
+        .expect("the new token")
+        .to_owned();
+    // Both are good while the secondary waits to be promoted.
+    check(&new, 200);
+    check(support::AUTH_TOKEN, 200);
+    account(&["promote"]);
+    check(support::AUTH_TOKEN, 403);
+    check(&new, 200);
+}

@@ -4,29 +4,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
-
-use support::{copy_dir, twilio_run, twilio_signature, Sigil, ACCOUNT_SID, AUTH_TOKEN};
+use support::{copy_dir, twilio_run, twilio_signature, Sigil, AUTH_TOKEN};
 
 fn run(bin: &Path, dir: &Path, api: &str, args: &[&str]) -> String {
-    let preload = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/twilio-run-preload.js");
-    let out = Command::new(bin)
-        .args(args)
-        .args(["--username", ACCOUNT_SID, "--password", AUTH_TOKEN])
-        .current_dir(dir)
-        .env("NODE_OPTIONS", format!("--require {preload}"))
-        .env("SIGIL_API_URL", api)
-        .env("CI", "true")
-        .env_remove("HTTP_PROXY")
-        .output()
-        .expect("twilio-run runs");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "twilio-run {args:?} failed:\n{text}");
-    text
+    support::run_twilio_run(bin, dir, api, None, args)
 }
 
 #[test]

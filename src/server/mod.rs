@@ -203,6 +203,7 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     raise_open_files_limit(config.max_connections as u64 + 1024);
     let assembled = roles::assemble(&config).await?;
+    let _lock = assembled.lock;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;

@@ -38,6 +38,8 @@ pub(super) struct Assembled {
     pub listeners: Vec<(TcpListener, Role)>,
     /// The edge whose counters `/metrics` on the API listener shows (`--role all` only).
     pub metrics_on_api: Option<Arc<Edge>>,
+    /// The data (or cache) directory's lock, held while the process serves.
+    pub lock: std::fs::File,
 }
 
 /// The control plane in this process, as the edge's API handler.
@@ -183,9 +185,8 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
         ),
         _ => open_store(&config.data, config.metadata.as_ref())?,
     };
-    // Held for the process's life: see lock_data_dir.
+    // Held while serving: see lock_data_dir.
     let lock = lock_data_dir(home)?;
-    std::mem::forget(lock);
     let blobs = blob_store(home, config.blobs.as_ref()).await?;
 
     let tls = if has_edge {
@@ -345,6 +346,7 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
     Ok(Assembled {
         listeners,
         metrics_on_api,
+        lock,
     })
 }
 

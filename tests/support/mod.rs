@@ -386,6 +386,11 @@ impl Fleet {
         }
     }
 
+    /// The PostgreSQL URL the fleet shares.
+    pub fn metadata(&self) -> &str {
+        &self.metadata
+    }
+
     /// `sigil serve` for a replica on its own data directory `data`.
     pub fn command(&self, data: &Path) -> Command {
         let mut cmd = Sigil::command(data, &[]);
@@ -411,6 +416,39 @@ impl Fleet {
         s._dir = Some(dir);
         s
     }
+}
+
+/// Runs the unmodified `twilio-run` CLI `bin` in `dir` with the test account, aimed at the
+/// API at `api` by deploy/twilio-run-preload.js (with `host` as the Host header, when the
+/// API is reached by address through an edge); its output. Fails the test if it fails.
+pub fn run_twilio_run(
+    bin: &Path,
+    dir: &Path,
+    api: &str,
+    host: Option<&str>,
+    args: &[&str],
+) -> String {
+    let preload = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/twilio-run-preload.js");
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .args(["--username", ACCOUNT_SID, "--password", AUTH_TOKEN])
+        .current_dir(dir)
+        .env("NODE_OPTIONS", format!("--require {preload}"))
+        .env("SIGIL_API_URL", api)
+        .env("CI", "true")
+        .env_remove("HTTP_PROXY");
+    match host {
+        Some(h) => cmd.env("SIGIL_API_HOST", h),
+        None => cmd.env_remove("SIGIL_API_HOST"),
+    };
+    let out = cmd.output().expect("twilio-run runs");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "twilio-run {args:?} failed:\n{text}");
+    text
 }
 
 /// Runs `sigil ARGS` in `dir` against the server, with the test account's credentials;
