@@ -525,3 +525,75 @@ fn a_rotated_token_is_refused_on_every_edge() {
     check(support::AUTH_TOKEN, 403);
     check(&new, 200);
 }
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    let meta = e.metadata().expect("metadata");
+                    if meta.is_dir() {
+                        dir_bytes(&e.path())
+                    } else {
+                        meta.len()
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A cold edge fills on first request with one download per digest however many requests
+/// miss at once, and keeps its disk cache within `--cache-max-bytes` (least recently used
+/// blobs unlinked, fetched again when asked for).
+#[test]
+fn a_cold_edge_fills_once_per_digest_within_its_budget() {
+    let fleet = Fleet::new();
+    let ctl = control(&fleet);
+    let api = ctl.client();
+    let svc = api.service("budget");
+    let env = api.environment(&svc, "prod", None);
+    let (ze, domain) = (env.s("sid"), env.s("domain_name"));
+    let big = |i: u8| vec![i; 600 * 1024];
+    let zb = build(
+        &api,
+        &svc,
+        &[("/a.bin", big(1)), ("/b.bin", big(2)), ("/c.bin", big(3))],
+    );
+    deploy(&api, &svc, &ze, &zb);
+    let keep = tempfile::tempdir().expect("dir");
+    let dir = keep.path().join("edge");
+    let mut cmd = edge_command(&fleet, &dir, &ctl);
+    cmd.args(["--cache-max-bytes", "1048576"]);
+    let edge = Sigil::spawn_command(cmd, &dir);
+    let client = edge.edge(&[&domain]);
+    let url = client.url(&domain, "/a.bin");
+    std::thread::scope(|scope| {
+        let all: Vec<_> = (0..16)
+            .map(|_| scope.spawn(|| client.get(&url, &[]).expect(200).body))
+            .collect();
+        for h in all {
+            assert_eq!(h.join().expect("client"), big(1));
+        }
+    });
+    assert_eq!(metric(&edge, "sigil_cache_downloads_total"), 1.0);
+    for (path, i) in [("/b.bin", 2), ("/c.bin", 3)] {
+        assert_eq!(
+            client.get(&client.url(&domain, path), &[]).expect(200).body,
+            big(i)
+        );
+    }
+    assert_eq!(metric(&edge, "sigil_cache_downloads_total"), 3.0);
+    let held = dir_bytes(&dir.join("blobs"));
+    assert!(held <= 1024 * 1024, "{held} bytes in a 1 MiB cache");
+    assert!(held > 0);
+    // What was unlinked is fetched again when asked for (served from its map meanwhile, or
+    // downloaded anew).
+    for (path, i) in [("/a.bin", 1), ("/b.bin", 2), ("/c.bin", 3)] {
+        assert_eq!(
+            client.get(&client.url(&domain, path), &[]).expect(200).body,
+            big(i)
+        );
+    }
+}

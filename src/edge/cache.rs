@@ -184,6 +184,8 @@ impl BlobCache {
         if let Some(disk) = &self.disk {
             if disk.get(sha256).is_none() {
                 disk.insert(sha256.to_owned(), size);
+                // Evict now rather than at some later cache operation.
+                disk.run_pending_tasks();
             }
         }
     }
@@ -191,11 +193,6 @@ impl BlobCache {
     /// Whether blobs come from a bucket (and so may need fetching before they are served).
     pub fn has_remote(&self) -> bool {
         self.blobs.remote().is_some()
-    }
-
-    /// Blobs downloaded from the bucket so far.
-    pub fn downloads(&self) -> u64 {
-        self.downloads.load(Ordering::Relaxed)
     }
 
     /// The whole content of a blob if it is mapped already: a lookup, no waiting.
@@ -229,11 +226,12 @@ impl BlobCache {
         })?
     }
 
-    /// (hits, misses) so far.
-    pub fn stats(&self) -> (u64, u64) {
+    /// (hits, misses, downloads from the bucket) so far.
+    pub fn stats(&self) -> (u64, u64, u64) {
         (
             self.hits.load(Ordering::Relaxed),
             self.misses.load(Ordering::Relaxed),
+            self.downloads.load(Ordering::Relaxed),
         )
     }
 }

@@ -62,7 +62,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, cache: (u64, u64), sites: usize, logs_dropped: u64) -> String {
+    pub fn render(&self, cache: (u64, u64, u64), sites: usize, logs_dropped: u64) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -88,6 +88,11 @@ impl Metrics {
             ),
             ("sigil_cache_hits_total", "Blob cache hits.", cache.0),
             ("sigil_cache_misses_total", "Blob cache misses.", cache.1),
+            (
+                "sigil_cache_downloads_total",
+                "Blobs downloaded from the bucket (one per digest at a time).",
+                cache.2,
+            ),
             (
                 "sigil_connections_total",
                 "Edge connections accepted.",
@@ -137,7 +142,7 @@ mod tests {
         m.request(42, 0); // out of range: ignored
         m.signature_failure();
         let g = m.connection();
-        let text = m.render((3, 1), 2, 0);
+        let text = m.render((3, 1, 0), 2, 0);
         assert!(text.contains("sigil_requests_total{status=\"200\"} 2"));
         assert!(text.contains("sigil_requests_total{status=\"403\"} 1"));
         assert!(text.contains("sigil_bytes_sent_total 15"));
@@ -146,7 +151,7 @@ mod tests {
         assert!(text.contains("sigil_active_connections 1"));
         drop(g);
         assert!(m
-            .render((0, 0), 0, 0)
+            .render((0, 0, 0), 0, 0)
             .contains("sigil_active_connections 0"));
     }
 }

@@ -169,8 +169,8 @@ enum Role {
 
 /// Everything the connections share.
 struct App {
-    /// The edge, for `/metrics` on the API listener of `--role all`.
-    edge: Option<Arc<Edge>>,
+    /// `/metrics` on the API listener of `--role all`.
+    metrics: Option<Arc<roles::Admin>>,
     /// One permit per open connection, across all listeners (`--max-connections`).
     connections: Arc<Semaphore>,
     limits: Limits,
@@ -222,7 +222,7 @@ pub async fn run(
         h2_max_error_resets: config.h2_max_error_resets,
     };
     let app = Arc::new(App {
-        edge: assembled.metrics_on_api,
+        metrics: assembled.metrics_on_api,
         connections: Arc::new(Semaphore::new(limits.max_connections)),
         limits,
     });
@@ -476,8 +476,8 @@ async fn dispatch(
     };
     if req.uri().path() == "/metrics" {
         // Kept here for `--role all` (where it always was); other roles have --admin.
-        if let Some(edge) = &app.edge {
-            return roles::metrics_response(edge.render_metrics());
+        if let Some(admin) = &app.metrics {
+            return admin.handle("/metrics").await;
         }
     }
     let started = Instant::now();

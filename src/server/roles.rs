@@ -36,8 +36,9 @@ use crate::Body;
 pub(super) struct Assembled {
     /// Each listener and what it serves.
     pub listeners: Vec<(TcpListener, Role)>,
-    /// The edge whose counters `/metrics` on the API listener shows (`--role all` only).
-    pub metrics_on_api: Option<Arc<Edge>>,
+    /// What `/metrics` on the API listener shows (`--role all` only: the edge's counters and
+    /// its feed's).
+    pub metrics_on_api: Option<Arc<Admin>>,
     /// The data (or cache) directory's lock, held while the process serves.
     pub lock: std::fs::File,
 }
@@ -67,7 +68,7 @@ impl FeedApplied for Follower {
 }
 
 /// What `/healthz`, `/readyz` and `/metrics` on the admin listener read.
-pub(super) struct Admin {
+pub struct Admin {
     store: Arc<dyn Metadata>,
     edge: Option<(Arc<Edge>, Arc<Follower>)>,
     control: bool,
@@ -296,7 +297,7 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
         edge_parts = Some((edge, follower, api_slot));
     }
 
-    let mut metrics_on_api = None;
+    let has_listener = api.is_some();
     if let Some((api, api_addr)) = api {
         let base_url = config
             .public_api_url
@@ -316,24 +317,24 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
         // blobs only).
         control.start(collect_blob_garbage(Arc::clone(&store), blobs.clone()));
         control.spawn_maintenance(i64::try_from(config.retention.as_secs()).unwrap_or(i64::MAX));
-        if let Some((edge, _, slot)) = &edge_parts {
+        if let Some((_, _, slot)) = &edge_parts {
             slot.set(Arc::new(InProcess(Arc::clone(&control))));
-            metrics_on_api = Some(Arc::clone(edge));
         }
         listeners.push((api, Role::Api(control)));
         lines.push(format!("sigil: API listening on http://{api_addr}"));
     } else {
         lines.push("sigil: edge ready".into());
     }
+    let admin = Arc::new(Admin {
+        store: Arc::clone(&store),
+        edge: edge_parts
+            .as_ref()
+            .map(|(edge, follower, _)| (Arc::clone(edge), Arc::clone(follower))),
+        control: has_api,
+    });
+    let metrics_on_api = (has_listener && has_edge).then(|| Arc::clone(&admin));
     if let Some((listener, addr)) = admin_listener {
-        let admin = Admin {
-            store: Arc::clone(&store),
-            edge: edge_parts
-                .as_ref()
-                .map(|(edge, follower, _)| (Arc::clone(edge), Arc::clone(follower))),
-            control: has_api,
-        };
-        listeners.push((listener, Role::Admin(Arc::new(admin))));
+        listeners.push((listener, Role::Admin(admin)));
         lines.insert(
             lines.len() - 1,
             format!("sigil: admin listening on http://{addr}"),
