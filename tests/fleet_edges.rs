@@ -597,3 +597,50 @@ fn a_cold_edge_fills_once_per_digest_within_its_budget() {
         );
     }
 }
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// A 25 MiB upload through an edge is streamed to the control plane, never held whole: the
+/// edge's peak memory grows by far less than the upload.
+#[test]
+fn a_large_upload_through_an_edge_is_streamed() {
+    let fleet = Fleet::new();
+    let ctl = control(&fleet);
+    let edge = start_edge(&fleet, &ctl);
+    let api = Api::through_edge(edge.sigil.http);
+    let svc = api.service("stream");
+    let asset = api
+        .post(
+            &format!("/v1/Services/{svc}/Assets"),
+            &[("FriendlyName", "big")],
+        )
+        .expect(201)
+        .s("sid");
+    let before = peak_rss_kib(edge.sigil.pid());
+    let content: Vec<u8> = (0..25 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let r = api
+        .upload(
+            &format!("/v1/Services/{svc}/Assets/{asset}/Versions"),
+            vec![
+                support::Part::text("Path", "/big.bin"),
+                support::Part::text("Visibility", "public"),
+                support::Part::file(
+                    "Content",
+                    content.clone(),
+                    "big.bin",
+                    "application/octet-stream",
+                ),
+            ],
+        )
+        .expect(201);
+    assert_eq!(r.json["path"], "/big.bin");
+    let grown = peak_rss_kib(edge.sigil.pid()).saturating_sub(before);
+    assert!(grown < 12 * 1024, "the edge's peak RSS grew by {grown} KiB");
+}

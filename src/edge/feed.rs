@@ -319,13 +319,14 @@ impl Follower {
         let mut pending = BTreeMap::new();
         for (sid, outcome) in outcomes {
             let position = environments.get(&sid).copied().unwrap_or(read);
+            let was_pending = self.status().pending.contains_key(&sid);
             match outcome {
-                Ok(Some(site)) if !self.prefetch(&site).await => {
+                Ok(Some(site)) if !self.prefetch(&site, !was_pending).await => {
                     pending.insert(sid, position);
                 }
                 Ok(site) => ready.push((sid, site)),
                 Err(e) => {
-                    if !self.status().pending.contains_key(&sid) {
+                    if !was_pending {
                         tracing::error!(environment = %sid, error = %e, "an Environment cannot be switched; retried every second");
                     }
                     pending.insert(sid, position);
@@ -347,8 +348,9 @@ impl Follower {
         Ok(())
     }
 
-    /// Fetches every blob a Site serves that is not on disk yet: whether all are there.
-    async fn prefetch(&self, site: &Site) -> bool {
+    /// Fetches every blob a Site serves that is not on disk yet: whether all are there. A
+    /// failure is logged when `say` (the first time, not at every retry).
+    async fn prefetch(&self, site: &Site, say: bool) -> bool {
         if !self.edge.cache.has_remote() {
             return true;
         }
@@ -381,6 +383,9 @@ impl Follower {
             }
         }
         if let Some(first) = failures.first() {
+            if !say {
+                return false;
+            }
             tracing::warn!(
                 environment = %site.environment_sid,
                 build = %site.build_sid,

@@ -27,8 +27,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// From the request's end to the answer's head, and between reads of either body.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Headers that belong to one connection, not to the request (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Headers that belong to one connection, not to the request (RFC 9110 §7.6.1), and
+/// `Expect`, which this edge has answered itself (hyper sends the 100 Continue when the body
+/// is read).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::EXPECT,
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
@@ -250,6 +253,7 @@ mod tests {
             HeaderValue::from_static("serverless.localhost"),
         );
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        h.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
         let out = end_to_end(&h);
         let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
