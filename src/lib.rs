@@ -8,14 +8,23 @@
 //! - [`clock`]: timestamps as Twilio writes them.
 //! - [`accounts`]: Accounts, auth tokens (with rotation) and API keys; Basic-auth checks.
 //! - [`asset_path`]: the rules for a version's `Path`.
-//! - [`manifest`]: what a Build holds (path → visibility, content address, size, type).
+//! - [`manifest`]: what a Build holds (path → visibility, content address, size, type), and
+//!   the narrow views of stored Builds and Environments the edge reads.
 //! - [`store`]: content-addressed blobs on disk (and in an S3 bucket), and the metadata trait
 //!   — versioned records, conditional batches, leases — with its embedded SQLite and shared
 //!   PostgreSQL implementations; `sigil copy-store`.
 //! - [`control`]: the Serverless v1 API, one file per resource, plus pagination, errors,
 //!   forms, authentication, and the periodic upkeep (retention, collection).
+//! - [`edge`]: serving Sites — routes, access, HTTP semantics, the blob and disk cache — and,
+//!   for a fleet, the change-feed follower (prefetch, then flip), the route snapshot and the
+//!   API proxy. It depends on the shared core ([`manifest`], [`store`], [`logsink`],
+//!   [`wire`], [`signature`]), never on [`control`].
 //! - [`logsink`]: the batched request-log writer the edge records through.
-//! - [`server`]: listeners, timeouts and graceful shutdown.
+//! - [`wire`]: what the control plane and the edge both put on the wire (Twilio's JSON
+//!   errors, form decoding, the change-feed position header), so neither depends on the
+//!   other.
+//! - [`server`]: listeners, timeouts and graceful shutdown; `server/roles.rs` assembles each
+//!   role (`all`, `control`, `edge`).
 
 pub mod accounts;
 pub mod asset_path;
@@ -34,3 +43,4 @@ pub mod edge;
 pub mod logsink;
 pub mod precompress;
 pub mod signature;
+pub mod wire;

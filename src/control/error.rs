@@ -6,7 +6,6 @@
 //! 20414 so that every error
 //! is the same shape (the toolkit and SDKs read `code`, falling back to the status).
 
-use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::store::StoreError;
@@ -92,12 +91,6 @@ impl ApiError {
     }
 
     /// 414 / 20414 [GUESS]: the request target is longer than `--max-uri-bytes`.
-    /// 502 or 504 from an edge whose control plane cannot be reached or did not answer in
-    /// time (Twilio's 20503, Service Unavailable).
-    pub fn control_plane_unavailable(status: StatusCode, message: &str) -> ApiError {
-        ApiError::new(status, 20503, message)
-    }
-
     /// 414.
     pub fn uri_too_long(limit: usize) -> ApiError {
         ApiError::new(
@@ -139,19 +132,8 @@ impl ApiError {
 
     /// The JSON response.
     pub fn into_response(self) -> Response<Body> {
-        let body = serde_json::json!({
-            "code": self.code,
-            "message": self.message,
-            "more_info": format!("https://www.twilio.com/docs/errors/{}", self.code),
-            "status": self.status.as_u16(),
-        });
-        let mut resp = Response::new(Body::new(Bytes::from(body.to_string())));
-        *resp.status_mut() = self.status;
+        let mut resp = crate::wire::error_response(self.status, self.code, &self.message);
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
         if self.status == StatusCode::UNAUTHORIZED {
             h.insert(
                 header::WWW_AUTHENTICATE,

@@ -1,7 +1,7 @@
 //! Form and query parameters (`application/x-www-form-urlencoded`), strictly decoded: a value
 //! that is not UTF-8 after percent-decoding is a 400, not a silently mangled string.
 
-use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::error::ApiError;
 
@@ -21,34 +21,8 @@ pub fn encode(value: &str) -> String {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Params(Vec<(String, String)>);
 
-fn decode(part: &[u8]) -> Result<String, ()> {
-    let plus_as_space: Vec<u8> = part
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
-    percent_decode(&plus_as_space)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| ())
-}
-
-/// Decodes `a=1&b=2` into pairs (`+` is a space); an error names what is not UTF-8.
-pub fn decode_pairs(input: &[u8]) -> Result<Vec<(String, String)>, String> {
-    let mut pairs = Vec::new();
-    for part in input.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
-        let (name, value) = match part.iter().position(|&b| b == b'=') {
-            Some(i) => (&part[..i], &part[i + 1..]),
-            None => (part, &b""[..]),
-        };
-        let name = decode(name)
-            .map_err(|_| "A parameter name is not valid UTF-8 after percent-decoding".to_owned())?;
-        let value = decode(value).map_err(|_| {
-            format!("Invalid value for parameter {name}: not valid UTF-8 after percent-decoding")
-        })?;
-        pairs.push((name, value));
-    }
-    Ok(pairs)
-}
+/// Decodes `a=1&b=2` into pairs (see [`crate::wire::decode_pairs`]).
+pub use crate::wire::decode_pairs;
 
 impl Params {
     /// Parses `a=1&b=2` (a query string or a form body).

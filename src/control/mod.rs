@@ -31,6 +31,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 
 use crate::store::{BlobStore, Kind, ListQuery, Metadata, Record, StoreError, Write};
+use crate::wire::{FEED_POSITION, FEED_WAIT};
 use crate::Body;
 pub use error::ApiError;
 use form::Params;
@@ -67,15 +68,6 @@ where
 
 /// The largest form body the API reads (a Build with 1,100 version SIDs is about 50 KB).
 pub const MAX_FORM_BODY: usize = 1024 * 1024;
-
-/// Response header with the change feed's position after a write that changed what edges
-/// serve (a Deployment, an Environment or Service deleted): an edge that proxied the request
-/// waits until it has applied the feed that far before it answers, so its client sees the
-/// change on that edge at once. Not part of Twilio's API; clients ignore it.
-pub const FEED_POSITION: &str = "sigil-feed-position";
-
-/// How long a write waits for the edge in the same process to apply its change.
-pub const FEED_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An edge in the same process that follows the change feed: after a change, the API waits
 /// (bounded) for it to be applied, so the edge serves it before the request returns.

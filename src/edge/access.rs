@@ -1,9 +1,9 @@
 //! Who may fetch what: public → anyone; protected → a valid `X-Twilio-Signature` by the
 //! owning account's primary or secondary auth token; private → nobody.
 //!
-//! The tokens are held in memory and refreshed from the store every few seconds (and after
-//! start), so token rotation with `sigil account token …` reaches a running edge without any
-//! lookup on the request path.
+//! The tokens are held in memory, read at start and again whenever the change feed reports an
+//! Account or API key changed (feed.rs), so token rotation with `sigil account token …`
+//! reaches every edge within a second without any lookup on the request path.
 
 use std::collections::HashMap;
 use std::sync::Arc;

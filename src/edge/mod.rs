@@ -4,7 +4,9 @@
 //! (access), work out the HTTP outcome from the request's headers and the asset's validators
 //! (http) — all pure and in memory — and only then fetch bytes from the blob cache. The
 //! [`Outcome`] becomes a response in exactly one place, [`Edge::respond`]. Requests for the
-//! API's host names go to the control plane instead.
+//! API's host names go to an [`ApiHandler`] instead: the control plane in the same process,
+//! or [`proxy::Proxy`] to a remote one. In a fleet, [`feed::Follower`] keeps the route table
+//! in line with the store's change feed and [`snapshot::Snapshot`] keeps it on disk.
 
 pub mod access;
 pub mod cache;
@@ -659,11 +661,11 @@ struct RequestLine {
 
 /// The answer for the API's host names on an edge with no control plane to send them to.
 pub fn no_api() -> Response<Body> {
-    crate::control::ApiError::control_plane_unavailable(
+    crate::wire::error_response(
         StatusCode::BAD_GATEWAY,
+        20503,
         "This edge serves no API (it has no --control-url)",
     )
-    .into_response()
 }
 
 /// A plain-text response: the edge's answer for every error.
@@ -762,7 +764,7 @@ fn proof(
         .query()
         .is_some_and(|q| q.split('&').any(|p| p.starts_with("bodySHA256=")));
     let payload = if is_form || (body.is_empty() && !names_body_hash) {
-        let params = crate::control::form::decode_pairs(&body)
+        let params = crate::wire::decode_pairs(&body)
             .map_err(|_| "the form body is not UTF-8 after percent-decoding")?;
         OwnedPayload::Form(params)
     } else {

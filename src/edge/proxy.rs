@@ -128,7 +128,7 @@ impl Proxy {
         out.headers_mut().remove(header::CONTENT_LENGTH);
         let position = answer
             .headers()
-            .get(crate::control::FEED_POSITION)
+            .get(crate::wire::FEED_POSITION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<i64>().ok());
         let body = http_body_util::Limited::new(reqwest::Body::from(answer), MAX_RESPONSE);
@@ -139,7 +139,7 @@ impl Proxy {
         *out.body_mut() = Body::new(bytes);
         if let (Some(position), Some(follower)) = (position, &self.follower) {
             if !follower
-                .applied_up_to(position, crate::control::FEED_WAIT)
+                .applied_up_to(position, crate::wire::FEED_WAIT)
                 .await
             {
                 tracing::warn!(
@@ -229,7 +229,8 @@ fn unreachable_text(why: &str, timeout: bool) -> Response<Body> {
         )
     };
     tracing::warn!(error = %why, status = status.as_u16(), "API request not proxied");
-    crate::control::ApiError::control_plane_unavailable(status, message).into_response()
+    // Twilio's 20503, Service Unavailable.
+    crate::wire::error_response(status, 20503, message)
 }
 
 #[cfg(test)]
