@@ -1,5 +1,7 @@
-//! Listeners and connection handling: the API listener (control plane, `/healthz`,
-//! `/metrics`) and the edge's HTTP and HTTPS listeners; one task per connection.
+//! Listeners and connection handling: the API listener (control plane, `/healthz`, and
+//! `/metrics` for `--role all`), the edge's HTTP and HTTPS listeners, and the admin listener
+//! (`/healthz`, `/readyz`, `/metrics`); one task per connection. Which of them a process has
+//! is its role's (roles.rs).
 //!
 //! The API is served by hyper 1 through hyper-util's auto (HTTP/1.1 + h2c) builder with a
 //! timer, so header-read timeouts work. The edge serves body-less HTTP/1.1 GET/HEAD on its own
