@@ -644,3 +644,92 @@ fn a_large_upload_through_an_edge_is_streamed() {
     let grown = peak_rss_kib(edge.sigil.pid()).saturating_sub(before);
     assert!(grown < 12 * 1024, "the edge's peak RSS grew by {grown} KiB");
 }
+
+/// An Environment whose Build record is missing is never dropped silently: the edge keeps
+/// serving what it served, counts it pending, says so in `/readyz`, retries every second, and
+/// switches once the record makes sense again. Edge request lines reach the Logs resource.
+#[test]
+fn an_environment_that_cannot_be_switched_stays_served_and_visible() {
+    let pg = Postgres::start();
+    let s3 = S3::start();
+    let fleet = Fleet::on(&pg, &s3);
+    let ctl = control(&fleet);
+    let edge = start_edge(&fleet, &ctl);
+    let api = ctl.client();
+    let svc = api.service("missing");
+    let env = api.environment(&svc, "prod", None);
+    let (ze, domain) = (env.s("sid"), env.s("domain_name"));
+    let zb = build(&api, &svc, &[("/a.txt", b"first".to_vec())]);
+    deploy(&api, &svc, &ze, &zb);
+    until_served(
+        &edge.sigil,
+        &domain,
+        "/a.txt",
+        b"first",
+        Duration::from_secs(5),
+    );
+    let db = fleet
+        .metadata()
+        .rsplit('/')
+        .next()
+        .expect("db name")
+        .to_owned();
+    // The Environment made to name a Build that is not stored (as a damaged record would).
+    let ghost = format!("ZB{}", "0".repeat(32));
+    let point_at = |from: &str, to: &str| {
+        let out = pg
+            .psql(&db, "-qc")
+            .arg(format!(
+                "UPDATE records SET data = convert_to(replace(convert_from(data, 'UTF8'), '{from}', '{to}'), 'UTF8'), \
+                 version = version + 1 WHERE sid = '{ze}'"
+            ))
+            .output()
+            .expect("psql runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    point_at(&zb, &ghost);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&edge.sigil, "sigil_feed_pending_environments") != 1.0 {
+        assert!(Instant::now() < deadline, "never pending");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, why) = admin(&edge.sigil, "/readyz");
+    assert_eq!(status, 200);
+    assert!(why.contains("degraded"), "{why}");
+    until_served(
+        &edge.sigil,
+        &domain,
+        "/a.txt",
+        b"first",
+        Duration::from_secs(1),
+    );
+    // Mended: applied by the retries, without a restart.
+    point_at(&ghost, &zb);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&edge.sigil, "sigil_feed_pending_environments") != 0.0 {
+        assert!(Instant::now() < deadline, "still pending");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(admin(&edge.sigil, "/readyz").1, "edge: ready\n");
+    // The edge's request lines, batched into the Logs resource.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = api
+            .get(&format!("/v1/Services/{svc}/Environments/{ze}/Logs"))
+            .expect(200);
+        let lines = logs.json["logs"].as_array().expect("logs").clone();
+        if lines.iter().any(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("/a.txt 200"))
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no edge line in {lines:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
