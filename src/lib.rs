@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`body`]: the response body of every handler (one chunk, or a proxied stream).
 //! - [`config`]: the command line and the validated [`config::Config`].
 //! - [`sid`]: Twilio SIDs (prefix + 32 hex digits) and random identifiers.
 //! - [`clock`]: timestamps as Twilio writes them.
@@ -28,6 +29,7 @@
 
 pub mod accounts;
 pub mod asset_path;
+pub mod body;
 pub mod clock;
 pub mod config;
 pub mod control;
@@ -36,8 +38,7 @@ pub mod server;
 pub mod sid;
 pub mod store;
 
-/// The response body type of every handler: one contiguous chunk of bytes.
-pub type Body = http_body_util::Full<bytes::Bytes>;
+pub use body::Body;
 pub mod deploy;
 pub mod edge;
 pub mod logsink;

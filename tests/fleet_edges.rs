@@ -148,6 +148,29 @@ fn edges_follow_every_deployment_and_proxy_the_api() {
     let files: Vec<(&str, Vec<u8>)> = first.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
     let zb = build(&api, &svc, &files);
     deploy(&api, &svc, &ze, &zb);
+    // The API over TLS and HTTP/2 through the edge too (its answer streamed back).
+    let h2 = reqwest::blocking::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(
+                &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/ca.pem")).expect("ca"),
+            )
+            .expect("pem"),
+        )
+        .resolve("serverless.localhost", edges[0].sigil.https)
+        .build()
+        .expect("client");
+    let r = h2
+        .get(format!(
+            "https://serverless.localhost:{}/v1/Services/{svc}/Environments",
+            edges[0].sigil.https.port()
+        ))
+        .basic_auth(support::ACCOUNT_SID, Some(support::AUTH_TOKEN))
+        .send()
+        .expect("answered");
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    let listed: serde_json::Value = r.json().expect("json");
+    assert_eq!(listed["environments"][0]["sid"], ze.as_str());
     // The edge that proxied the Deployment serves it as soon as the client has its 201.
     let e0 = edges[0].sigil.edge(&[&domain]);
     assert_eq!(

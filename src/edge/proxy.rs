@@ -1,9 +1,8 @@
 //! The API through an edge: requests for `serverless.{domain}` and
 //! `serverless-upload.{domain}` go to the control plane at `--control-url`. The request body
 //! is streamed (a 25 MiB upload is never held whole); hop-by-hop headers are dropped and
-//! `X-Forwarded-For/Proto/Host` set; the control plane's answer — Twilio JSON, at most one
-//! page of a list — is read whole (up to [`MAX_RESPONSE`]) and passed on. An unreachable
-//! control plane is a Twilio JSON 502, a slow one a 504. After a write that changed what edges
+//! `X-Forwarded-For/Proto/Host` set; the control plane's answer is streamed back the same
+//! way. An unreachable control plane is a Twilio JSON 502, a slow one a 504. After a write that changed what edges
 //! serve, the answer waits (bounded) until this edge has applied the change, so a client
 //! that deployed through it sees the new Build here as soon as it has its 201.
 
@@ -12,16 +11,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 
 use super::feed::Follower;
 use super::{ApiBody, ApiHandler, Conn};
 use crate::Body;
 
-/// The largest answer passed on (a page of 1,000 records is well under it).
-pub const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 /// Connecting to the control plane.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// From the request's end to the answer's head, and between reads of either body.
@@ -121,22 +116,14 @@ impl Proxy {
             Err(e) => return unreachable(&e),
         };
         let status = answer.status();
-        let mut out = Response::new(Body::new(Bytes::new()));
+        let mut out = Response::new(Body::default());
         *out.status_mut() = status;
         *out.headers_mut() = end_to_end(answer.headers());
-        // The body is read whole below: its length is known again.
-        out.headers_mut().remove(header::CONTENT_LENGTH);
         let position = answer
             .headers()
             .get(crate::wire::FEED_POSITION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<i64>().ok());
-        let body = http_body_util::Limited::new(reqwest::Body::from(answer), MAX_RESPONSE);
-        let bytes = match body.collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e) => return unreachable_text(&e.to_string(), true),
-        };
-        *out.body_mut() = Body::new(bytes);
         if let (Some(position), Some(follower)) = (position, &self.follower) {
             if !follower
                 .applied_up_to(position, crate::wire::FEED_WAIT)
@@ -148,6 +135,8 @@ impl Proxy {
                 );
             }
         }
+        // Streamed on as it arrives (each read within READ_TIMEOUT).
+        *out.body_mut() = Body::stream(reqwest::Body::from(answer));
         out
     }
 }
@@ -210,13 +199,10 @@ fn forwarded(out: &mut HeaderMap, incoming: &HeaderMap, conn: Conn, trusted: boo
     out.insert("x-forwarded-proto", proto);
 }
 
-fn unreachable(e: &reqwest::Error) -> Response<Body> {
-    unreachable_text(&e.to_string(), e.is_timeout())
-}
-
 /// Twilio's JSON error for a control plane that cannot be reached (502) or did not answer in
 /// time (504).
-fn unreachable_text(why: &str, timeout: bool) -> Response<Body> {
+fn unreachable(e: &reqwest::Error) -> Response<Body> {
+    let (why, timeout) = (e.to_string(), e.is_timeout());
     let (status, message) = if timeout {
         (
             StatusCode::GATEWAY_TIMEOUT,

@@ -248,7 +248,9 @@ where
 }
 
 /// Writes `resp`: the head (with `Content-Length`, `Date` and, when closing,
-/// `Connection: close` added as hyper would) and, unless `head_only`, the body.
+/// `Connection: close` added as hyper would) and, unless `head_only`, the body. A streamed
+/// body (the API through an edge) goes out as it comes: with its own length when it has one,
+/// else chunked.
 async fn write_response<I>(
     io: &mut I,
     out: &mut Vec<u8>,
@@ -260,7 +262,10 @@ where
     I: AsyncWrite + Unpin,
 {
     let (parts, body) = resp.into_parts();
-    let body = super::respond::bytes_of(body);
+    let (body, stream) = match body.into_bytes() {
+        Ok(bytes) => (bytes, None),
+        Err(stream) => (Bytes::new(), Some(stream)),
+    };
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(parts.status.as_str().as_bytes());
@@ -274,7 +279,11 @@ where
         out.extend_from_slice(b"\r\n");
     }
     let bodiless_status = super::respond::bodiless(parts.status);
-    if !bodiless_status && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+    let has_length = parts.headers.contains_key(header::CONTENT_LENGTH);
+    let chunked = stream.is_some() && !bodiless_status && !has_length;
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    } else if !bodiless_status && !has_length {
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(body.len().to_string().as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -288,6 +297,10 @@ where
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    if let Some(stream) = stream.filter(|_| !head_only && !bodiless_status) {
+        io.write_all(out).await?;
+        return write_stream(io, stream, chunked).await;
+    }
     let body: &[u8] = if head_only || bodiless_status {
         &[]
     } else {
@@ -298,6 +311,36 @@ where
         io.write_all(out).await?;
     } else {
         write_two(io, out, body).await?;
+    }
+    io.flush().await
+}
+
+/// Writes a streamed body frame by frame, in chunks when `chunked`. A stream that fails part
+/// way ends the connection (the caller closes it): the client sees a cut, not a whole body.
+async fn write_stream<I>(io: &mut I, mut body: Body, chunked: bool) -> io::Result<()>
+where
+    I: AsyncWrite + Unpin,
+{
+    use http_body_util::BodyExt;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| io::Error::other(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers: not sent over HTTP/1.1 here
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if chunked {
+            io.write_all(format!("{:x}\r\n", data.len()).as_bytes())
+                .await?;
+            write_two(io, &data, b"\r\n").await?;
+        } else {
+            io.write_all(&data).await?;
+        }
+        io.flush().await?;
+    }
+    if chunked {
+        io.write_all(b"0\r\n\r\n").await?;
     }
     io.flush().await
 }
@@ -416,5 +459,44 @@ mod tests {
             assert_eq!(&socket.got[..head.len()], &head[..], "{per_write}");
             assert_eq!(&socket.got[head.len()..], body, "{per_write}");
         }
+    }
+
+    /// A stream of two chunks (the API through an edge): chunked without a length, raw with
+    /// the upstream's length, nothing for HEAD.
+    #[tokio::test]
+    async fn a_streamed_body_goes_out_chunked_or_with_its_length() {
+        let two = || {
+            let chunks = futures_util::stream::iter([
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from("abc"))),
+                Ok(hyper::body::Frame::data(Bytes::from("defgh"))),
+            ]);
+            Body::stream(http_body_util::StreamBody::new(chunks))
+        };
+        let written = |resp: Response<Body>, head_only: bool| async move {
+            let mut sock = Trickle {
+                per_write: 7,
+                got: Vec::new(),
+            };
+            write_response(&mut sock, &mut Vec::new(), resp, head_only, false)
+                .await
+                .expect("written");
+            String::from_utf8(sock.got).expect("text")
+        };
+        let text = written(Response::new(two()), false).await;
+        assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
+        assert!(!text.contains("content-length"), "{text}");
+        assert!(
+            text.ends_with("\r\n\r\n3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n"),
+            "{text}"
+        );
+        let mut sized = Response::new(two());
+        sized
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, http::HeaderValue::from(8));
+        let text = written(sized, false).await;
+        assert!(!text.contains("chunked"), "{text}");
+        assert!(text.ends_with("\r\n\r\nabcdefgh"), "{text}");
+        let text = written(Response::new(two()), true).await;
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
     }
 }

@@ -167,11 +167,28 @@ fn answer(
 }
 
 /// Sends a response: its head with `Content-Length` and `Date` added when missing, then its
-/// body (none for `HEAD`, 1xx, 204 and 304).
+/// body (none for `HEAD`, 1xx, 204 and 304). A streamed body (the API through an edge) is
+/// sent from a task of its own as flow control allows.
 fn send(mut tx: h2::server::SendResponse<Bytes>, resp: Response<Body>, head: bool) {
     let (mut parts, body) = resp.into_parts();
-    let body = super::respond::bytes_of(body);
     let bodiless = super::respond::bodiless(parts.status);
+    let body = match body.into_bytes() {
+        Ok(bytes) => bytes,
+        Err(stream) => {
+            if !parts.headers.contains_key(header::DATE) {
+                parts.headers.insert(header::DATE, super::respond::date());
+            }
+            let end = head || bodiless;
+            match tx.send_response(Response::from_parts(parts, ()), end) {
+                Ok(out) if !end => {
+                    tokio::spawn(send_stream(out, stream));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "HTTP/2 stream closed before its response"),
+            }
+            return;
+        }
+    };
     if !bodiless && !parts.headers.contains_key(header::CONTENT_LENGTH) {
         parts
             .headers
@@ -200,6 +217,37 @@ fn send(mut tx: h2::server::SendResponse<Bytes>, resp: Response<Body>, head: boo
 /// them, and a client pays per record: h2load made 64 reads per 256 KiB response instead of 48
 /// against nginx.
 const DATA_CHUNK: usize = (1 << 14) - 9;
+
+/// Sends a streamed body: each frame's data once the peer's window has room for it (so a
+/// slow reader holds back the source instead of filling memory); a failing source resets
+/// the stream.
+async fn send_stream(mut out: h2::SendStream<Bytes>, mut body: Body) {
+    use http_body_util::BodyExt;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            out.send_reset(h2::Reason::INTERNAL_ERROR);
+            return;
+        };
+        let Ok(mut data) = frame.into_data() else {
+            continue;
+        };
+        while !data.is_empty() {
+            out.reserve_capacity(data.len().min(DATA_CHUNK));
+            let room = match std::future::poll_fn(|cx| out.poll_capacity(cx)).await {
+                Some(Ok(room)) if room > 0 => room,
+                Some(Ok(_)) => continue,
+                _ => return, // the stream is gone
+            };
+            if out
+                .send_data(data.split_to(room.min(data.len())), false)
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+    let _ = out.send_data(Bytes::new(), true);
+}
 
 /// Queues `body` in frames of at most `DATA_CHUNK` (slices of the same bytes, no copies); `h2`
 /// sends them as flow control allows.

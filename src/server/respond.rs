@@ -1,24 +1,9 @@
 //! What the edge's own HTTP/1.1 and HTTP/2 servers add to a response before sending it.
 
 use std::cell::RefCell;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
 use std::time::SystemTime;
 
-use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
-use hyper::body::Body as _;
-
-use crate::Body;
-
-/// A response body's bytes (every handler's body is one chunk, ready at once).
-pub(super) fn bytes_of(mut body: Body) -> Bytes {
-    let mut cx = Context::from_waker(Waker::noop());
-    match Pin::new(&mut body).poll_frame(&mut cx) {
-        Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
-        _ => Bytes::new(),
-    }
-}
 
 /// Statuses whose responses have no body (and no `Content-Length` is added to them).
 pub(super) fn bodiless(status: StatusCode) -> bool {

@@ -76,7 +76,7 @@ pub struct Admin {
 
 /// A `/metrics` response.
 pub(super) fn metrics_response(text: String) -> Response<Body> {
-    let mut resp = Response::new(Body::new(text.into()));
+    let mut resp = Response::new(Body::new(text));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
