@@ -24,6 +24,8 @@ use crate::store::{Kind, Metadata, StoreError};
 const POLL: Duration = Duration::from_secs(1);
 /// Changes read at once.
 const PAGE: u32 = 1000;
+/// The route snapshot is saved at most this often (a burst of Deployments writes it once).
+const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// Downloads in flight while prefetching a Build.
 const PREFETCH_CONCURRENCY: usize = 16;
 
@@ -46,6 +48,10 @@ struct Status {
     errors: u64,
     /// A full read is needed (start, or the feed was pruned past the position).
     needs_full: bool,
+    /// The table changed since the route snapshot was last saved.
+    unsaved: bool,
+    /// When the route snapshot was last saved.
+    saved_at: Option<Instant>,
 }
 
 /// The follower.
@@ -106,7 +112,9 @@ impl Follower {
     /// Reads the feed once now (at start, so the edge serves a loaded table from its first
     /// request when the store is up).
     pub async fn first_round(&self) -> Result<(), StoreError> {
-        self.round().await.inspect_err(|e| self.failed(e))
+        let done = self.round().await.inspect_err(|e| self.failed(e));
+        self.save_if_due().await;
+        done
     }
 
     /// Follows the feed until the process ends.
@@ -133,6 +141,23 @@ impl Follower {
             if let Err(e) = self.round().await {
                 self.failed(&e);
             }
+            self.save_if_due().await;
+        }
+    }
+
+    /// Saves the route snapshot if the table changed and the last save is [`SAVE_EVERY`] ago.
+    async fn save_if_due(&self) {
+        let due = {
+            let mut status = self.status();
+            let due = status.unsaved && status.saved_at.is_none_or(|t| t.elapsed() >= SAVE_EVERY);
+            if due {
+                status.unsaved = false;
+                status.saved_at = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            self.save().await;
         }
     }
 
@@ -276,7 +301,7 @@ impl Follower {
             status.last_error = None;
         }
         self.applied_now();
-        self.save().await;
+        self.status().unsaved = true;
         Ok(())
     }
 
@@ -343,7 +368,7 @@ impl Follower {
         self.applied_now();
         if switched > 0 {
             tracing::info!(environments = switched, position = read, "routes switched");
-            self.save().await;
+            self.status().unsaved = true;
         }
         Ok(())
     }
