@@ -224,10 +224,12 @@ impl Follower {
                 status.last_ok = Some(Instant::now());
                 status.last_error = None;
             }
-            if page.gap {
+            // Pruned past this position, or behind it: another (or a restored) database.
+            if page.gap || page.head < read {
                 tracing::info!(
                     position = read,
-                    "the feed was pruned past this edge's position: reading everything"
+                    head = page.head,
+                    "the feed does not follow on from this edge's position: reading everything"
                 );
                 self.status().needs_full = true;
                 return self.full().await;

@@ -103,14 +103,15 @@ impl Proxy {
                 }
             }
         }
-        let body = reqwest::Body::wrap_stream(http_body_util::BodyDataStream::new(body));
-        let sent = self
-            .client
-            .request(parts.method, &url)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await;
+        let mut request = self.client.request(parts.method, &url).headers(headers);
+        // A request without a body (most GETs) is sent without one, not as an empty chunked
+        // stream.
+        if !hyper::body::Body::is_end_stream(&body) {
+            request = request.body(reqwest::Body::wrap_stream(
+                http_body_util::BodyDataStream::new(body),
+            ));
+        }
+        let sent = request.send().await;
         let answer = match sent {
             Ok(answer) => answer,
             Err(e) => return unreachable(&e),
