@@ -441,6 +441,9 @@ fn signature_command(command: SignatureCommand) -> anyhow::Result<bool> {
             if let Some(problem) = &verdict.body_problem {
                 println!("body: {problem}");
             }
+            if let Some(problem) = verdict.signature_problem {
+                println!("signature: {problem}");
+            }
             for signed in &verdict.tried {
                 println!("tried {signed}");
                 println!("  expects {}", signature::sign(&request.token, signed));

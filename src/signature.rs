@@ -37,6 +37,8 @@ pub struct Verdict {
     pub tried: Vec<String>,
     /// For an invalid `Body` payload: why the body check failed before any signature was tried.
     pub body_problem: Option<String>,
+    /// Why the signature itself was refused before it was compared (its form).
+    pub signature_problem: Option<&'static str>,
 }
 
 /// The string Twilio signs for `url` and form parameters.
@@ -216,15 +218,25 @@ pub fn validate<T: Token>(
                     valid: false,
                     tried: Vec::new(),
                     body_problem: problem,
+                    signature_problem: None,
                 };
             }
             &[]
         }
     };
+    // Refused as Twilio's libraries refuse it: the header's value is compared as it is.
+    if signature.trim() != signature {
+        return Verdict {
+            valid: false,
+            tried: Vec::new(),
+            body_problem: None,
+            signature_problem: Some("the header value has surrounding whitespace"),
+        };
+    }
     // An HMAC-SHA1 is 20 bytes; anything that does not decode to exactly that never matches.
     let mut decoded = [0u8; 24];
     let expected = base64::engine::general_purpose::STANDARD
-        .decode_slice(signature.trim(), &mut decoded)
+        .decode_slice(signature, &mut decoded)
         .ok()
         .filter(|&n| n == 20)
         .map(|_| &decoded[..20]);
@@ -242,6 +254,7 @@ pub fn validate<T: Token>(
             valid: false,
             tried: Vec::new(),
             body_problem: None,
+            signature_problem: None,
         };
     };
     let first = signed_string(&first, params);
@@ -261,6 +274,7 @@ pub fn validate<T: Token>(
         valid,
         tried,
         body_problem: None,
+        signature_problem: None,
     }
 }
 

@@ -82,6 +82,31 @@ fn verify_explains_and_sets_the_exit_code() {
     ]);
     assert_eq!(code, 1);
     assert!(out.starts_with("invalid\n"));
+
+    // Surrounding whitespace (a trailing newline pasted along) is refused, as Twilio's
+    // libraries refuse it, and said.
+    for padded in [
+        "0/KCTR6DLpKmkAf8muzZqo1nDgQ=\n",
+        " 0/KCTR6DLpKmkAf8muzZqo1nDgQ=",
+    ] {
+        let mut args = vec![
+            "verify",
+            "--url",
+            "https://mycompany.com:443/myapp.php?foo=1&bar=2",
+            "--token",
+            "12345",
+            "--signature",
+            padded,
+        ];
+        args.extend(PARAMS);
+        let (code, out) = sigil(&args);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.starts_with("invalid\n"), "{out}");
+        assert!(
+            out.contains("signature: the header value has surrounding whitespace"),
+            "{out}"
+        );
+    }
 }
 
 #[test]

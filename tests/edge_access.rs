@@ -194,5 +194,30 @@ fn forwarded_headers_only_from_trusted_proxies() {
             if trusted { 200 } else { 404 },
             "trusted={trusted}"
         );
+        // A trusted proxy appends to what the client sent: the value it added (the last)
+        // counts, not the client's.
+        let appended = edge.get(
+            &format!("http://127.0.0.1:{}/hook.xml?x=1", edge.http_port),
+            &[
+                ("X-Forwarded-Proto", "http, https"),
+                ("X-Forwarded-Host", &format!("evil.example, {d}")),
+                ("X-Twilio-Signature", &sig),
+            ],
+        );
+        assert_eq!(
+            appended.status,
+            if trusted { 200 } else { 404 },
+            "trusted={trusted}"
+        );
+        // And a forwarded host is checked like a Host header.
+        let bad = edge.get(
+            &format!("http://127.0.0.1:{}/hook.xml?x=1", edge.http_port),
+            &[("X-Forwarded-Host", "evil@host.example")],
+        );
+        assert_eq!(
+            bad.status,
+            if trusted { 400 } else { 404 },
+            "trusted={trusted}"
+        );
     }
 }

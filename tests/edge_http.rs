@@ -213,6 +213,9 @@ fn conditional_requests() {
     assert!(nm.body.is_empty());
     assert_eq!(nm.header("etag"), Some(etag.as_str()));
     assert_eq!(nm.header("last-modified"), Some(lm.as_str()));
+    // RFC 9110 §15.4.5: the Cache-Control the 200 has.
+    assert!(first.header("cache-control").is_some());
+    assert_eq!(nm.header("cache-control"), first.header("cache-control"));
     edge.get(&url, &[("If-None-Match", &format!("W/{etag}"))])
         .expect(304);
     edge.get(&url, &[("If-None-Match", "\"other\", *")])

@@ -226,9 +226,15 @@ fn host_name(authority: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn first_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    let v = headers.get(name)?.to_str().ok()?;
-    v.split(',').next().map(str::trim).filter(|s| !s.is_empty())
+/// The value a trusted proxy added to a list header such as `X-Forwarded-Proto`: the last
+/// one. A proxy appends to what it received, so the values before it are what the client
+/// (or a proxy further out, not trusted) wrote.
+fn forwarded_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let v = headers.get_all(name).iter().next_back()?.to_str().ok()?;
+    v.rsplit(',')
+        .next()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 impl Edge {
@@ -278,13 +284,21 @@ impl Edge {
         let started = self.config.access_log.then(Instant::now);
         let trusted = self.trusted(conn.peer.ip());
         let forwarded_host = trusted
-            .then(|| first_value(req.headers(), "x-forwarded-host"))
-            .flatten();
+            .then(|| forwarded_value(req.headers(), "x-forwarded-host"))
+            .flatten()
+            .map(|h| {
+                // Checked like a Host header: it names the Site and goes into the signed URL.
+                if routes::valid_host(h) {
+                    Ok(h)
+                } else {
+                    Err("the X-Forwarded-Host header is not a valid host")
+                }
+            });
         let line = RequestLine {
             method: req.method().clone(),
             uri: req.uri().clone(),
         };
-        let authority = match forwarded_host.map_or_else(|| request_host(&req), Ok) {
+        let authority = match forwarded_host.unwrap_or_else(|| request_host(&req)) {
             Ok(a) => a.to_owned(),
             Err(why) => {
                 let outcome = Outcome::BadRequest(why);
@@ -305,7 +319,7 @@ impl Edge {
             return Handled::Now(self.finish(None, &line, outcome, None, started));
         };
         let scheme = match trusted
-            .then(|| first_value(req.headers(), "x-forwarded-proto"))
+            .then(|| forwarded_value(req.headers(), "x-forwarded-proto"))
             .flatten()
         {
             Some(p) if p.eq_ignore_ascii_case("https") => "https",
@@ -527,14 +541,7 @@ impl Edge {
                 validators(h, &asset, rep);
                 h.insert(header::CONTENT_TYPE, asset.content_type.clone());
                 h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-                h.insert(
-                    header::CACHE_CONTROL,
-                    if asset.visibility == Visibility::Public {
-                        self.config.cache_control_public.clone()
-                    } else {
-                        self.config.cache_control_protected.clone()
-                    },
-                );
+                h.insert(header::CACHE_CONTROL, self.cache_control(&asset));
                 if asset.visibility == Visibility::Public {
                     h.insert(
                         header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -588,6 +595,8 @@ impl Edge {
             }
             Outcome::NotModified { asset, coding } => {
                 validators(h, &asset, representation(&asset, coding));
+                // RFC 9110 §15.4.5: a 304 carries the Cache-Control the 200 would have.
+                h.insert(header::CACHE_CONTROL, self.cache_control(&asset));
                 StatusCode::NOT_MODIFIED
             }
             Outcome::RangeNotSatisfiable { size } => {
@@ -644,6 +653,15 @@ impl Edge {
         };
         *resp.status_mut() = status;
         resp
+    }
+
+    /// The Cache-Control of an asset's 200 (and 304).
+    fn cache_control(&self, asset: &EdgeAsset) -> HeaderValue {
+        if asset.visibility == Visibility::Public {
+            self.config.cache_control_public.clone()
+        } else {
+            self.config.cache_control_protected.clone()
+        }
     }
 
     /// The Prometheus exposition of the edge's counters.
