@@ -110,12 +110,6 @@ impl Token for str {
     }
 }
 
-impl Token for String {
-    fn mac(&self, data: &str) -> [u8; 20] {
-        hmac_sha1(self, data)
-    }
-}
-
 impl<T: Token + ?Sized> Token for &T {
     fn mac(&self, data: &str) -> [u8; 20] {
         (**self).mac(data)
@@ -323,6 +317,15 @@ mod tests {
                 vec!["https://[::1]:8443/p", "https://[::1]/p"],
             ),
             ("https://a.com", vec!["https://a.com", "https://a.com:443"]),
+            (
+                "http://a.com/p",
+                vec!["http://a.com/p", "http://a.com:80/p"],
+            ),
+            (
+                "http://a.com:80/p",
+                vec!["http://a.com:80/p", "http://a.com/p"],
+            ),
+            ("ftp://a.com/p", vec!["ftp://a.com/p"]),
         ] {
             assert_eq!(url_variants(url), want, "{url}");
         }
@@ -351,5 +354,47 @@ mod tests {
         assert!(validate(&["wrong", "12345"], url, Payload::Form(&params), sig).valid);
         assert!(!validate(&["wrong"], url, Payload::Form(&params), sig).valid);
         assert!(!validate(&["12345"], url, Payload::Form(&params), "not base64!").valid);
+    }
+
+    /// A webhook signed with the default port and received without it (or the other way
+    /// round) is valid, for http as for https.
+    #[test]
+    fn default_ports_either_way() {
+        let params: Vec<(String, String)> = vec![("To".into(), "+1".into())];
+        for (signed_as, received) in [
+            ("http://h.com:80/x?a=1", "http://h.com/x?a=1"),
+            ("http://h.com/x?a=1", "http://h.com:80/x?a=1"),
+            ("https://h.com:443/x", "https://h.com/x"),
+            ("https://h.com/x", "https://h.com:443/x"),
+        ] {
+            let sig = sign("tok", &signed_string(signed_as, &params));
+            let v = validate(&["tok"], received, Payload::Form(&params), &sig);
+            assert!(v.valid, "{signed_as} received as {received}");
+        }
+        // Another port is another URL.
+        let sig = sign("tok", &signed_string("http://h.com:8080/x", &params));
+        assert!(!validate(&["tok"], "http://h.com/x", Payload::Form(&params), &sig).valid);
+    }
+
+    /// Only exactly 20 decoded bytes can match: the right MAC with bytes after it does not.
+    #[test]
+    fn a_signature_of_more_than_twenty_bytes_never_matches() {
+        use base64::Engine;
+        let params: Vec<(String, String)> = Vec::new();
+        let url = "https://h.com/x";
+        let mac = hmac_sha1("tok", &signed_string(url, &params));
+        let exact = base64::engine::general_purpose::STANDARD.encode(mac);
+        assert!(validate(&["tok"], url, Payload::Form(&params), &exact).valid);
+        for extra in [1usize, 2, 4] {
+            let mut long = mac.to_vec();
+            long.extend(std::iter::repeat_n(0u8, extra));
+            let sig = base64::engine::general_purpose::STANDARD.encode(&long);
+            assert!(
+                !validate(&["tok"], url, Payload::Form(&params), &sig).valid,
+                "{extra}"
+            );
+        }
+        let short = base64::engine::general_purpose::STANDARD.encode(&mac[..19]);
+        assert!(!validate(&["tok"], url, Payload::Form(&params), &short).valid);
     }
 }

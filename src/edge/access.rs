@@ -127,3 +127,63 @@ pub fn decide(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proof(token: &str, url: &str) -> Proof {
+        let signed = crate::signature::signed_string(url, &[]);
+        Proof {
+            url: url.to_owned(),
+            payload: OwnedPayload::Form(Vec::new()),
+            signature: Some(crate::signature::sign(token, &signed)),
+        }
+    }
+
+    /// Every visibility against every kind of proof: a valid signature opens only what is
+    /// protected and owned by the account whose token made it.
+    #[test]
+    fn decisions() {
+        let tokens = Tokens::default();
+        tokens.replace(HashMap::from([
+            ("AC1".to_owned(), vec!["one".to_owned()]),
+            ("AC2".to_owned(), vec!["two".to_owned(), "two-b".to_owned()]),
+        ]));
+        let url = "https://a.localhost/x";
+        let none = Proof {
+            url: url.to_owned(),
+            payload: OwnedPayload::Form(Vec::new()),
+            signature: None,
+        };
+        use Access::{Allowed, BadSignature, MissingSignature};
+        use Visibility::{Protected, Public};
+        for (account, visibility, proof, want) in [
+            ("AC1", Public, None, Allowed),
+            ("AC1", Public, Some(proof("wrong", url)), Allowed),
+            ("AC1", Visibility::Private, None, Access::Private),
+            // A valid signature never opens a private asset.
+            (
+                "AC1",
+                Visibility::Private,
+                Some(proof("one", url)),
+                Access::Private,
+            ),
+            ("AC1", Protected, None, MissingSignature),
+            ("AC1", Protected, Some(none), MissingSignature),
+            ("AC1", Protected, Some(proof("one", url)), Allowed),
+            ("AC2", Protected, Some(proof("two-b", url)), Allowed),
+            ("AC1", Protected, Some(proof("wrong", url)), BadSignature),
+            // Another account's token, and an account with no tokens here.
+            ("AC1", Protected, Some(proof("two", url)), BadSignature),
+            ("AC9", Protected, Some(proof("one", url)), BadSignature),
+            ("AC9", Protected, Some(proof("", url)), BadSignature),
+        ] {
+            assert_eq!(
+                decide(&tokens, account, visibility, proof.as_ref()),
+                want,
+                "{account} {visibility:?}"
+            );
+        }
+    }
+}

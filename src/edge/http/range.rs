@@ -103,6 +103,14 @@ mod tests {
             ("bytes=-", 100, Full),
             ("bytes=1", 100, Full),
             ("bytes=99999999999999999999-", 100, Full),
+            // 19 digits are a number; 20 are not, even where u64 could hold them.
+            ("bytes=0-9999999999999999999", 100, p(0, 99)),
+            ("bytes=0-10000000000000000000", 100, Full),
+            ("bytes=-10000000000000000000", 100, Full),
+            // Digits only: no sign.
+            ("bytes=+1-2", 100, Full),
+            ("bytes=1-+2", 100, Full),
+            ("bytes=-+1", 100, Full),
             ("items=0-1", 100, Full),
             ("0-1", 100, Full),
         ] {
