@@ -426,25 +426,7 @@ fn the_official_tools_work_through_an_edge() {
     let edge = Sigil::spawn_command(cmd, &dir);
 
     // Python: every call of the SDK's Serverless v1 surface the interop script makes.
-    let record = tempfile::NamedTempFile::new().expect("temp file");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/twilio_sdk.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .env("PYTHONPATH", support::python_path())
-        .env("SIGIL_API_URL", &public)
-        .env("SIGIL_RESOLVE", "serverless.localhost=127.0.0.1")
-        .env("SIGIL_ACCOUNT_SID", support::ACCOUNT_SID)
-        .env("SIGIL_AUTH_TOKEN", support::AUTH_TOKEN)
-        .env("SIGIL_RECORD", record.path())
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "interop script failed through the edge:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("checks passed"), "{stdout}");
+    support::run_python_interop(&public, Some("serverless.localhost=127.0.0.1"));
 
     // twilio-run deploy: uploads, Build, Deployment, all through the edge.
     let bin = support::twilio_run();

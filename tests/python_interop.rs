@@ -8,33 +8,12 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::{python_path, Sigil, ACCOUNT_SID, AUTH_TOKEN};
+use support::Sigil;
 
 #[test]
 fn official_python_sdk_drives_sigil() {
-    let pythonpath = python_path();
     let sigil = Sigil::start();
-    let record = tempfile::NamedTempFile::new().expect("temp file");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/twilio_sdk.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .env("PYTHONPATH", &pythonpath)
-        .env("SIGIL_API_URL", &sigil.api)
-        .env("SIGIL_ACCOUNT_SID", ACCOUNT_SID)
-        .env("SIGIL_AUTH_TOKEN", AUTH_TOKEN)
-        .env("SIGIL_RECORD", record.path())
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "interop script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("checks passed"), "{stdout}");
-
+    let record = support::run_python_interop(&sigil.api, None);
     let recorded = std::fs::read_to_string(record.path()).expect("record");
     let mut validated = 0;
     for line in recorded.lines() {

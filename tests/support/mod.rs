@@ -418,6 +418,34 @@ impl Fleet {
     }
 }
 
+/// Runs tests/interop/twilio_sdk.py (the official `twilio` Python package) against the API at
+/// `api`, resolving a name as `resolve` says (`NAME=IP`) when set; fails the test if the
+/// script fails. Returns the file of every exchange it recorded.
+pub fn run_python_interop(api: &str, resolve: Option<&str>) -> tempfile::NamedTempFile {
+    let record = tempfile::NamedTempFile::new().expect("temp file");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/twilio_sdk.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script)
+        .env("PYTHONPATH", python_path())
+        .env("SIGIL_API_URL", api)
+        .env("SIGIL_ACCOUNT_SID", ACCOUNT_SID)
+        .env("SIGIL_AUTH_TOKEN", AUTH_TOKEN)
+        .env("SIGIL_RECORD", record.path());
+    match resolve {
+        Some(r) => cmd.env("SIGIL_RESOLVE", r),
+        None => cmd.env_remove("SIGIL_RESOLVE"),
+    };
+    let out = cmd.output().expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "interop script failed against {api}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("checks passed"), "{stdout}");
+    record
+}
+
 /// Runs the unmodified `twilio-run` CLI `bin` in `dir` with the test account, aimed at the
 /// API at `api` by deploy/twilio-run-preload.js (with `host` as the Host header, when the
 /// API is reached by address through an edge); its output. Fails the test if it fails.
