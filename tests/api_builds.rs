@@ -168,3 +168,56 @@ fn a_bad_configuration_exits_64() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(64));
 }
+
+/// A Build reuses the br/gzip variants an earlier Build of the Service made for the same
+/// content instead of compressing it again; new content is compressed, and the reused
+/// variants are served.
+#[test]
+fn builds_reuse_earlier_variants_of_the_same_content() {
+    let sigil = Sigil::start();
+    let api = sigil.client();
+    let svc = api.service("variants");
+    let page = "<!doctype html><p>hello, variants</p>".repeat(50);
+    let (_, v1) = api.version(
+        &svc,
+        "Assets",
+        "/index.html",
+        "public",
+        page.as_bytes(),
+        "text/html",
+    );
+    let made = || sigil.metric("sigil_build_variants_made_total");
+    let reused = || sigil.metric("sigil_build_variants_reused_total");
+    let (_, status) = api.build(&svc, &[&v1], &[]);
+    assert_eq!(status, "completed");
+    assert_eq!((made(), reused()), (1, 0));
+    let (zb2, _) = api.build(&svc, &[&v1], &[]);
+    assert_eq!((made(), reused()), (1, 1));
+    let (_, v2) = api.version(
+        &svc,
+        "Assets",
+        "/other.css",
+        "public",
+        b"p { color: red }",
+        "text/css",
+    );
+    let (_, _) = api.build(&svc, &[&v1, &v2], &[]);
+    assert_eq!((made(), reused()), (2, 2));
+    // The reused variants are served.
+    let env = api.environment(&svc, "prod", None);
+    let (ze, domain) = (env.s("sid"), env.s("domain_name"));
+    api.post(
+        &format!("/v1/Services/{svc}/Environments/{ze}/Deployments"),
+        &[("BuildSid", zb2.as_str())],
+    )
+    .expect(201);
+    let edge = sigil.edge(&[&domain]);
+    let br = edge
+        .get(
+            &edge.url(&domain, "/index.html"),
+            &[("Accept-Encoding", "br")],
+        )
+        .expect(200);
+    assert_eq!(br.header("content-encoding"), Some("br"));
+    assert!(br.body.len() < page.len());
+}

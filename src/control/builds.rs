@@ -24,6 +24,8 @@ use crate::store::{Kind, ListQuery, Record, StoreError, Write};
 
 /// The runtime a Build gets when the request names none [GUESS: the newest in the spec].
 pub const DEFAULT_RUNTIME: &str = "node22";
+/// How many of a Service's newest Builds are searched for variants to reuse.
+const EARLIER_BUILDS: u32 = 20;
 /// At most this many public and protected asset versions in one Build.
 pub const MAX_PUBLIC_ASSETS: usize = 1000;
 /// At most this many private asset versions in one Build.
@@ -437,7 +439,10 @@ impl ControlPlane {
         }
         let (failure, encodings) = match missing {
             Some(why) => (Some(why), BTreeMap::new()),
-            None => match self.precompress(&data.asset_versions).await {
+            None => match self
+                .precompress(&rec.account_sid, &data.service_sid, &data.asset_versions)
+                .await
+            {
                 Ok(enc) => (None, enc),
                 Err(e) => (Some(format!("could not precompress: {e}")), BTreeMap::new()),
             },
@@ -473,19 +478,39 @@ impl ControlPlane {
         .await
     }
 
-    /// Makes br and gzip variants of every distinct text asset (blobs are shared, so a
-    /// variant made for an earlier Build is made again only if its blob is gone).
+    /// The br and gzip variants of every distinct text asset: those an earlier Build of the
+    /// Service made for the same content are reused (a redeploy changes few files, and
+    /// brotli at its best level is slow), the others made now.
     async fn precompress(
         &self,
+        account_sid: &str,
+        service_sid: &str,
         assets: &[Entry],
     ) -> Result<BTreeMap<String, Vec<Encoded>>, crate::store::BlobError> {
+        let wanted: std::collections::BTreeSet<String> = assets
+            .iter()
+            .filter(|e| e.visibility != Visibility::Private && is_text(&e.content_type()))
+            .map(|e| e.sha256.clone())
+            .collect();
+        let earlier = self
+            .earlier_variants(account_sid, service_sid, &wanted)
+            .await;
         let mut out: BTreeMap<String, Vec<Encoded>> = BTreeMap::new();
         for e in assets {
-            if e.visibility == Visibility::Private
-                || !is_text(&e.content_type())
-                || out.contains_key(&e.sha256)
-            {
+            if !wanted.contains(&e.sha256) || out.contains_key(&e.sha256) {
                 continue;
+            }
+            if let Some(variants) = earlier.get(&e.sha256) {
+                let mut all_there = true;
+                for v in variants {
+                    all_there &= self.blobs.contains(&v.sha256, v.size).await?;
+                }
+                if all_there {
+                    self.variants_reused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    out.insert(e.sha256.clone(), variants.clone());
+                    continue;
+                }
             }
             let content = self.blobs.read(&e.sha256, e.size).await?;
             let variants =
@@ -501,9 +526,45 @@ impl ControlPlane {
                     size: blob.size,
                 });
             }
+            self.variants_made
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             out.insert(e.sha256.clone(), encoded);
         }
         Ok(out)
+    }
+
+    /// The variants the Service's newest Builds hold for the `wanted` digests. A failure to
+    /// read them only means making the variants again.
+    async fn earlier_variants(
+        &self,
+        account_sid: &str,
+        service_sid: &str,
+        wanted: &std::collections::BTreeSet<String>,
+    ) -> BTreeMap<String, Vec<Encoded>> {
+        #[derive(Deserialize)]
+        struct Variants {
+            #[serde(default)]
+            encodings: BTreeMap<String, Vec<Encoded>>,
+        }
+        if wanted.is_empty() {
+            return BTreeMap::new();
+        }
+        let mut query = ListQuery::children(Kind::Build, account_sid, service_sid);
+        query.limit = EARLIER_BUILDS;
+        let wanted = wanted.clone();
+        self.db(move |s| {
+            let mut found = BTreeMap::new();
+            for rec in s.list(&query)? {
+                for (sha256, variants) in rec.decode::<Variants>()?.encodings {
+                    if wanted.contains(&sha256) && !variants.is_empty() {
+                        found.entry(sha256).or_insert(variants);
+                    }
+                }
+            }
+            Ok(found)
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// Finishes the Builds a previous run left `building` (call once at start).

@@ -136,6 +136,9 @@ pub struct ControlPlane {
     feed: Option<Arc<dyn FeedApplied>>,
     /// False while start-up's blob collection runs ([`ControlPlane::start`]).
     ready: tokio::sync::watch::Sender<bool>,
+    /// Precompressed variant sets made for Builds, and reused from earlier Builds.
+    variants_made: std::sync::atomic::AtomicU64,
+    variants_reused: std::sync::atomic::AtomicU64,
 }
 
 /// Who is asking and for what: passed to every handler.
@@ -291,7 +294,24 @@ impl ControlPlane {
             }),
             feed,
             ready: tokio::sync::watch::channel(true).0,
+            variants_made: Default::default(),
+            variants_reused: Default::default(),
         })
+    }
+
+    /// The control plane's lines of `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        format!(
+            "# HELP sigil_build_variants_made_total Text assets precompressed (br and gzip) for Builds.\n\
+             # TYPE sigil_build_variants_made_total counter\n\
+             sigil_build_variants_made_total {}\n\
+             # HELP sigil_build_variants_reused_total Text assets whose variants an earlier Build had made.\n\
+             # TYPE sigil_build_variants_reused_total counter\n\
+             sigil_build_variants_reused_total {}\n",
+            self.variants_made.load(Relaxed),
+            self.variants_reused.load(Relaxed),
+        )
     }
 
     /// Finishes start-up off the serving path: runs `prepare` — the blob collection, which

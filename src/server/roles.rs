@@ -71,7 +71,7 @@ impl FeedApplied for Follower {
 pub struct Admin {
     store: Arc<dyn Metadata>,
     edge: Option<(Arc<Edge>, Arc<Follower>)>,
-    control: bool,
+    control: Option<Arc<ControlPlane>>,
 }
 
 /// A `/metrics` response.
@@ -109,6 +109,9 @@ impl Admin {
                     out.push_str(&edge.render_metrics());
                     out.push_str(&follower.render_metrics());
                 }
+                if let Some(control) = &self.control {
+                    out.push_str(&control.render_metrics());
+                }
                 metrics_response(out)
             }
             _ => text(StatusCode::NOT_FOUND, "Not Found\n".into()),
@@ -125,7 +128,7 @@ impl Admin {
             ready &= ok;
             lines.push(format!("edge: {why}"));
         }
-        if self.control {
+        if self.control.is_some() {
             let store = Arc::clone(&self.store);
             let answered = tokio::time::timeout(
                 Duration::from_secs(5),
@@ -298,6 +301,7 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
     }
 
     let has_listener = api.is_some();
+    let mut control_plane = None;
     if let Some((api, api_addr)) = api {
         let base_url = config
             .public_api_url
@@ -320,6 +324,7 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
         if let Some((_, _, slot)) = &edge_parts {
             slot.set(Arc::new(InProcess(Arc::clone(&control))));
         }
+        control_plane = Some(Arc::clone(&control));
         listeners.push((api, Role::Api(control)));
         lines.push(format!("sigil: API listening on http://{api_addr}"));
     } else {
@@ -330,7 +335,7 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
         edge: edge_parts
             .as_ref()
             .map(|(edge, follower, _)| (Arc::clone(edge), Arc::clone(follower))),
-        control: has_api,
+        control: control_plane,
     });
     let metrics_on_api = (has_listener && has_edge).then(|| Arc::clone(&admin));
     if let Some((listener, addr)) = admin_listener {
