@@ -97,6 +97,7 @@ fn routes(c: &mut Criterion) {
                 build_sid: format!("ZB{:032x}", e % 100),
                 deployment_sid: None,
                 assets: Arc::clone(&builds[e % 100]),
+                deployed: sigil::edge::routes::Modified::at(0),
             };
             (domain, Arc::new(site))
         })

@@ -153,6 +153,9 @@ pub struct Deployed {
     /// The Deployment that deployed it (absent in records written before it was kept).
     #[serde(default)]
     pub deployment_sid: Option<String>,
+    /// Its last change, Unix seconds: the Deployment's time.
+    #[serde(default)]
+    pub date_updated: i64,
 }
 
 #[cfg(test)]

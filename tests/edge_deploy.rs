@@ -179,3 +179,37 @@ fn environments_of_one_service_serve_their_own_builds() {
     )
     .expect(404);
 }
+
+/// A rollback never moves Last-Modified backwards: a client that revalidates with only
+/// If-Modified-Since (the newer Build's date) gets the rolled-back content, not a 304 that
+/// would keep the newer one.
+#[test]
+fn a_rollback_moves_last_modified_forward() {
+    let sigil = Sigil::start();
+    let api = sigil.client();
+    let site = api.deploy_site("dates", &[("/v.txt", "public", b"old", "text/plain")]);
+    let first = api
+        .get(&format!(
+            "/v1/Services/{}/Environments/{}",
+            site.svc, site.env
+        ))
+        .expect(200)
+        .s("build_sid");
+    // HTTP dates have whole seconds.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    api.redeploy(&site, &[("/v.txt", "public", b"new", "text/plain")]);
+    let edge = sigil.edge(&[&site.domain]);
+    let url = edge.url(&site.domain, "/v.txt");
+    let newer = edge.get(&url, &[]).expect(200);
+    assert_eq!(newer.body, b"new");
+    let seen = newer.header("last-modified").expect("lm").to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    api.deploy(&site, &first); // rollback
+    let r = edge.get(&url, &[("If-Modified-Since", &seen)]).expect(200);
+    assert_eq!(r.body, b"old");
+    let rolled = r.header("last-modified").expect("lm");
+    let when = |d: &str| httpdate::parse_http_date(d).expect("an HTTP date");
+    assert!(when(rolled) > when(&seen), "{rolled} after {seen}");
+    // And the same date revalidates as before.
+    edge.get(&url, &[("If-Modified-Since", rolled)]).expect(304);
+}

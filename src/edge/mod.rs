@@ -437,7 +437,7 @@ impl Edge {
         if asset.is_function {
             return Outcome::FunctionNotExecuted;
         }
-        http_outcome(&parts.method, &parts.headers, asset)
+        http_outcome(&parts.method, &parts.headers, asset, site)
     }
 
     /// The response to `outcome`, unless the blob it serves is not mapped yet.
@@ -484,7 +484,7 @@ impl Edge {
             }
             _ => None,
         };
-        let resp = self.respond(outcome, blob);
+        let resp = self.respond(site, outcome, blob);
         let status = resp.status().as_u16();
         let sent = hyper::body::Body::size_hint(resp.body())
             .exact()
@@ -525,7 +525,12 @@ impl Edge {
         resp
     }
 
-    fn respond(&self, outcome: Outcome, blob: Option<Result<Bytes, CacheError>>) -> Response<Body> {
+    fn respond(
+        &self,
+        site: Option<&Site>,
+        outcome: Outcome,
+        blob: Option<Result<Bytes, CacheError>>,
+    ) -> Response<Body> {
         let mut resp = Response::new(Body::new(Bytes::new()));
         // Room for every header below and the server's `date`, so the map never grows.
         *resp.headers_mut() = HeaderMap::with_capacity(12);
@@ -538,7 +543,7 @@ impl Edge {
                 head: _,
             } => {
                 let rep = representation(&asset, coding);
-                validators(h, &asset, rep);
+                validators(h, &asset, rep, site);
                 h.insert(header::CONTENT_TYPE, asset.content_type.clone());
                 h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
                 h.insert(header::CACHE_CONTROL, self.cache_control(&asset));
@@ -594,7 +599,7 @@ impl Edge {
                 status
             }
             Outcome::NotModified { asset, coding } => {
-                validators(h, &asset, representation(&asset, coding));
+                validators(h, &asset, representation(&asset, coding), site);
                 // RFC 9110 §15.4.5: a 304 carries the Cache-Control the 200 would have.
                 h.insert(header::CACHE_CONTROL, self.cache_control(&asset));
                 StatusCode::NOT_MODIFIED
@@ -745,9 +750,13 @@ fn representation(asset: &EdgeAsset, coding: Coding) -> &Representation {
         .unwrap_or(&asset.identity)
 }
 
-fn validators(h: &mut HeaderMap, asset: &EdgeAsset, rep: &Representation) {
+fn validators(h: &mut HeaderMap, asset: &EdgeAsset, rep: &Representation, site: Option<&Site>) {
     h.insert(header::ETAG, rep.etag.clone());
-    h.insert(header::LAST_MODIFIED, asset.last_modified_header.clone());
+    let last_modified = match site {
+        Some(site) => site.last_modified(asset).1,
+        None => &asset.last_modified_header,
+    };
+    h.insert(header::LAST_MODIFIED, last_modified.clone());
     if !asset.encoded.is_empty() {
         h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
@@ -801,7 +810,12 @@ fn proof(
 }
 
 /// Content coding, preconditions and range for an asset the client may have.
-fn http_outcome(method: &Method, headers: &HeaderMap, asset: Arc<EdgeAsset>) -> Outcome {
+fn http_outcome(
+    method: &Method,
+    headers: &HeaderMap,
+    asset: Arc<EdgeAsset>,
+    site: &Site,
+) -> Outcome {
     let head = method == Method::HEAD;
     let range_header = (method == Method::GET)
         .then(|| headers.get(header::RANGE).and_then(|v| v.to_str().ok()))
@@ -822,14 +836,15 @@ fn http_outcome(method: &Method, headers: &HeaderMap, asset: Arc<EdgeAsset>) -> 
     };
     let rep = representation(&asset, coding);
     let etag = rep.etag.to_str().expect("ETags are ASCII");
-    match conditional::evaluate(method, headers, etag, asset.last_modified) {
+    let (last_modified, _) = site.last_modified(&asset);
+    match conditional::evaluate(method, headers, etag, last_modified) {
         Precondition::Failed => return Outcome::PreconditionFailed,
         Precondition::NotModified => return Outcome::NotModified { asset, coding },
         Precondition::Proceed => {}
     }
     let size = rep.size;
     let range = match range_header {
-        Some(value) if conditional::if_range_allows(headers, etag, asset.last_modified) => {
+        Some(value) if conditional::if_range_allows(headers, etag, last_modified) => {
             match range::evaluate(value, size) {
                 RangeOutcome::Full => None,
                 RangeOutcome::Partial { start, end } => Some((start, end)),

@@ -184,6 +184,45 @@ pub struct Site {
     pub deployment_sid: Option<String>,
     /// Path → asset; shared by every Environment serving the same Build.
     pub assets: Arc<Assets>,
+    /// When the Deployment made it live, Unix seconds, and as an HTTP date: every asset's
+    /// Last-Modified is at least this, so a rollback (a new Deployment of an older Build)
+    /// never moves Last-Modified backwards and a client revalidating with only
+    /// If-Modified-Since gets the rolled-back content.
+    pub deployed: Modified,
+}
+
+/// A Last-Modified time, in seconds and as the header says it.
+#[derive(Debug, Clone)]
+pub struct Modified {
+    /// Unix seconds.
+    pub secs: u64,
+    /// The HTTP date.
+    pub header: HeaderValue,
+}
+
+impl Modified {
+    /// `secs` (clamped to what an HTTP date can carry).
+    pub fn at(secs: i64) -> Modified {
+        let secs = u64::try_from(secs).unwrap_or(0).min(MAX_HTTP_DATE);
+        let date = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        Modified {
+            secs,
+            header: HeaderValue::from_str(&httpdate::fmt_http_date(date))
+                .expect("an HTTP date is a valid header"),
+        }
+    }
+}
+
+impl Site {
+    /// An asset's Last-Modified as this Site serves it: its version's creation, or the
+    /// Deployment's time if that is later.
+    pub fn last_modified<'a>(&'a self, asset: &'a EdgeAsset) -> (u64, &'a HeaderValue) {
+        if self.deployed.secs > asset.last_modified {
+            (self.deployed.secs, &self.deployed.header)
+        } else {
+            (asset.last_modified, &asset.last_modified_header)
+        }
+    }
 }
 
 /// A Build's path → asset map.
@@ -316,6 +355,7 @@ impl Loader {
             }
         };
         Ok(Some(Arc::new(Site {
+            deployed: Modified::at(data.date_updated),
             domain: data.domain_name,
             account_sid: env.account_sid.clone(),
             service_sid,

@@ -32,6 +32,8 @@ struct SavedSite {
     environment_sid: String,
     build_sid: String,
     deployment_sid: Option<String>,
+    #[serde(default)]
+    deployed_at: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -142,6 +144,7 @@ impl Snapshot {
                     environment_sid: s.environment_sid.clone(),
                     build_sid: s.build_sid.clone(),
                     deployment_sid: s.deployment_sid.clone(),
+                    deployed_at: s.deployed.secs,
                 })
                 .collect(),
             tokens,
@@ -199,6 +202,9 @@ impl Snapshot {
                 }
             };
             let site = Site {
+                deployed: super::routes::Modified::at(
+                    i64::try_from(saved.deployed_at).unwrap_or(i64::MAX),
+                ),
                 domain: saved.domain,
                 account_sid: saved.account_sid,
                 service_sid: saved.service_sid,
