@@ -153,11 +153,14 @@ pub fn url_variants(url: &str) -> Vec<String> {
     let scheme = scheme.to_ascii_lowercase();
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
+    // (Splitting at the '@' itself instead would change nothing: the halves are joined
+    // again, and only a ':' moved across could be taken for the port's.)
     let (userinfo, hostport) = match authority.rfind('@') {
         Some(i) => authority.split_at(i + 1),
         None => ("", authority),
     };
-    // A port follows the last ':' unless that colon is inside an IPv6 literal.
+    // A port follows the last ':' unless that colon is inside an IPv6 literal. (Only whether
+    // there is one matters below, not its digits.)
     let (host, port) = match hostport.rfind(':') {
         Some(i) if !hostport[i..].contains(']') => (&hostport[..i], Some(&hostport[i + 1..])),
         _ => (hostport, None),
@@ -326,6 +329,11 @@ mod tests {
                 vec!["http://a.com:80/p", "http://a.com/p"],
             ),
             ("ftp://a.com/p", vec!["ftp://a.com/p"]),
+            // An empty password: its ':' is not a port's.
+            (
+                "https://u:@a.com/p",
+                vec!["https://u:@a.com/p", "https://u:@a.com:443/p"],
+            ),
         ] {
             assert_eq!(url_variants(url), want, "{url}");
         }
@@ -354,6 +362,29 @@ mod tests {
         assert!(validate(&["wrong", "12345"], url, Payload::Form(&params), sig).valid);
         assert!(!validate(&["wrong"], url, Payload::Form(&params), sig).valid);
         assert!(!validate(&["12345"], url, Payload::Form(&params), "not base64!").valid);
+    }
+
+    #[test]
+    fn a_signing_key_never_shows_its_token() {
+        let text = format!("{:?}", SigningKey::new("s3cret-token"));
+        assert_eq!(text, "SigningKey(..)");
+    }
+
+    /// `bodySHA256` is the lowercase hex sha256 of the body, and a JSON body validates
+    /// through it (and only with the right one).
+    #[test]
+    fn body_sha256_and_json_bodies() {
+        assert_eq!(
+            body_sha256(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let body = br#"{"a":1}"#;
+        let url = format!("https://h.com/x?bodySHA256={}", body_sha256(body));
+        let sig = sign("tok", &signed_string(&url, &[]));
+        assert!(validate(&["tok"], &url, Payload::Body(body), &sig).valid);
+        let v = validate(&["tok"], &url, Payload::Body(br#"{"a":2}"#), &sig);
+        assert!(!v.valid);
+        assert!(v.body_problem.is_some());
     }
 
     /// A webhook signed with the default port and received without it (or the other way

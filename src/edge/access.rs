@@ -141,6 +141,44 @@ mod tests {
         }
     }
 
+    #[test]
+    fn tokens_are_read_from_the_store_and_exported_as_text() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = crate::store::SqliteStore::open(&dir.path().join("m.db")).expect("store");
+        let (sid, token) = crate::accounts::create(&store, "t", None, None).expect("account");
+        let tokens = Tokens::default();
+        tokens.refresh(&store).expect("refresh");
+        assert_eq!(
+            tokens.export(),
+            HashMap::from([(sid.clone(), vec![token.clone()])])
+        );
+        let url = "https://a.localhost/x";
+        assert_eq!(
+            decide(
+                &tokens,
+                &sid,
+                Visibility::Protected,
+                Some(&proof(&token, url))
+            ),
+            Access::Allowed
+        );
+        // Replaced whole: what is not given is gone.
+        tokens.replace(HashMap::from([("AC2".to_owned(), vec!["x".to_owned()])]));
+        assert_eq!(
+            tokens.export(),
+            HashMap::from([("AC2".to_owned(), vec!["x".to_owned()])])
+        );
+        assert_eq!(
+            decide(
+                &tokens,
+                &sid,
+                Visibility::Protected,
+                Some(&proof(&token, url))
+            ),
+            Access::BadSignature
+        );
+    }
+
     /// Every visibility against every kind of proof: a valid signature opens only what is
     /// protected and owned by the account whose token made it.
     #[test]
