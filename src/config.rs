@@ -537,6 +537,16 @@ pub enum TokenCommand {
     },
 }
 
+/// `url` without trailing slashes, if it is `http://` or `https://` followed by something
+/// holding none of `forbidden`.
+fn http_base(url: &str, forbidden: &[char]) -> Option<String> {
+    let url = url.trim_end_matches('/');
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    (!rest.is_empty() && !rest.contains(forbidden)).then(|| url.to_owned())
+}
+
 /// A configuration value that makes no sense.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -618,23 +628,16 @@ pub struct Config {
 impl Config {
     /// Validates `serve` flags.
     pub fn from_args(args: ServeArgs) -> Result<Config, ConfigError> {
-        let public_api_url = match args.public_api_url {
-            None => None,
-            Some(url) => {
-                let url = url.trim_end_matches('/').to_owned();
-                let rest = url
-                    .strip_prefix("http://")
-                    .or_else(|| url.strip_prefix("https://"));
-                match rest {
-                    Some(host) if !host.is_empty() && !host.contains(['?', '#', ' ']) => Some(url),
-                    _ => {
-                        return Err(ConfigError(format!(
-                            "--public-api-url {url:?} must be an absolute http:// or https:// URL"
-                        )))
-                    }
-                }
-            }
-        };
+        let public_api_url = args
+            .public_api_url
+            .map(|url| {
+                http_base(&url, &['?', '#', ' ']).ok_or_else(|| {
+                    ConfigError(format!(
+                        "--public-api-url {url:?} must be an absolute http:// or https:// URL"
+                    ))
+                })
+            })
+            .transpose()?;
         let domain = args.domain.trim_end_matches('.').to_ascii_lowercase();
         if !is_dns_name(&domain) {
             return Err(ConfigError(format!(
@@ -729,20 +732,11 @@ impl Config {
                 Some(_) if args.role != ServeRole::Edge => {
                     return Err(ConfigError("--control-url is for --role edge".into()))
                 }
-                Some(url) => {
-                    let url = url.trim_end_matches('/').to_owned();
-                    let rest = url
-                        .strip_prefix("http://")
-                        .or_else(|| url.strip_prefix("https://"));
-                    match rest {
-                        Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ', '@']) => Some(url),
-                        _ => {
-                            return Err(ConfigError(format!(
-                                "--control-url {url:?} must be http://host:port or https://host:port"
-                            )))
-                        }
-                    }
-                }
+                Some(url) => Some(http_base(&url, &['/', '?', '#', ' ', '@']).ok_or_else(|| {
+                    ConfigError(format!(
+                        "--control-url {url:?} must be http://host:port or https://host:port"
+                    ))
+                })?),
                 None => None,
             },
             cache_dir,
