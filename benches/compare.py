@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """sigil vs nginx, same machine, same run (driven by benches/compare.sh).
 
-Both servers serve the same 1 KiB, 16 KiB, 256 KiB and 8 MiB files, each pinned to CPU 0 with
-one worker (sigil: its runtime sees one CPU), logs off on both; the load generator runs on
-CPU 1. wrk (HTTP/1.1, keep-alive) and h2load (TLS + HTTP/2) drive them alternately, RUNS times
-each; the table shows median req/s and p99 latency and the sigil/nginx ratio, each server's
-CPU time per request (from /proc: what it costs, whatever held the rate) and how busy the load
-generator was (near 100% of its CPU, the rate is the client's, not the server's). Then: protected
-(a valid X-Twilio-Signature on every request) vs public; 10,000 Environments vs 1; time from
-start to serving 1,000 Environments x 100 assets, and sigil's RSS after serving them (mapped
-file pages excluded: RssAnon).
+Both servers serve the same 1 KiB, 16 KiB, 256 KiB and 8 MiB files, on the CPUs SERVER_CPUS
+names (default "0") with as many workers (nginx: worker_processes; sigil: --workers), logs off
+on both unless LOGS=on (then nginx's default access log to a file, and sigil's defaults: access
+log and the Logs resource). The load generators run on CLIENT_CPUS (default "1"), one thread
+per CPU: wrk (HTTP/1.1, keep-alive), examples/loadgen.rs (HTTP/1.1, a cheaper client that has
+the kernel discard bodies: where wrk is saturated it shows whether the server was the limit)
+and h2load (TLS + HTTP/2), alternately, RUNS times each. The table shows median req/s and p99
+latency and the sigil/nginx ratio, each server's CPU time per request (from /proc: what it
+costs, whatever held the rate) and how busy the load generator was (near 100% of its CPUs, the
+rate is the client's, not the server's). Then: protected (a valid X-Twilio-Signature on every
+request) vs public; 10,000 Environments vs 1; time from start to serving 1,000 Environments x
+100 assets, and sigil's RSS after serving them (mapped file pages excluded: RssAnon).
 """
 import concurrent.futures
 import json
@@ -34,8 +37,26 @@ DURATION = int(os.environ.get("DURATION", "10"))
 CONNS = int(os.environ.get("CONNS", "64"))
 SID = "AC0123456789abcdef0123456789abcdef"
 TOKEN = "0123456789abcdef0123456789abcdef"
-SIZES = [("1k", 1024), ("16k", 16384), ("256k", 262144), ("8m", 8388608)]
-# For quick looks: CASES=h1:1k,h2:1k limits the table; EXTRAS=protected|none limits what follows.
+def _size(name):
+    return int(name[:-1]) * {"k": 1024, "m": 1024 * 1024}[name[-1]]
+
+
+SIZES = [(n, _size(n)) for n in os.environ.get("SIZES", "1k,16k,256k,8m").split(",")]
+SERVER_CPUS = os.environ.get("SERVER_CPUS", "0")
+CLIENT_CPUS = os.environ.get("CLIENT_CPUS", "1")
+
+
+def _count(cpus):
+    return sum(int(b) - int(a) + 1 if "-" in part else 1
+               for part in cpus.split(",") for a, _, b in [part.partition("-")])
+
+
+WORKERS = _count(SERVER_CPUS)
+CLIENT_THREADS = _count(CLIENT_CPUS)
+LOGS = os.environ.get("LOGS", "off") == "on"
+LOADGEN = os.path.join(ROOT, "target", "release", "examples", "loadgen")
+# For quick looks: CASES=h1:1k,h1c:1k,h2:1k limits the table (h1c: the cheaper client);
+# EXTRAS=protected|none limits what follows.
 CASES = [c for c in os.environ.get("CASES", "").split(",") if c]
 EXTRAS = os.environ.get("EXTRAS", "all")
 PORTS = dict(api=19181, http=19180, https=19543, nginx_http=19190, nginx_https=19553)
@@ -50,25 +71,29 @@ PORTS_B = dict(api=19281, http=19280, https=19643)
 
 
 class Sigil:
-    def __init__(self, data, extra=(), ports=None, logs=False):
+    def __init__(self, data, extra=(), ports=None, logs=LOGS):
         ports = ports or PORTS
         self.data = data
-        env = dict(os.environ, SIGIL_ACCOUNT_SID=SID, SIGIL_AUTH_TOKEN=TOKEN, SIGIL_LOG="warn")
+        env = dict(os.environ, SIGIL_ACCOUNT_SID=SID, SIGIL_AUTH_TOKEN=TOKEN)
+        if not logs:
+            env["SIGIL_LOG"] = "warn"
+        os.makedirs(data, exist_ok=True)
+        self.stderr = open(os.path.join(data, "..", os.path.basename(data) + ".log"), "w")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            ["taskset", "-c", "0", BIN, "serve", "--data", data,
+            ["taskset", "-c", SERVER_CPUS, BIN, "serve", "--data", data, "--workers", str(WORKERS),
              "--api", f"127.0.0.1:{ports['api']}", "--http", f"127.0.0.1:{ports['http']}",
              "--https", f"127.0.0.1:{ports['https']}",
              *([] if logs else ["--access-log", "false", "--request-logs", "false"]), *extra],
-            env=env, stdout=subprocess.PIPE, text=True)
+            env=env, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
         for line in self.proc.stdout:
             if line.startswith("sigil: API listening on"):
                 break
         if self.proc.poll() is not None:
             raise SystemExit(f"sigil did not start (exit {self.proc.returncode}); are ports {ports} free?")
         self.ready = time.monotonic() - self.started
-        # Every thread (runtime workers, blocking pool) on CPU 0.
-        subprocess.run(["taskset", "-a", "-p", "-c", "0", str(self.proc.pid)], check=True,
+        # Every thread (runtime workers, blocking pool) on the server's CPUs.
+        subprocess.run(["taskset", "-a", "-p", "-c", SERVER_CPUS, str(self.proc.pid)], check=True,
                        stdout=subprocess.DEVNULL)
 
     def stop(self):
@@ -124,7 +149,8 @@ def to_ms(value, unit):
 
 
 def wrk(url, host=None, headers=()):
-    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNS}", f"-d{DURATION}s", "--latency"]
+    cmd = ["taskset", "-c", CLIENT_CPUS, "wrk", f"-t{CLIENT_THREADS}", f"-c{CONNS}", f"-d{DURATION}s",
+           "--latency"]
     if host:
         cmd += ["-H", f"Host: {host}"]
     for h in headers:
@@ -138,10 +164,37 @@ def wrk(url, host=None, headers=()):
     return rps, to_ms(m.group(1), m.group(2))
 
 
+def loadgen(url, host=None):
+    """The cheaper HTTP/1.1 client (examples/loadgen.rs), one process per client CPU."""
+    per = max(1, CONNS // CLIENT_THREADS)
+    procs = [subprocess.Popen(["taskset", "-c", cpu, LOADGEN, url, str(per), str(DURATION),
+                               *([f"Host: {host}"] if host else [])],
+                              stdout=subprocess.PIPE, text=True)
+             for cpu in _cpu_list(CLIENT_CPUS)[:CLIENT_THREADS]]
+    rps, p99s = 0.0, []
+    for p in procs:
+        out = p.communicate()[0]
+        fields = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+        if p.returncode != 0 or int(fields.get("errors", "1")) != 0:
+            raise SystemExit(f"loadgen saw errors against {url}:\n{out}")
+        rps += float(fields["requests/sec"])
+        p99s.append(float(fields["p99_ms"]))
+    return rps, max(p99s)
+
+
+def _cpu_list(cpus):
+    out = []
+    for part in cpus.split(","):
+        a, _, b = part.partition("-")
+        out += [str(c) for c in range(int(a), int(b or a) + 1)]
+    return out
+
+
 def h2load(url, connect_to):
     with tempfile.NamedTemporaryFile() as logf:
         out = subprocess.run(
-            ["taskset", "-c", "1", "h2load", f"-c{CONNS}", "-m10", "-D", str(DURATION),
+            ["taskset", "-c", CLIENT_CPUS, "h2load", f"-t{CLIENT_THREADS}", f"-c{CONNS}", "-m10",
+             "-D", str(DURATION),
              f"--connect-to={connect_to}", "--log-file", logf.name, url],
             capture_output=True, text=True, check=True).stdout
         rps = float(re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", out).group(1))
@@ -174,15 +227,19 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measured(pid, run):
-    """run() -> (req/s, p99 ms), plus the server's CPU microseconds per request and the load
-    generator's CPU use (1.0 = all of its CPU) over the run."""
-    s0, c0, t0 = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+def measured(pids, run):
+    """run() -> (req/s, p99 ms), plus the server's CPU microseconds per request (all of its
+    processes) and the load generator's CPU use (1.0 = all of its CPUs) over the run."""
+    cpu = lambda: sum(cpu_seconds(p) for p in pids)
+    s0, c0, t0 = cpu(), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     rps, p99 = run()
     wall = time.monotonic() - t0
-    s1, c1 = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
-    client = (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime) / wall
+    s1, c1 = cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime) / wall / CLIENT_THREADS
     return rps, p99, (s1 - s0) / (rps * DURATION) * 1e6, client
+
+
+CPU_MODEL = open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].splitlines()[0].strip()
 
 
 def main():
@@ -197,20 +254,22 @@ def main():
         os.chmod(os.path.join(files, f"{name}.bin"), 0o644)
     conf = open(os.path.join(ROOT, "benches", "nginx.conf")).read()
     for k, v in dict(ROOT=files, WORK=work, HTTP=PORTS["nginx_http"], HTTPS=PORTS["nginx_https"],
+                     WORKERS=WORKERS, ACCESS_LOG=f"{work}/nginx-access.log" if LOGS else "off",
                      CERT=os.path.join(ROOT, "certs", "localhost.pem"),
                      KEY=os.path.join(ROOT, "certs", "localhost-key.pem")).items():
         conf = conf.replace(f"@{k}@", str(v))
     with open(os.path.join(work, "nginx.conf"), "w") as f:
         f.write(conf)
 
-    log(f"machine: {os.cpu_count()} CPUs; {open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}")
+    log(f"machine: {os.cpu_count()} CPUs; {CPU_MODEL}; servers on CPUs {SERVER_CPUS} ({WORKERS} workers), "
+        f"load generators on CPUs {CLIENT_CPUS}; logs {'on' if LOGS else 'off'}")
     sigil = Sigil(os.path.join(work, "data"))
-    nginx = subprocess.Popen(["taskset", "-c", "0", "nginx", "-c", os.path.join(work, "nginx.conf"),
+    nginx = subprocess.Popen(["taskset", "-c", SERVER_CPUS, "nginx", "-c", os.path.join(work, "nginx.conf"),
                               "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
-    nginx_worker = int(subprocess.run(["pgrep", "-P", str(nginx.pid)], capture_output=True, text=True,
-                                      check=True).stdout.split()[0])
-    pids = {"nginx": nginx_worker, "sigil": sigil.proc.pid}
+    nginx_workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(nginx.pid)], capture_output=True,
+                                                    text=True, check=True).stdout.split()]
+    pids = {"nginx": nginx_workers, "sigil": [sigil.proc.pid]}
     try:
         # Deploy the same files, plus a protected copy of the 1 KiB one.
         svc = api("POST", "/Services", [("UniqueName", "bench"), ("FriendlyName", "bench")])["sid"]
@@ -230,9 +289,10 @@ def main():
         api("POST", f"/Services/{svc}/Environments/{env['sid']}/Deployments", [("BuildSid", build)])
 
         results = {}
-        log(f"HTTP/1.1 (wrk -c{CONNS}) and TLS + HTTP/2 (h2load -c{CONNS} -m10), {RUNS} runs x {DURATION}s, alternating")
+        log(f"HTTP/1.1 (wrk -c{CONNS}; loadgen -c{CONNS}) and TLS + HTTP/2 (h2load -c{CONNS} -m10), "
+            f"{RUNS} runs x {DURATION}s, alternating")
         for name, _ in SIZES:
-            for proto in ("h1", "h2"):
+            for proto in ("h1", "h1c", "h2"):
                 if CASES and f"{proto}:{name}" not in CASES:
                     continue
                 samples = {"nginx": [], "sigil": []}
@@ -244,6 +304,11 @@ def main():
                                 run_it = lambda: wrk(f"http://127.0.0.1:{PORTS['nginx_http']}/{name}.bin")
                             else:
                                 run_it = lambda: wrk(f"http://127.0.0.1:{PORTS['http']}/{name}.bin", host=domain)
+                        elif proto == "h1c":
+                            if server == "nginx":
+                                run_it = lambda: loadgen(f"http://127.0.0.1:{PORTS['nginx_http']}/{name}.bin")
+                            else:
+                                run_it = lambda: loadgen(f"http://127.0.0.1:{PORTS['http']}/{name}.bin", host=domain)
                         else:
                             port = PORTS["nginx_https"] if server == "nginx" else PORTS["https"]
                             run_it = lambda: h2load(f"https://{domain}:{port}/{name}.bin", f"127.0.0.1:{port}")
@@ -254,11 +319,14 @@ def main():
                 results[(proto, name)] = {s: medians(v) for s, v in samples.items()}
 
         print()
-        print("| protocol | file | nginx req/s | sigil req/s | sigil/nginx | nginx p99 ms | sigil p99 ms "
+        print(f"{CPU_MODEL}, {os.cpu_count()} CPUs; servers on CPUs {SERVER_CPUS} ({WORKERS} workers each), "
+              f"clients on CPUs {CLIENT_CPUS}; logs {'on' if LOGS else 'off'}")
+        print()
+        print("| protocol (client) | file | nginx req/s | sigil req/s | sigil/nginx | nginx p99 ms | sigil p99 ms "
               "| nginx CPU µs/req | sigil CPU µs/req | load generator busy (nginx / sigil runs) |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for (proto, name), r in results.items():
-            label = "HTTP/1.1" if proto == "h1" else "TLS+HTTP/2"
+            label = {"h1": "HTTP/1.1 (wrk)", "h1c": "HTTP/1.1 (loadgen)", "h2": "TLS+HTTP/2 (h2load)"}[proto]
             (n_rps, n_p99, n_cpu, n_client), (s_rps, s_p99, s_cpu, s_client) = r["nginx"], r["sigil"]
             print(f"| {label} | {name} | {n_rps:,.0f} | {s_rps:,.0f} | {s_rps / n_rps:.2f}x | {n_p99:.2f} | {s_p99:.2f} "
                   f"| {n_cpu:.1f} | {s_cpu:.1f} | {n_client * 100:.0f}% / {s_client * 100:.0f}% |")

@@ -1,8 +1,11 @@
 //! The response body of every handler: one chunk of bytes ready at once — nearly every
 //! response, served by the edge's own HTTP/1.1 and HTTP/2 writers without any polling — or a
-//! stream, for the control plane's answer passed through an edge's proxy.
+//! stream, for the control plane's answer passed through an edge's proxy. A chunk of a blob
+//! also says where it lies in the blob's file ([`FileRange`]), so that the plain-HTTP/1.1
+//! writer can have the kernel send it (`sendfile`) rather than copy it out of the map.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -13,12 +16,22 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 type Stream = Pin<Box<dyn hyper::body::Body<Data = Bytes, Error = BoxError> + Send>>;
 
+/// Where a chunk's bytes lie in a file that never changes (a blob): the same bytes.
+#[derive(Clone, Debug)]
+pub struct FileRange {
+    /// The file, open for reading.
+    pub file: Arc<std::fs::File>,
+    /// Where the chunk starts in it.
+    pub offset: u64,
+}
+
 /// A response body.
 pub struct Body(Inner);
 
 enum Inner {
-    /// The whole content (`None` once it has been polled out).
-    Full(Option<Bytes>),
+    /// The whole content (`None` once it has been polled out), and where it lies in a file
+    /// when it is a blob's.
+    Full(Option<Bytes>, Option<FileRange>),
     /// Frames as they come.
     Stream(Stream),
 }
@@ -26,7 +39,12 @@ enum Inner {
 impl Body {
     /// A body of these bytes.
     pub fn new(bytes: impl Into<Bytes>) -> Body {
-        Body(Inner::Full(Some(bytes.into())))
+        Body(Inner::Full(Some(bytes.into()), None))
+    }
+
+    /// A body of `bytes`, which are also the file's from `file.offset` on.
+    pub fn from_file(bytes: Bytes, file: FileRange) -> Body {
+        Body(Inner::Full(Some(bytes), Some(file)))
     }
 
     /// A body read from `stream` as it is sent.
@@ -41,8 +59,13 @@ impl Body {
 
     /// The whole content, when the body is one chunk ready at once; a stream is given back.
     pub fn into_bytes(self) -> Result<Bytes, Body> {
+        self.into_chunk().map(|(bytes, _)| bytes)
+    }
+
+    /// The whole content and where it lies in a file, if it does; a stream is given back.
+    pub fn into_chunk(self) -> Result<(Bytes, Option<FileRange>), Body> {
         match self.0 {
-            Inner::Full(bytes) => Ok(bytes.unwrap_or_default()),
+            Inner::Full(bytes, file) => Ok((bytes.unwrap_or_default(), file)),
             stream @ Inner::Stream(_) => Err(Body(stream)),
         }
     }
@@ -57,9 +80,10 @@ impl Default for Body {
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
-            Inner::Full(b) => f
+            Inner::Full(b, file) => f
                 .debug_tuple("Body::Full")
                 .field(&b.as_ref().map_or(0, Bytes::len))
+                .field(&file.as_ref().map(|f| f.offset))
                 .finish(),
             Inner::Stream(_) => f.write_str("Body::Stream"),
         }
@@ -75,7 +99,7 @@ impl hyper::body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().0 {
-            Inner::Full(bytes) => Poll::Ready(
+            Inner::Full(bytes, _) => Poll::Ready(
                 bytes
                     .take()
                     .filter(|b| !b.is_empty())
@@ -87,14 +111,14 @@ impl hyper::body::Body for Body {
 
     fn is_end_stream(&self) -> bool {
         match &self.0 {
-            Inner::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            Inner::Full(bytes, _) => bytes.as_ref().is_none_or(Bytes::is_empty),
             Inner::Stream(s) => s.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
-            Inner::Full(bytes) => {
+            Inner::Full(bytes, _) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             Inner::Stream(s) => s.size_hint(),

@@ -262,6 +262,18 @@ pub struct ServeArgs {
         help_heading = "Storage"
     )]
     pub cache_size: u64,
+    /// Plain-HTTP/1.1 bodies of at least this many bytes leave through `sendfile` from the
+    /// blob's file, smaller ones are copied from its map; `off` copies all. `auto`: as
+    /// measured for this CPU (README, "Performance": off on AMD, where copying cost less at
+    /// every size; 16384 elsewhere, as nginx does).
+    #[arg(
+        long,
+        env = "SIGIL_SENDFILE_FROM",
+        default_value = "auto",
+        value_parser = sendfile_from,
+        help_heading = "Storage"
+    )]
+    pub sendfile_from: SendfileFrom,
 
     /// What this process runs: `all` (the API and the edge, one process), `control` (the API
     /// listener only) or `edge` (the edge's listeners only; needs --metadata).
@@ -432,6 +444,42 @@ impl std::str::FromStr for SecretUrl {
     }
 }
 
+/// `--sendfile-from`: `auto`, `off`, or a size in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendfileFrom {
+    /// As measured for this CPU.
+    Auto,
+    /// Never.
+    Off,
+    /// From this many bytes on.
+    Bytes(usize),
+}
+
+fn sendfile_from(value: &str) -> Result<SendfileFrom, String> {
+    match value {
+        "auto" => Ok(SendfileFrom::Auto),
+        "off" => Ok(SendfileFrom::Off),
+        n => match n.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(SendfileFrom::Bytes(n)),
+            _ => Err(format!(
+                "{n:?}: expected auto, off or a number of bytes (at least 1)"
+            )),
+        },
+    }
+}
+
+/// `--sendfile-from auto`: off on AMD processors, where benches/compare.sh measured copying
+/// from the map cheaper than `sendfile` at 16 KiB, 256 KiB and 8 MiB; elsewhere from 16 KiB,
+/// as nginx sends everything (README, "Performance").
+fn auto_sendfile_from() -> Option<usize> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let amd = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("vendor_id"))
+        .is_some_and(|v| v.contains("AuthenticAMD"));
+    (!amd).then_some(16 * 1024)
+}
+
 /// Parses a listener address: `IP:PORT`, `[IPv6]:PORT` or `localhost:PORT` (the loopback
 /// address; binding a name that resolves elsewhere would surprise).
 pub fn listen_addr(value: &str) -> Result<SocketAddr, String> {
@@ -587,6 +635,8 @@ pub struct Config {
     pub cache_control_protected: http::HeaderValue,
     /// Blob cache capacity in bytes.
     pub cache_bytes: u64,
+    /// Bodies at least this large go by `sendfile` on plain HTTP/1.1 (`None`: never).
+    pub sendfile_from: Option<usize>,
     /// What this process runs.
     pub role: ServeRole,
     /// Admin listener.
@@ -726,6 +776,11 @@ impl Config {
                 &args.cache_control_protected,
             )?,
             cache_bytes: args.cache_size.saturating_mul(1024 * 1024),
+            sendfile_from: match args.sendfile_from {
+                SendfileFrom::Auto => auto_sendfile_from(),
+                SendfileFrom::Off => None,
+                SendfileFrom::Bytes(n) => Some(n),
+            },
             role: args.role,
             admin: args.admin,
             control_url: match args.control_url {
@@ -834,6 +889,7 @@ mod tests {
             cache_control_public: "public".into(),
             cache_control_protected: "private".into(),
             cache_size: 1,
+            sendfile_from: SendfileFrom::Auto,
             role: ServeRole::All,
             admin: None,
             control_url: None,
@@ -872,6 +928,25 @@ mod tests {
         zero.workers = Some(0);
         assert!(Config::from_args(zero).is_err());
         assert!(c.workers >= 1);
+    }
+
+    #[test]
+    fn sendfile_from_takes_auto_off_or_bytes() {
+        assert_eq!(sendfile_from("auto"), Ok(SendfileFrom::Auto));
+        assert_eq!(sendfile_from("off"), Ok(SendfileFrom::Off));
+        assert_eq!(sendfile_from("65536"), Ok(SendfileFrom::Bytes(65536)));
+        for bad in ["0", "-1", "64k", "", "on"] {
+            assert!(sendfile_from(bad).is_err(), "{bad}");
+        }
+        let mut a = args("example.com", None);
+        a.sendfile_from = SendfileFrom::Off;
+        assert_eq!(Config::from_args(a).expect("valid").sendfile_from, None);
+        let mut a = args("example.com", None);
+        a.sendfile_from = SendfileFrom::Bytes(4096);
+        assert_eq!(
+            Config::from_args(a).expect("valid").sendfile_from,
+            Some(4096)
+        );
     }
 
     #[test]

@@ -443,3 +443,50 @@ fn cache_control_is_configurable() {
     assert_eq!(p.header("cache-control"), Some("no-store"));
     assert_eq!(p.header("access-control-allow-origin"), None);
 }
+
+/// With `--sendfile-from`, plain-HTTP/1.1 bodies at least that large leave through `sendfile`
+/// (counted in `sigil_sendfile_bytes_total`) and arrive byte for byte, whole or as a range;
+/// smaller ones, HEAD, and HTTPS do not use it; `off` never does.
+#[test]
+fn large_bodies_leave_by_sendfile_on_plain_http_when_asked() {
+    let sigil = Sigil::start_with(&["--sendfile-from", "16384"]);
+    let (site, edge) = deploy(&sigil);
+    let mp3 = audio();
+    let url = edge.url(&site.domain, "/song.mp3");
+    let sent = || sigil.metric("sigil_sendfile_bytes_total");
+    assert_eq!(sent(), 0);
+    // Twice: the first load maps the blob, the second is a cache hit.
+    for round in 1..=2 {
+        let whole = edge.get(&url, &[]).expect(200);
+        assert!(whole.body == mp3, "the whole file, byte for byte");
+        assert_eq!(sent(), round * mp3.len() as u64);
+    }
+    let before = sent();
+    let part = range(&edge, &url, "bytes=1000-60999", &[]).expect(206);
+    assert!(part.body == mp3[1000..61_000]);
+    assert_eq!(sent(), before + 60_000);
+    // Below the threshold, a HEAD, a small file, HTTP/2 over TLS: copied.
+    let before = sent();
+    assert_eq!(
+        range(&edge, &url, "bytes=10-20", &[]).expect(206).body,
+        &mp3[10..=20]
+    );
+    edge.send(edge.http.head(&url)).expect(200);
+    edge.get(&edge.url(&site.domain, "/styles.css"), &[])
+        .expect(200);
+    let h2 = edge
+        .get(&edge.tls_url(&site.domain, "/song.mp3"), &[])
+        .expect(200);
+    assert_eq!(h2.version, reqwest::Version::HTTP_2);
+    assert!(h2.body == mp3);
+    assert_eq!(sent(), before);
+    drop(sigil);
+
+    let sigil = Sigil::start_with(&["--sendfile-from", "off"]);
+    let (site, edge) = deploy(&sigil);
+    let whole = edge
+        .get(&edge.url(&site.domain, "/song.mp3"), &[])
+        .expect(200);
+    assert!(whole.body == mp3);
+    assert_eq!(sigil.metric("sigil_sendfile_bytes_total"), 0);
+}

@@ -1,5 +1,7 @@
 //! Blob bytes for the edge: memory maps held in a moka cache keyed by digest, handed to the
-//! HTTP servers as `Bytes` without copying (`Bytes::from_owner`). A hit is a lookup
+//! HTTP servers as `Bytes` without copying (`Bytes::from_owner`) — and, with `--sendfile-from`,
+//! for blobs at least that large the open file next to the map, so that plain HTTP/1.1 can send
+//! them with `sendfile` (one descriptor per such map: bounded by the map count). A hit is a lookup
 //! ([`BlobCache::cached`]); a miss ([`BlobCache::load`]) maps the file and asks the kernel to
 //! read it ahead (`madvise(WILLNEED)`) on a blocking thread, so page faults do not stall the
 //! runtime threads; concurrent misses for one blob share one load.
@@ -15,7 +17,36 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::body::FileRange;
 use crate::store::BlobStore;
+use crate::Body;
+
+/// A blob's content: its map and, when it is large enough for `sendfile`, its file.
+#[derive(Clone, Debug)]
+pub struct Blob {
+    bytes: Bytes,
+    file: Option<Arc<std::fs::File>>,
+    sendfile_from: usize,
+}
+
+impl Blob {
+    /// A body of the bytes in `range` (within the blob), with where they lie in its file
+    /// when they are enough to be sent with `sendfile`.
+    pub fn body(&self, range: std::ops::Range<usize>) -> Body {
+        let offset = range.start as u64;
+        let bytes = self.bytes.slice(range);
+        match &self.file {
+            Some(file) if bytes.len() >= self.sendfile_from => Body::from_file(
+                bytes,
+                FileRange {
+                    file: Arc::clone(file),
+                    offset,
+                },
+            ),
+            _ => Body::new(bytes),
+        }
+    }
+}
 
 /// The cache.
 pub struct BlobCache {
@@ -28,9 +59,11 @@ pub struct BlobCache {
     downloads: AtomicU64,
     /// Keyed by hex digest; foldhash rather than SipHash: keys are sha256 digests, which
     /// nobody can choose to collide, and the hash is taken on every request.
-    maps: moka::sync::Cache<String, Bytes, foldhash::fast::RandomState>,
+    maps: moka::sync::Cache<String, Blob, foldhash::fast::RandomState>,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Bodies at least this large go by `sendfile` (`--sendfile-from`).
+    sendfile_from: Option<usize>,
 }
 
 /// Why bytes could not be had.
@@ -55,7 +88,12 @@ pub enum CacheError {
     },
 }
 
-fn map_blob(blobs: &BlobStore, sha256: &str, size: u64) -> Result<Bytes, CacheError> {
+fn map_blob(
+    blobs: &BlobStore,
+    sha256: &str,
+    size: u64,
+    sendfile_from: Option<usize>,
+) -> Result<Blob, CacheError> {
     let err = |reason: String| CacheError::Blob {
         sha256: sha256.to_owned(),
         reason,
@@ -66,7 +104,12 @@ fn map_blob(blobs: &BlobStore, sha256: &str, size: u64) -> Result<Bytes, CacheEr
         return Err(err(format!("{len} bytes on disk, {size} expected")));
     }
     if size == 0 {
-        return Ok(Bytes::new()); // an empty file cannot be mapped
+        // An empty file cannot be mapped.
+        return Ok(Blob {
+            bytes: Bytes::new(),
+            file: None,
+            sendfile_from: usize::MAX,
+        });
     }
     // SAFETY: blob files are written once under a temp name and renamed into place; they are
     // never modified or truncated afterwards (only unlinked, which keeps a mapping valid), so
@@ -74,7 +117,13 @@ fn map_blob(blobs: &BlobStore, sha256: &str, size: u64) -> Result<Bytes, CacheEr
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| err(e.to_string()))?;
     #[cfg(unix)]
     let _ = map.advise(memmap2::Advice::WillNeed);
-    Ok(Bytes::from_owner(map))
+    let sendfile_from = sendfile_from.unwrap_or(usize::MAX);
+    let file = (len >= sendfile_from as u64).then(|| Arc::new(file));
+    Ok(Blob {
+        bytes: Bytes::from_owner(map),
+        file,
+        sendfile_from,
+    })
 }
 
 /// The most blobs mapped at once: half of Linux's default `vm.max_map_count` (65,530), which
@@ -99,7 +148,7 @@ impl BlobCache {
         let capacity_kib = capacity_bytes / 1024;
         let least = least_weight(capacity_kib);
         let maps = moka::sync::Cache::builder()
-            .weigher(move |_k: &String, v: &Bytes| weight(v.len(), least))
+            .weigher(move |_k: &String, v: &Blob| weight(v.bytes.len(), least))
             .max_capacity(capacity_kib)
             .build_with_hasher(foldhash::fast::RandomState::default());
         BlobCache {
@@ -110,7 +159,15 @@ impl BlobCache {
             downloads: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            sendfile_from: None,
         }
+    }
+
+    /// Keeps blobs of at least `bytes` open next to their map, and marks the bodies of that
+    /// many bytes or more cut from them for `sendfile` (`--sendfile-from`).
+    pub fn with_sendfile_from(mut self, bytes: Option<usize>) -> BlobCache {
+        self.sendfile_from = bytes;
+        self
     }
 
     /// Keeps the blob directory under `max_bytes`, unlinking the least recently used files;
@@ -196,14 +253,14 @@ impl BlobCache {
     }
 
     /// The whole content of a blob if it is mapped already: a lookup, no waiting.
-    pub fn cached(&self, sha256: &str) -> Option<Bytes> {
+    pub fn cached(&self, sha256: &str) -> Option<Blob> {
         let bytes = self.maps.get(sha256)?;
         self.hits.fetch_add(1, Ordering::Relaxed);
         Some(bytes)
     }
 
     /// Maps a blob that [`BlobCache::cached`] did not have.
-    pub async fn load(&self, sha256: &str, size: u64) -> Result<Bytes, CacheError> {
+    pub async fn load(&self, sha256: &str, size: u64) -> Result<Blob, CacheError> {
         self.misses.fetch_add(1, Ordering::Relaxed);
         // With a bucket, a blob this process has not used yet is fetched first (a stat when
         // it is here already).
@@ -213,10 +270,11 @@ impl BlobCache {
         let maps = self.maps.clone();
         let blobs = self.blobs.clone();
         let key = sha256.to_owned();
+        let sendfile_from = self.sendfile_from;
         // On a blocking thread: the map and its read-ahead may wait for the disk, and a
         // concurrent miss for the same blob waits there for this one's result.
         tokio::task::spawn_blocking(move || {
-            maps.try_get_with_by_ref(key.as_str(), || map_blob(&blobs, &key, size))
+            maps.try_get_with_by_ref(key.as_str(), || map_blob(&blobs, &key, size, sendfile_from))
                 .map_err(|e: Arc<CacheError>| CacheError::clone(&e))
         })
         .await

@@ -11,6 +11,7 @@ const STATUSES: usize = 500;
 pub struct Metrics {
     requests: Vec<AtomicU64>,
     bytes_sent: AtomicU64,
+    sendfile_bytes: AtomicU64,
     signature_failures: AtomicU64,
     active_connections: AtomicI64,
     connections_total: AtomicU64,
@@ -21,6 +22,7 @@ impl Default for Metrics {
         Metrics {
             requests: (0..STATUSES).map(|_| AtomicU64::new(0)).collect(),
             bytes_sent: AtomicU64::new(0),
+            sendfile_bytes: AtomicU64::new(0),
             signature_failures: AtomicU64::new(0),
             active_connections: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
@@ -47,6 +49,11 @@ impl Metrics {
             c.fetch_add(1, Ordering::Relaxed);
         }
         self.bytes_sent.fetch_add(body_bytes, Ordering::Relaxed);
+    }
+
+    /// Counts body bytes the kernel sent from a blob's file (`sendfile`), not copied.
+    pub fn sent_from_file(&self, bytes: u64) {
+        self.sendfile_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Counts a refused signature.
@@ -80,6 +87,11 @@ impl Metrics {
                 "sigil_bytes_sent_total",
                 "Body bytes sent by the edge.",
                 self.bytes_sent.load(Ordering::Relaxed),
+            ),
+            (
+                "sigil_sendfile_bytes_total",
+                "Body bytes of those sent by the kernel from the blob's file (plain HTTP/1.1, sendfile).",
+                self.sendfile_bytes.load(Ordering::Relaxed),
             ),
             (
                 "sigil_signature_failures_total",
@@ -141,12 +153,14 @@ mod tests {
         m.request(403, 0);
         m.request(42, 0); // out of range: ignored
         m.signature_failure();
+        m.sent_from_file(7);
         let g = m.connection();
         let text = m.render((3, 1, 0), 2, 0);
         assert!(text.contains("sigil_requests_total{status=\"200\"} 2"));
         assert!(text.contains("sigil_requests_total{status=\"403\"} 1"));
         assert!(text.contains("sigil_bytes_sent_total 15"));
         assert!(text.contains("sigil_signature_failures_total 1"));
+        assert!(text.contains("sigil_sendfile_bytes_total 7"));
         assert!(text.contains("sigil_cache_hits_total 3"));
         assert!(text.contains("sigil_active_connections 1"));
         drop(g);

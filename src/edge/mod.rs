@@ -26,7 +26,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 
 use self::access::{decide, Access, OwnedPayload, Proof, Tokens};
-use self::cache::{BlobCache, CacheError};
+use self::cache::{Blob, BlobCache, CacheError};
 use self::http::conditional::{self, Precondition};
 use self::http::encoding::{self, Coding};
 use self::http::range::{self, RangeOutcome};
@@ -451,7 +451,7 @@ impl Edge {
         let blob = match blob_of(&outcome) {
             None => None,
             Some(rep) => match self.cache.cached(&rep.sha256) {
-                Some(bytes) => Some(Ok(bytes)),
+                Some(blob) => Some(Ok(blob)),
                 None => {
                     return Handled::Later(Pending(Box::new(Later::Load {
                         site,
@@ -472,7 +472,7 @@ impl Edge {
         site: Option<&Site>,
         line: &RequestLine,
         outcome: Outcome,
-        blob: Option<Result<Bytes, CacheError>>,
+        blob: Option<Result<Blob, CacheError>>,
         started: Option<Instant>,
     ) -> Response<Body> {
         // Read before `respond` consumes the outcome, and only when a Log line will be written.
@@ -529,7 +529,7 @@ impl Edge {
         &self,
         site: Option<&Site>,
         outcome: Outcome,
-        blob: Option<Result<Bytes, CacheError>>,
+        blob: Option<Result<Blob, CacheError>>,
     ) -> Response<Body> {
         let mut resp = Response::new(Body::new(Bytes::new()));
         // Room for every header below and the server's `date`, so the map never grows.
@@ -574,10 +574,10 @@ impl Edge {
                 // `conclude` fetched the bytes unless this is a HEAD.
                 if let Some(blob) = blob {
                     match blob {
-                        Ok(bytes) => {
+                        Ok(blob) => {
                             let end = usize::try_from(start + len).expect("fits: it is mapped");
                             let start = usize::try_from(start).expect("fits: it is mapped");
-                            *resp.body_mut() = Body::new(bytes.slice(start..end));
+                            *resp.body_mut() = blob.body(start..end);
                         }
                         Err(e @ CacheError::Unavailable { .. }) => {
                             tracing::warn!(error = %e, path = %asset.path, "blob not fetched");

@@ -9,6 +9,11 @@
 //! A request never reaches the edge twice and no byte is read past a request here without
 //! being handed on. Why it exists: README, "Performance" (hyper's HTTP/1 dispatch was the
 //! largest user-space cost per small request).
+//!
+//! On a plain TCP connection, a body the cache marked for it (`--sendfile-from`: one that lies in
+//! a blob's file and is large enough) leaves through `sendfile` behind its head (sent with `MSG_MORE`, so both share
+//! segments): the kernel reads it from the page cache, with no copy out of the map. TLS
+//! connections copy either way (rustls encrypts in user space) and keep the mapped bytes.
 
 use std::io::{self, IoSlice};
 use std::ops::Range;
@@ -18,12 +23,31 @@ use http::{
     header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri,
 };
 use http_body_util::Empty;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::Limits;
+use crate::body::FileRange;
 use crate::edge::{Conn, Edge};
 use crate::Body;
+
+/// A connection the fast path serves: plain TCP, whose large bodies can go by `sendfile`, or
+/// TLS, which cannot.
+pub(super) trait Socket: AsyncRead + AsyncWrite + Unpin {
+    /// The TCP socket when bytes written to it go to the client as they are.
+    fn plain(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+impl Socket for TcpStream {
+    fn plain(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
+impl Socket for tokio_rustls::server::TlsStream<TcpStream> {}
 
 /// Headers per request at most (hyper's default; above it hyper answers 431).
 const MAX_HEADERS: usize = 100;
@@ -65,7 +89,7 @@ pub(super) async fn serve<I>(
     stop: &mut watch::Receiver<bool>,
 ) -> io::Result<Ended>
 where
-    I: AsyncRead + AsyncWrite + Unpin,
+    I: Socket,
 {
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut out = Vec::with_capacity(1024);
@@ -131,7 +155,10 @@ where
         let resp = edge.handle(req, conn).await;
         drop(bytes);
         let close = head.close || *stop.borrow();
-        write_response(io, &mut out, resp, head.method == Method::HEAD, close).await?;
+        let sent = write_response(io, &mut out, resp, head.method == Method::HEAD, close).await?;
+        if sent > 0 {
+            edge.metrics.sent_from_file(sent as u64);
+        }
         if close {
             return Ok(Ended::Done);
         }
@@ -217,7 +244,7 @@ fn request(
 /// Answers `status` with a short text and closes (the request could not be read).
 async fn refuse<I>(io: &mut I, out: &mut Vec<u8>, status: StatusCode) -> io::Result<()>
 where
-    I: AsyncRead + AsyncWrite + Unpin,
+    I: Socket,
 {
     let text = format!("{}\n", status.canonical_reason().unwrap_or("Bad Request"));
     let resp = crate::edge::plain(status, &text);
@@ -250,21 +277,21 @@ where
 /// Writes `resp`: the head (with `Content-Length`, `Date` and, when closing,
 /// `Connection: close` added as hyper would) and, unless `head_only`, the body. A streamed
 /// body (the API through an edge) goes out as it comes: with its own length when it has one,
-/// else chunked.
+/// else chunked. Returns how many body bytes went by `sendfile`.
 async fn write_response<I>(
     io: &mut I,
     out: &mut Vec<u8>,
     resp: Response<Body>,
     head_only: bool,
     close: bool,
-) -> io::Result<()>
+) -> io::Result<usize>
 where
-    I: AsyncWrite + Unpin,
+    I: Socket,
 {
     let (parts, body) = resp.into_parts();
-    let (body, stream) = match body.into_bytes() {
-        Ok(bytes) => (bytes, None),
-        Err(stream) => (Bytes::new(), Some(stream)),
+    let (body, file, stream) = match body.into_chunk() {
+        Ok((bytes, file)) => (bytes, file, None),
+        Err(stream) => (Bytes::new(), None, Some(stream)),
     };
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -299,20 +326,71 @@ where
     out.extend_from_slice(b"\r\n");
     if let Some(stream) = stream.filter(|_| !head_only && !bodiless_status) {
         io.write_all(out).await?;
-        return write_stream(io, stream, chunked).await;
+        write_stream(io, stream, chunked).await?;
+        return Ok(0);
     }
     let body: &[u8] = if head_only || bodiless_status {
         &[]
     } else {
         &body
     };
+    if let (Some(tcp), Some(file)) = (io.plain(), file.filter(|_| !body.is_empty())) {
+        send_file(tcp, out, &file, body.len()).await?;
+        return Ok(body.len());
+    }
     if body.len() <= COPY_BODY_UP_TO {
         out.extend_from_slice(body);
         io.write_all(out).await?;
     } else {
         write_two(io, out, body).await?;
     }
-    io.flush().await
+    io.flush().await?;
+    Ok(0)
+}
+
+/// Sends `head`, then `len` bytes of `file` from its offset with `sendfile`: the head with
+/// `MSG_MORE`, so that the kernel puts the first body bytes in its segment. Like
+/// [`write_two`], the task yields after each `WRITE_TURN` bytes.
+async fn send_file(
+    tcp: &TcpStream,
+    mut head: &[u8],
+    file: &FileRange,
+    len: usize,
+) -> io::Result<()> {
+    use rustix::net::SendFlags;
+    while !head.is_empty() {
+        let n = tcp
+            .async_io(Interest::WRITABLE, || {
+                rustix::net::send(tcp, head, SendFlags::MORE | SendFlags::NOSIGNAL)
+                    .map_err(io::Error::from)
+            })
+            .await?;
+        head = &head[n..];
+    }
+    let mut offset = file.offset;
+    let end = file.offset + len as u64;
+    let mut turn = 0;
+    while offset < end {
+        let want = usize::try_from(end - offset)
+            .unwrap_or(usize::MAX)
+            .min(WRITE_TURN - turn);
+        let n = tcp
+            .async_io(Interest::WRITABLE, || {
+                rustix::fs::sendfile(tcp, &*file.file, Some(&mut offset), want)
+                    .map_err(io::Error::from)
+            })
+            .await?;
+        if n == 0 {
+            // The file is shorter than its map said: it cannot be, blobs never change.
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        turn += n;
+        if turn >= WRITE_TURN {
+            turn = 0;
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(())
 }
 
 /// Writes a streamed body frame by frame, in chunks when `chunked`. A stream that fails part
@@ -427,6 +505,18 @@ mod tests {
         }
     }
 
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl Socket for Trickle {}
+
     #[tokio::test]
     async fn head_and_body_arrive_whole_in_order_however_the_socket_takes_them() {
         let head: Vec<u8> = (0..300u32).map(|i| (i % 7) as u8 + b'a').collect();
@@ -459,6 +549,51 @@ mod tests {
             assert_eq!(&socket.got[..head.len()], &head[..], "{per_write}");
             assert_eq!(&socket.got[head.len()..], body, "{per_write}");
         }
+    }
+
+    /// `sendfile` from an offset, through a real socket whose reader is slower than the
+    /// writer: the head, then exactly the file's bytes from there, in order.
+    #[tokio::test]
+    async fn send_file_sends_the_head_then_the_range_of_the_file() {
+        use std::io::Write;
+        let content: Vec<u8> = (0..(3 * WRITE_TURN + 12_345) as u32)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let mut file = tempfile::tempfile().expect("file");
+        file.write_all(&content).expect("written");
+        let file = FileRange {
+            file: std::sync::Arc::new(file),
+            offset: 777,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let len = content.len() - 777 - 5;
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1000];
+            loop {
+                match client.read(&mut buf).await.expect("read") {
+                    0 => return got,
+                    n => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        });
+        send_file(&server, b"HEAD\r\n\r\n", &file, len)
+            .await
+            .expect("sent");
+        drop(server);
+        let got = reader.await.expect("reader");
+        assert_eq!(&got[..8], b"HEAD\r\n\r\n");
+        assert_eq!(got.len(), 8 + len);
+        assert!(
+            got[8..] == content[777..777 + len],
+            "the file's bytes, in order"
+        );
     }
 
     /// A stream of two chunks (the API through an edge): chunked without a length, raw with

@@ -409,7 +409,7 @@ async fn edge<I, S>(
     service: S,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: h1::Socket + Send + 'static,
     S: hyper::service::Service<Request<Incoming>, Response = hyper::Response<Body>>,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
