@@ -219,7 +219,7 @@ fn whole_request(c: &mut Criterion) {
             routes,
             tokens,
             BlobCache::new(blobs, 64 << 20),
-            LogSink::spawn(Arc::clone(&store)),
+            LogSink::spawn(Arc::clone(&store), u32::MAX),
             None,
             EdgeConfig {
                 api_hosts: ["serverless.localhost".into(), "serverless-upload.localhost".into()],

@@ -375,6 +375,17 @@ pub struct ServeArgs {
     /// current-thread scheduler.
     #[arg(long, env = "SIGIL_WORKERS", help_heading = "Limits")]
     pub workers: Option<usize>,
+    /// How more than one worker share the work: `stealing` (one work-stealing runtime) or
+    /// `per-worker` (a current-thread runtime per worker, each accepting edge connections
+    /// on its own SO_REUSEPORT listener; the API and background work run on the first).
+    #[arg(
+        long,
+        env = "SIGIL_SCHEDULER",
+        value_enum,
+        default_value_t = Scheduler::Stealing,
+        help_heading = "Limits"
+    )]
+    pub scheduler: Scheduler,
 
     /// HTTP/2: concurrent streams per connection at most.
     #[arg(
@@ -410,6 +421,16 @@ pub struct ServeArgs {
     /// turn it off, e.g. under load tests).
     #[arg(long, env = "SIGIL_REQUEST_LOGS", default_value_t = true, action = ArgAction::Set, help_heading = "Logging")]
     pub request_logs: bool,
+    /// Most Log lines a second per Environment in the Logs resource; past it lines are
+    /// counted and left out, and the next line says how many (the access log keeps all).
+    #[arg(
+        long,
+        env = "SIGIL_REQUEST_LOGS_RATE",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u32).range(1..),
+        help_heading = "Logging"
+    )]
+    pub request_logs_rate: u32,
 }
 
 /// A URL that may carry a password: shown only without it (`Debug` included), so that a
@@ -442,6 +463,15 @@ impl std::str::FromStr for SecretUrl {
     fn from_str(s: &str) -> Result<SecretUrl, Self::Err> {
         Ok(SecretUrl(s.to_owned()))
     }
+}
+
+/// `--scheduler`: how more than one worker share the work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scheduler {
+    /// One work-stealing runtime with `--workers` threads.
+    Stealing,
+    /// A current-thread runtime per worker, each with its own edge listeners.
+    PerWorker,
 }
 
 /// `--sendfile-from`: `auto`, `off`, or a size in bytes.
@@ -651,8 +681,12 @@ pub struct Config {
     pub access_log: bool,
     /// Logs resource lines on or off.
     pub request_logs: bool,
+    /// Logs resource lines per second per Environment at most.
+    pub request_logs_rate: u32,
     /// Runtime worker threads (≥ 1).
     pub workers: usize,
+    /// How the workers share the work.
+    pub scheduler: Scheduler,
     /// Header-read timeout.
     pub header_read_timeout: std::time::Duration,
     /// TLS handshake timeout.
@@ -803,6 +837,7 @@ impl Config {
             },
             access_log: args.access_log,
             request_logs: args.request_logs,
+            request_logs_rate: args.request_logs_rate,
             header_read_timeout: secs("--header-read-timeout", args.header_read_timeout)?,
             tls_handshake_timeout: secs("--tls-handshake-timeout", args.tls_handshake_timeout)?,
             drain_timeout: std::time::Duration::from_secs(args.drain_timeout),
@@ -838,6 +873,7 @@ impl Config {
                 Some(n) => n,
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             },
+            scheduler: args.scheduler,
         })
     }
 }
@@ -897,7 +933,9 @@ mod tests {
             cache_max_bytes: None,
             access_log: true,
             request_logs: true,
+            request_logs_rate: 100,
             workers: None,
+            scheduler: Scheduler::Stealing,
             header_read_timeout: 10,
             tls_handshake_timeout: 10,
             drain_timeout: 10,

@@ -39,12 +39,20 @@ fn main() -> ExitCode {
             };
         }
     };
+    // Lines are formatted where they happen and written by a thread of their own, through a
+    // buffer that is flushed whenever that thread has caught up: under load many lines share
+    // one `write` (one per line cost the edge ~1 µs a request; README, "Performance"). Not
+    // lossy: past 128k lines waiting, the one logging waits. The guard flushes at exit.
+    let (log_writer, _log_flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("sigil-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
@@ -226,8 +234,11 @@ async fn deploy_command(args: DeployArgs) -> anyhow::Result<()> {
 fn serve(config: Config) -> anyhow::Result<()> {
     // One worker: the current-thread scheduler, which on one CPU serves ~15-20% more requests
     // than the work-stealing one (no stealing, no cross-thread wake-ups; measured with
-    // benches/compare.sh). More: the multi-thread scheduler with that many workers.
-    let mut builder = if config.workers == 1 {
+    // benches/compare.sh). More: the multi-thread scheduler with that many workers, or with
+    // `--scheduler per-worker` a current-thread runtime here and one on each further worker's
+    // thread (server::run starts those).
+    let per_worker = config.scheduler == sigil::config::Scheduler::PerWorker;
+    let mut builder = if config.workers == 1 || per_worker {
         tokio::runtime::Builder::new_current_thread()
     } else {
         let mut b = tokio::runtime::Builder::new_multi_thread();

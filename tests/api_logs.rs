@@ -91,7 +91,7 @@ async fn logs_from_the_sink_are_listed_filtered_and_paged() {
     let ze = env["sid"].as_str().expect("sid").to_owned();
     let fh = "ZH0123456789abcdef0123456789abcdef";
 
-    let sink = LogSink::spawn(Arc::clone(&store));
+    let sink = LogSink::spawn(Arc::clone(&store), u32::MAX);
     let now = sigil::clock::now();
     // An old line (outside the default one-day window), five recent ones, and a line of
     // another environment. Lines are listed newest first in the order the edge wrote them.

@@ -20,7 +20,36 @@ fn one_worker_serves_every_protocol() {
     protocols(&["--workers", "1"]);
 }
 
-fn protocols(flags: &[&str]) {
+/// A current-thread runtime per worker, each with its own SO_REUSEPORT listeners: every
+/// protocol, and fresh connections (spread over the workers by the kernel) all answered.
+#[test]
+fn a_runtime_per_worker_serves_every_protocol() {
+    let mut sigil = protocols(&["--workers", "3", "--scheduler", "per-worker"]);
+    let api = sigil.client();
+    let site = api.deploy_site("spread", &[("/b.txt", "public", b"bee", "text/plain")]);
+    for _ in 0..30 {
+        // A new client each time: a new connection, a new source port.
+        let edge = sigil.edge(&[&site.domain]);
+        assert_eq!(
+            edge.get(&edge.url(&site.domain, "/b.txt"), &[])
+                .expect(200)
+                .body,
+            b"bee"
+        );
+        assert_eq!(
+            edge.get(&edge.tls_url(&site.domain, "/b.txt"), &[])
+                .expect(200)
+                .body,
+            b"bee"
+        );
+    }
+    // Every worker's listeners stop and the process exits.
+    sigil.sigterm();
+    let status = sigil.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert!(status.success(), "{status:?}");
+}
+
+fn protocols(flags: &[&str]) -> Sigil {
     let sigil = Sigil::start_with(flags);
     let api = sigil.client();
     let site = api.deploy_site("proto", &[("/a.txt", "public", b"abc", "text/plain")]);
@@ -80,6 +109,7 @@ fn protocols(flags: &[&str]) {
             .get(format!("https://localhost:{}/", sigil.https.port())),
     );
     assert_eq!(r.status, 404);
+    sigil
 }
 
 #[test]
@@ -222,4 +252,70 @@ fn request_logs_can_be_turned_off() {
         ))
         .expect(200);
     assert_eq!(logs.json["logs"], serde_json::json!([]));
+}
+
+/// `--request-logs-rate`: an Environment's lines past the rate in a second are left out and
+/// counted, and its next line written says how many; every request is one or the other.
+#[test]
+fn request_logs_keep_to_the_rate_and_say_what_they_left_out() {
+    let sigil = Sigil::start_with(&["--request-logs-rate", "2"]);
+    let api = sigil.client();
+    let site = api.deploy_site("rate", &[("/a.txt", "public", b"hello", "text/plain")]);
+    let edge = sigil.edge(&[&site.domain]);
+    let url = edge.url(&site.domain, "/a.txt");
+    for _ in 0..20 {
+        edge.get(&url, &[]).expect(200);
+    }
+    let over = sigil.metric("sigil_request_logs_over_rate_total");
+    let logs_url = format!(
+        "/v1/Services/{}/Environments/{}/Logs?PageSize=100",
+        site.svc, site.env
+    );
+    let messages = |want: usize| {
+        let mut messages = Vec::new();
+        for _ in 0..100 {
+            messages = api.get(&logs_url).expect(200).json["logs"]
+                .as_array()
+                .expect("array")
+                .iter()
+                .map(|l| l["message"].as_str().expect("m").to_owned())
+                .collect::<Vec<_>>();
+            if messages.len() >= want {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        messages
+    };
+    let written = 20 - over as usize;
+    // Two a second: 20 quick requests span a few seconds at most.
+    assert!((2..=6).contains(&written), "{written} written, {over} over");
+    let is_note = |m: &String| m.ends_with("request lines left out: over --request-logs-rate");
+    // A later second: its first line says how many were left out since the last one written.
+    std::thread::sleep(Duration::from_millis(1100));
+    edge.get(&url, &[]).expect(200);
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = messages(written + 1);
+        if lines.iter().filter(|m| !is_note(m)).count() == written + 1 {
+            break;
+        }
+    }
+    assert_eq!(
+        lines.iter().filter(|m| !is_note(m)).count(),
+        written + 1,
+        "{lines:?}"
+    );
+    // Every line left out is said, exactly once.
+    let said: u64 = lines
+        .iter()
+        .filter(|m| is_note(m))
+        .map(|m| {
+            m.split(' ')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .expect("a count")
+        })
+        .sum();
+    assert_eq!(said, over, "{lines:?}");
 }

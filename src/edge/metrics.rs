@@ -69,7 +69,8 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, cache: (u64, u64, u64), sites: usize, logs_dropped: u64) -> String {
+    /// `logs`: request-log lines (dropped, left out over the rate).
+    pub fn render(&self, cache: (u64, u64, u64), sites: usize, logs: (u64, u64)) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -112,8 +113,13 @@ impl Metrics {
             ),
             (
                 "sigil_request_logs_dropped_total",
-                "Request-log lines dropped because the writer fell behind.",
-                logs_dropped,
+                "Request-log lines dropped because the writer fell behind or the store refused them.",
+                logs.0,
+            ),
+            (
+                "sigil_request_logs_over_rate_total",
+                "Request-log lines left out for being over an Environment's --request-logs-rate.",
+                logs.1,
             ),
         ];
         for (name, help, v) in counters {
@@ -155,17 +161,18 @@ mod tests {
         m.signature_failure();
         m.sent_from_file(7);
         let g = m.connection();
-        let text = m.render((3, 1, 0), 2, 0);
+        let text = m.render((3, 1, 0), 2, (0, 4));
         assert!(text.contains("sigil_requests_total{status=\"200\"} 2"));
         assert!(text.contains("sigil_requests_total{status=\"403\"} 1"));
         assert!(text.contains("sigil_bytes_sent_total 15"));
         assert!(text.contains("sigil_signature_failures_total 1"));
         assert!(text.contains("sigil_sendfile_bytes_total 7"));
+        assert!(text.contains("sigil_request_logs_over_rate_total 4"));
         assert!(text.contains("sigil_cache_hits_total 3"));
         assert!(text.contains("sigil_active_connections 1"));
         drop(g);
         assert!(m
-            .render((0, 0, 0), 0, 0)
+            .render((0, 0, 0), 0, (0, 0))
             .contains("sigil_active_connections 0"));
     }
 }

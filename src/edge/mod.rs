@@ -32,7 +32,7 @@ use self::http::encoding::{self, Coding};
 use self::http::range::{self, RangeOutcome};
 use self::metrics::Metrics;
 use self::routes::{EdgeAsset, Representation, RouteTable, Site};
-use crate::logsink::{LogData, LogEntry, LogSink};
+use crate::logsink::{Admit, LogData, LogEntry, LogSink};
 use crate::manifest::Visibility;
 use crate::Body;
 
@@ -502,25 +502,37 @@ impl Edge {
             );
         }
         if let Some(site) = site.filter(|_| self.config.request_logs) {
-            let level = match status {
-                500.. => "error",
-                400.. => "warn",
-                _ => "info",
-            };
-            self.logs.record(LogEntry {
-                account_sid: site.account_sid.clone(),
-                environment_sid: site.environment_sid.clone(),
-                created: crate::clock::now(),
-                data: LogData {
-                    service_sid: site.service_sid.clone(),
-                    build_sid: site.build_sid.clone(),
-                    deployment_sid: site.deployment_sid.clone(),
-                    function_sid,
-                    request_sid: crate::sid::request_sid(),
-                    level: level.to_owned(),
-                    message: format!("{} {} {status} {sent}", line.method, line.uri.path()),
-                },
-            });
+            let now = crate::clock::now();
+            if let Admit::Yes { skipped } = self.logs.admit(&site.environment_sid, now) {
+                let entry = |level: &str, message: String, function_sid: Option<String>| LogEntry {
+                    account_sid: site.account_sid.clone(),
+                    environment_sid: site.environment_sid.clone(),
+                    created: now,
+                    data: LogData {
+                        service_sid: site.service_sid.clone(),
+                        build_sid: site.build_sid.clone(),
+                        deployment_sid: site.deployment_sid.clone(),
+                        function_sid,
+                        request_sid: crate::sid::request_sid(),
+                        level: level.to_owned(),
+                        message,
+                    },
+                };
+                if skipped > 0 {
+                    self.logs.record(entry(
+                        "warn",
+                        format!("{skipped} request lines left out: over --request-logs-rate"),
+                        None,
+                    ));
+                }
+                let level = match status {
+                    500.. => "error",
+                    400.. => "warn",
+                    _ => "info",
+                };
+                let message = format!("{} {} {status} {sent}", line.method, line.uri.path());
+                self.logs.record(entry(level, message, function_sid));
+            }
         }
         resp
     }
@@ -671,8 +683,11 @@ impl Edge {
 
     /// The Prometheus exposition of the edge's counters.
     pub fn render_metrics(&self) -> String {
-        self.metrics
-            .render(self.cache.stats(), self.routes.len(), self.logs.dropped())
+        self.metrics.render(
+            self.cache.stats(),
+            self.routes.len(),
+            (self.logs.dropped(), self.logs.over_rate()),
+        )
     }
 }
 

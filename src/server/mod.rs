@@ -160,6 +160,24 @@ pub(super) async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), 
     Ok((listener, local))
 }
 
+/// Binds `addr` with `SO_REUSEPORT`, so that each `--scheduler per-worker` runtime has its own
+/// listener on the same address and the kernel spreads new connections over them.
+pub(super) fn bind_shared(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
+    let bind = || -> std::io::Result<std::net::TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(1024)?;
+        listener.into_std()
+    };
+    bind().map_err(|error| ServerError::Bind { addr, error })
+}
+
 /// What a listener serves.
 #[derive(Clone)]
 enum Role {
@@ -228,11 +246,15 @@ pub async fn run(
         connections: Arc::new(Semaphore::new(limits.max_connections)),
         limits,
     });
+    let workers = start_workers(&config, &assembled.listeners, &app, &stop_rx)?;
     let serving = assembled
         .listeners
         .into_iter()
         .map(|(listener, role)| serve(listener, role, Arc::clone(&app), stop_rx.clone()));
     futures_util::future::join_all(serving).await;
+    for worker in workers {
+        let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+    }
     // Listeners are closed; every connection was told to finish its requests and close.
     // All permits back means all connections are gone.
     tracing::info!("shutting down: draining connections");
@@ -242,6 +264,49 @@ pub async fn run(
         Err(_) => tracing::warn!("drain deadline passed; closing the remaining connections"),
     }
     Ok(())
+}
+
+/// With `--scheduler per-worker`, the further workers: a thread each, running a current-thread
+/// runtime that accepts and serves edge connections on its own listeners, bound with
+/// `SO_REUSEPORT` to the addresses of this runtime's (roles.rs bound those the same way).
+fn start_workers(
+    config: &Config,
+    listeners: &[(TcpListener, Role)],
+    app: &Arc<App>,
+    stop: &watch::Receiver<bool>,
+) -> Result<Vec<std::thread::JoinHandle<()>>, ServerError> {
+    if config.scheduler != crate::config::Scheduler::PerWorker {
+        return Ok(Vec::new());
+    }
+    let mut threads = Vec::new();
+    for worker in 1..config.workers {
+        let mut own = Vec::new();
+        for (listener, role) in listeners {
+            if let Role::Edge(_) | Role::EdgeTls(..) = role {
+                let addr = listener.local_addr().map_err(storage)?;
+                own.push((bind_shared(addr)?, role.clone()));
+            }
+        }
+        let (app, stop) = (Arc::clone(app), stop.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(storage)?;
+        let thread = std::thread::Builder::new()
+            .name(format!("sigil-worker-{worker}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let serving = own.into_iter().filter_map(|(listener, role)| {
+                        let listener = TcpListener::from_std(listener).ok()?;
+                        Some(serve(listener, role, Arc::clone(&app), stop.clone()))
+                    });
+                    futures_util::future::join_all(serving).await;
+                });
+            })
+            .map_err(storage)?;
+        threads.push(thread);
+    }
+    Ok(threads)
 }
 
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {

@@ -18,8 +18,10 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode};
 use tokio::net::TcpListener;
 
-use super::{bind, collect_blob_garbage, lock_data_dir, open_store, storage, Role, ServerError};
-use crate::config::{Config, ServeRole};
+use super::{
+    bind, bind_shared, collect_blob_garbage, lock_data_dir, open_store, storage, Role, ServerError,
+};
+use crate::config::{Config, Scheduler, ServeRole};
 use crate::control::{ControlPlane, FeedApplied};
 use crate::edge::access::Tokens;
 use crate::edge::cache::BlobCache;
@@ -205,8 +207,22 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
     } else {
         None
     };
+    // With a runtime per worker, each binds its own edge listeners to the same addresses.
+    let bind_edge = |addr| async move {
+        if config.scheduler == Scheduler::PerWorker && config.workers > 1 {
+            let listener = TcpListener::from_std(bind_shared(addr)?).map_err(storage)?;
+            let local = listener.local_addr().map_err(storage)?;
+            Ok((listener, local))
+        } else {
+            bind(addr).await
+        }
+    };
     let edge_listeners = match tls {
-        Some(tls) => Some((bind(config.http).await?, bind(config.https).await?, tls)),
+        Some(tls) => Some((
+            bind_edge(config.http).await?,
+            bind_edge(config.https).await?,
+            tls,
+        )),
         None => None,
     };
     let admin_listener = match config.admin {
@@ -270,7 +286,7 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
             Arc::new(RouteTable::default()),
             Arc::new(Tokens::default()),
             cache,
-            LogSink::spawn(Arc::clone(&store)),
+            LogSink::spawn(Arc::clone(&store), config.request_logs_rate),
             Some(Arc::clone(&api_slot) as Arc<dyn ApiHandler>),
             edge_config,
         ));
