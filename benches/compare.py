@@ -164,11 +164,11 @@ def wrk(url, host=None, headers=()):
     return rps, to_ms(m.group(1), m.group(2))
 
 
-def loadgen(url, host=None):
+def loadgen(url, host=None, headers=()):
     """The cheaper HTTP/1.1 client (examples/loadgen.rs), one process per client CPU."""
     per = max(1, CONNS // CLIENT_THREADS)
     procs = [subprocess.Popen(["taskset", "-c", cpu, LOADGEN, url, str(per), str(DURATION),
-                               *([f"Host: {host}"] if host else [])],
+                               *([f"Host: {host}"] if host else []), *headers],
                               stdout=subprocess.PIPE, text=True)
              for cpu in _cpu_list(CLIENT_CPUS)[:CLIENT_THREADS]]
     rps, p99s = 0.0, []
@@ -345,16 +345,28 @@ def extras(work, sigil, domain, svc):
     sig = subprocess.run([BIN, "signature", "compute", "--url", url, "--token", TOKEN],
                          capture_output=True, text=True, check=True).stdout
     sig = re.search(r"^signature (\S+)$", sig, re.M).group(1)
-    pub, prot = [], []
-    for run in range(RUNS):
-        pub.append(wrk(f"http://127.0.0.1:{PORTS['http']}/1k.bin", host=domain))
-        prot.append(wrk(f"http://127.0.0.1:{PORTS['http']}/1k-protected.bin", host=f"{domain}:{PORTS['http']}",
-                        headers=[f"X-Twilio-Signature: {sig}"]))
-    pub_m, prot_m = median_pair(pub)[0], median_pair(prot)[0]
+    pid = [sigil.proc.pid]
+    pub_url, prot_url = f"http://127.0.0.1:{PORTS['http']}/1k.bin", f"http://127.0.0.1:{PORTS['http']}/1k-protected.bin"
+    prot_host, sig_header = f"{domain}:{PORTS['http']}", f"X-Twilio-Signature: {sig}"
+    clients = {
+        "wrk": (lambda: wrk(pub_url, host=domain),
+                lambda: wrk(prot_url, host=prot_host, headers=[sig_header])),
+        "loadgen": (lambda: loadgen(pub_url, host=domain),
+                    lambda: loadgen(prot_url, prot_host, [sig_header])),
+    }
     print()
     print("| measure | value |")
     print("|---|---|")
-    print(f"| protected 1 KiB (valid signature on every request) / public 1 KiB, HTTP/1.1 | {prot_m:,.0f} / {pub_m:,.0f} req/s = {prot_m / pub_m:.2f}x |")
+    for client, (run_pub, run_prot) in clients.items():
+        pub, prot = [], []
+        for run in range(RUNS):
+            pub.append(measured(pid, run_pub))
+            prot.append(measured(pid, run_prot))
+        pub_m, prot_m = medians(pub), medians(prot)
+        print(f"| protected 1 KiB (valid signature on every request) / public 1 KiB, HTTP/1.1, {client} "
+              f"| {prot_m[0]:,.0f} / {pub_m[0]:,.0f} req/s = {prot_m[0] / pub_m[0]:.2f}x; "
+              f"CPU {prot_m[2]:.1f} / {pub_m[2]:.1f} µs/req; p99 {prot_m[1]:.2f} / {pub_m[1]:.2f} ms; "
+              f"load generator {prot_m[3] * 100:.0f}% / {pub_m[3] * 100:.0f}% busy |")
     if EXTRAS != "all":
         return
 

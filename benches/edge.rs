@@ -98,6 +98,7 @@ fn routes(c: &mut Criterion) {
                 deployment_sid: None,
                 assets: Arc::clone(&builds[e % 100]),
                 deployed: sigil::edge::routes::Modified::at(0),
+                log_window: Default::default(),
             };
             (domain, Arc::new(site))
         })

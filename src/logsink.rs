@@ -6,13 +6,13 @@
 //! lines are dropped and counted (`sigil_request_logs_dropped_total`) rather than slowing
 //! the edge.
 //!
-//! Each Environment gets at most `--request-logs-rate` lines a second: a line in the store
-//! costs several times what serving a small asset does, and at load-test rates every line
-//! would make the database the bottleneck (README, "Performance"). Lines over the rate are
-//! counted (`sigil_request_logs_over_rate_total`), and the next line that is written for the
-//! Environment says how many were left out ([`Admit::Yes`]). The access log keeps every line.
+//! Each Environment gets at most `--request-logs-rate` lines a second, counted lock-free in
+//! its [`RateWindow`]: a line in the store costs several times what serving a small asset
+//! does, and at load-test rates every line would make the database the bottleneck (README,
+//! "Performance"). Lines over the rate are counted (`sigil_request_logs_over_rate_total`),
+//! and the next line written for the Environment says how many were left out
+//! ([`Admit::Yes`]). The access log keeps every line.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +62,8 @@ pub struct LogEntry {
 pub struct LogSink {
     tx: mpsc::Sender<LogEntry>,
     dropped: Arc<AtomicU64>,
-    rate: Rate,
+    per_second: u32,
+    over: AtomicU64,
 }
 
 /// Whether a line may be written now.
@@ -77,56 +78,45 @@ pub enum Admit {
     },
 }
 
-/// Lines per second per Environment.
-struct Rate {
-    per_second: u32,
-    windows: std::sync::Mutex<HashMap<String, Window, foldhash::fast::RandomState>>,
-    over: AtomicU64,
+/// One Environment's count of lines in the current second, kept with what the edge serves
+/// for it (lock-free: every request of that Environment touches it, on any worker).
+#[derive(Debug, Default)]
+pub struct RateWindow {
+    /// The second (low 32 bits of Unix time) in the high half, lines admitted in the low.
+    state: AtomicU64,
+    /// Lines left out since the last one admitted.
+    skipped: AtomicU64,
 }
 
-/// One Environment's current second.
-struct Window {
-    second: i64,
-    admitted: u32,
-    skipped: u64,
-}
-
-/// Windows kept before the idle ones are forgotten.
-const WINDOWS_KEPT: usize = 10_000;
-
-impl Rate {
-    fn admit(&self, environment_sid: &str, now: i64) -> Admit {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if !windows.contains_key(environment_sid) {
-            if windows.len() >= WINDOWS_KEPT {
-                // Environments quiet for a minute start afresh (what they skipped was said
-                // or is counted in the metric).
-                windows.retain(|_, w| now - w.second < 60);
+impl RateWindow {
+    fn admit(&self, now: i64, per_second: u32) -> Admit {
+        let second = now as u32; // wraps in 2106: only equality matters
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            let (at, admitted) = ((state >> 32) as u32, state as u32);
+            let next = if at != second {
+                (u64::from(second) << 32) | 1
+            } else if admitted < per_second {
+                state + 1
+            } else {
+                self.skipped.fetch_add(1, Ordering::Relaxed);
+                return Admit::No;
+            };
+            match self.state.compare_exchange_weak(
+                state,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now_state) => state = now_state,
             }
-            windows.insert(
-                environment_sid.to_owned(),
-                Window {
-                    second: now,
-                    admitted: 0,
-                    skipped: 0,
-                },
-            );
         }
-        let w = windows.get_mut(environment_sid).expect("inserted above");
-        if w.second != now {
-            w.second = now;
-            w.admitted = 0;
-        }
-        if w.admitted < self.per_second {
-            w.admitted += 1;
-            Admit::Yes {
-                skipped: std::mem::take(&mut w.skipped),
-            }
-        } else {
-            w.skipped += 1;
-            self.over.fetch_add(1, Ordering::Relaxed);
-            Admit::No
-        }
+        let skipped = match self.skipped.load(Ordering::Relaxed) {
+            0 => 0,
+            _ => self.skipped.swap(0, Ordering::Relaxed),
+        };
+        Admit::Yes { skipped }
     }
 }
 
@@ -140,23 +130,24 @@ impl LogSink {
         Arc::new(LogSink {
             tx,
             dropped,
-            rate: Rate {
-                per_second,
-                windows: std::sync::Mutex::default(),
-                over: AtomicU64::new(0),
-            },
+            per_second,
+            over: AtomicU64::new(0),
         })
     }
 
-    /// Whether a line of this Environment may be written at `now` (Unix seconds): call it
-    /// before making the line.
-    pub fn admit(&self, environment_sid: &str, now: i64) -> Admit {
-        self.rate.admit(environment_sid, now)
+    /// Whether a line of the Environment whose window this is may be written at `now` (Unix
+    /// seconds): asked before the line is made.
+    pub fn admit(&self, window: &RateWindow, now: i64) -> Admit {
+        let admit = window.admit(now, self.per_second);
+        if admit == Admit::No {
+            self.over.fetch_add(1, Ordering::Relaxed);
+        }
+        admit
     }
 
     /// Lines left out for being over an Environment's rate.
     pub fn over_rate(&self) -> u64 {
-        self.rate.over.load(Ordering::Relaxed)
+        self.over.load(Ordering::Relaxed)
     }
 
     /// Queues a line; never waits. A full queue drops the line (and counts it).
@@ -222,42 +213,52 @@ async fn write_batches(
 mod tests {
     use super::*;
 
-    fn rate(per_second: u32) -> Rate {
-        Rate {
-            per_second,
-            windows: std::sync::Mutex::default(),
-            over: AtomicU64::new(0),
-        }
-    }
-
     #[test]
-    fn each_environment_gets_its_rate_and_hears_what_was_left_out() {
-        let r = rate(2);
+    fn each_window_keeps_its_rate_and_hears_what_was_left_out() {
+        let (a, b) = (RateWindow::default(), RateWindow::default());
         let yes = |skipped| Admit::Yes { skipped };
-        assert_eq!(r.admit("ZEa", 100), yes(0));
-        assert_eq!(r.admit("ZEa", 100), yes(0));
-        assert_eq!(r.admit("ZEa", 100), Admit::No);
-        assert_eq!(r.admit("ZEa", 100), Admit::No);
+        assert_eq!(a.admit(100, 2), yes(0));
+        assert_eq!(a.admit(100, 2), yes(0));
+        assert_eq!(a.admit(100, 2), Admit::No);
+        assert_eq!(a.admit(100, 2), Admit::No);
         // Another Environment has its own.
-        assert_eq!(r.admit("ZEb", 100), yes(0));
+        assert_eq!(b.admit(100, 2), yes(0));
         // The next second: the first line says two were left out, once.
-        assert_eq!(r.admit("ZEa", 101), yes(2));
-        assert_eq!(r.admit("ZEa", 101), yes(0));
-        assert_eq!(r.admit("ZEa", 101), Admit::No);
-        assert_eq!(r.over.load(Ordering::Relaxed), 3);
-        assert_eq!(r.admit("ZEa", 105), yes(1));
+        assert_eq!(a.admit(101, 2), yes(2));
+        assert_eq!(a.admit(101, 2), yes(0));
+        assert_eq!(a.admit(101, 2), Admit::No);
+        assert_eq!(a.admit(105, 2), yes(1));
+        // Any later second starts afresh, however far on.
+        assert_eq!(a.admit(1_800_000_000, 1), yes(0));
+        assert_eq!(a.admit(1_800_000_000, 1), Admit::No);
     }
 
+    /// Workers admitting at once: exactly the rate gets through each second, and every line
+    /// left out is said once.
     #[test]
-    fn idle_windows_are_forgotten_when_there_are_many() {
-        let r = rate(1);
-        for i in 0..WINDOWS_KEPT {
-            r.admit(&format!("ZE{i}"), 0);
-        }
-        r.admit("ZE0", 0); // over the rate: skipped 1
-                           // A new Environment a minute later: the idle windows go.
-        assert_eq!(r.admit("ZEnew", 61), Admit::Yes { skipped: 0 });
-        assert_eq!(r.windows.lock().expect("lock").len(), 1);
-        assert_eq!(r.admit("ZE0", 61), Admit::Yes { skipped: 0 });
+    fn concurrent_admissions_keep_to_the_rate() {
+        let w = std::sync::Arc::new(RateWindow::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let w = std::sync::Arc::clone(&w);
+                std::thread::spawn(move || {
+                    let (mut yes, mut no) = (0u64, 0u64);
+                    for _ in 0..10_000 {
+                        match w.admit(7, 100) {
+                            Admit::Yes { .. } => yes += 1,
+                            Admit::No => no += 1,
+                        }
+                    }
+                    (yes, no)
+                })
+            })
+            .collect();
+        let (yes, no) = threads
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .fold((0, 0), |(y, n), (a, b)| (y + a, n + b));
+        assert_eq!(yes, 100);
+        assert_eq!(no, 39_900);
+        assert_eq!(w.admit(8, 100), Admit::Yes { skipped: 39_900 });
     }
 }

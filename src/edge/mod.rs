@@ -503,7 +503,7 @@ impl Edge {
         }
         if let Some(site) = site.filter(|_| self.config.request_logs) {
             let now = crate::clock::now();
-            if let Admit::Yes { skipped } = self.logs.admit(&site.environment_sid, now) {
+            if let Admit::Yes { skipped } = self.logs.admit(&site.log_window, now) {
                 let entry = |level: &str, message: String, function_sid: Option<String>| LogEntry {
                     account_sid: site.account_sid.clone(),
                     environment_sid: site.environment_sid.clone(),

@@ -189,6 +189,8 @@ pub struct Site {
     /// never moves Last-Modified backwards and a client revalidating with only
     /// If-Modified-Since gets the rolled-back content.
     pub deployed: Modified,
+    /// Its Logs resource lines this second (`--request-logs-rate`).
+    pub log_window: crate::logsink::RateWindow,
 }
 
 /// A Last-Modified time, in seconds and as the header says it.
@@ -363,6 +365,7 @@ impl Loader {
             build_sid,
             deployment_sid,
             assets,
+            log_window: Default::default(),
         })))
     }
 }

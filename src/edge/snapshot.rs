@@ -212,6 +212,7 @@ impl Snapshot {
                 build_sid: saved.build_sid,
                 deployment_sid: saved.deployment_sid,
                 assets,
+                log_window: Default::default(),
             };
             sites.insert(site.domain.clone(), Arc::new(site));
         }
