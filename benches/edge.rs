@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the request path: signature validation, route lookup at scale,
-//! precondition and range evaluation, and a whole edge request handled in-process.
+//! precondition and range evaluation, a whole edge request handled in-process, and an
+//! access-log line.
 //!
 //! `cargo bench --bench edge` (criterion; reports in target/criterion).
 
@@ -253,5 +254,40 @@ fn whole_request(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, signatures, routes, semantics, whole_request);
+/// One access-log line (the fields `Edge::finish` logs) formatted by tracing-subscriber's
+/// default formatter and by sigil's (`logline::Lines`), written to a sink.
+fn access_log_line(c: &mut Criterion) {
+    let mut g = c.benchmark_group("access_log_line");
+    let line = || {
+        tracing::info!(
+            target: "sigil::access",
+            site = "bench-1234.localhost",
+            method = %Method::GET,
+            path = "/assets/1k.bin",
+            status = 200u16,
+            bytes = 1024u64,
+            micros = 12u64,
+        );
+    };
+    let default = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(default, || g.bench_function("default", |b| b.iter(line)));
+    let lines = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .event_format(sigil::logline::Lines)
+        .finish();
+    tracing::subscriber::with_default(lines, || g.bench_function("sigil", |b| b.iter(line)));
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    signatures,
+    routes,
+    semantics,
+    whole_request,
+    access_log_line
+);
 criterion_main!(benches);

@@ -41,6 +41,7 @@ pub mod store;
 pub use body::Body;
 pub mod deploy;
 pub mod edge;
+pub mod logline;
 pub mod logsink;
 pub mod precompress;
 pub mod signature;

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(log_writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .event_format(sigil::logline::Lines)
         .init();
     let result = match cli.command {
         Command::Serve(args) => match Config::from_args(*args) {
