@@ -78,7 +78,28 @@ fn connections_over_the_cap_are_closed_and_the_rest_served() {
 
 #[test]
 fn sigterm_lets_a_download_in_flight_finish() {
-    let mut sigil = Sigil::start();
+    downloads_in_flight_finish(&[], 1);
+}
+
+/// The same with a runtime per worker (the downloads spread over the workers' listeners: each
+/// worker's connections finish before its runtime ends) and through `sendfile`.
+#[test]
+fn sigterm_lets_downloads_finish_on_every_worker() {
+    downloads_in_flight_finish(
+        &[
+            "--workers",
+            "3",
+            "--scheduler",
+            "per-worker",
+            "--sendfile-from",
+            "16384",
+        ],
+        6,
+    );
+}
+
+fn downloads_in_flight_finish(flags: &[&str], connections: usize) {
+    let mut sigil = Sigil::start_with(flags);
     let api = sigil.client();
     // Larger than the socket buffers on both sides can hold, so most of it is written after
     // the signal.
@@ -87,35 +108,44 @@ fn sigterm_lets_a_download_in_flight_finish() {
         "drain",
         &[("/big.bin", "public", &big, "application/octet-stream")],
     );
-    let mut s = TcpStream::connect(sigil.http).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    s.write_all(format!("GET /big.bin HTTP/1.1\r\nHost: {}\r\n\r\n", site.domain).as_bytes())
-        .expect("write");
-    let mut got = vec![0u8; 64 * 1024];
-    let n = s.read(&mut got).expect("first bytes");
-    got.truncate(n);
-    // Shut down while most of the body is still to come; the client reads slowly on.
+    let mut downloads: Vec<(TcpStream, Vec<u8>, bool)> = (0..connections)
+        .map(|_| {
+            let mut s = TcpStream::connect(sigil.http).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            s.write_all(
+                format!("GET /big.bin HTTP/1.1\r\nHost: {}\r\n\r\n", site.domain).as_bytes(),
+            )
+            .expect("write");
+            let mut got = vec![0u8; 64 * 1024];
+            let n = s.read(&mut got).expect("first bytes");
+            got.truncate(n);
+            (s, got, false)
+        })
+        .collect();
+    // Shut down while most of each body is still to come; the clients read slowly on.
     sigil.sigterm();
     let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                got.extend_from_slice(&buf[..n]);
-                std::thread::sleep(Duration::from_millis(5));
+    while downloads.iter().any(|(_, _, done)| !done) {
+        for (s, got, done) in downloads.iter_mut().filter(|(_, _, done)| !done) {
+            match s.read(&mut buf) {
+                Ok(0) => *done = true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("read failed after {} bytes: {e}", got.len()),
             }
-            Err(e) => panic!("read failed after {} bytes: {e}", got.len()),
         }
+        std::thread::sleep(Duration::from_millis(5));
     }
     let status = sigil.wait_exit(Duration::from_secs(10));
-    let header_end = got
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("headers")
-        + 4;
-    assert_eq!(got.len() - header_end, big.len(), "the whole body arrived");
-    assert_eq!(&got[header_end..], &big[..]);
+    for (_, got, _) in &downloads {
+        let header_end = got
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("headers")
+            + 4;
+        assert_eq!(got.len() - header_end, big.len(), "the whole body arrived");
+        assert!(got[header_end..] == big[..]);
+    }
     assert!(
         status.is_some_and(|s| s.success()),
         "sigil exits cleanly: {status:?}"

@@ -1,7 +1,7 @@
 //! Blob bytes for the edge: memory maps held in a moka cache keyed by digest, handed to the
 //! HTTP servers as `Bytes` without copying (`Bytes::from_owner`) — and, with `--sendfile-from`,
 //! for blobs at least that large the open file next to the map, so that plain HTTP/1.1 can send
-//! them with `sendfile` (one descriptor per such map: bounded by the map count). A hit is a lookup
+//! them with `sendfile` (one descriptor per such map, at most [`MAX_KEPT_FILES`]). A hit is a lookup
 //! ([`BlobCache::cached`]); a miss ([`BlobCache::load`]) maps the file and asks the kernel to
 //! read it ahead (`madvise(WILLNEED)`) on a blocking thread, so page faults do not stall the
 //! runtime threads; concurrent misses for one blob share one load.
@@ -25,8 +25,41 @@ use crate::Body;
 #[derive(Clone, Debug)]
 pub struct Blob {
     bytes: Bytes,
-    file: Option<Arc<std::fs::File>>,
+    file: Option<Arc<KeptFile>>,
     sendfile_from: usize,
+}
+
+/// Blob files kept open next to their maps at most: each holds a descriptor, which
+/// connections need too (`--max-connections` + 1,024 is what the open-file limit is raised
+/// for). Past it, bodies are copied from the map.
+pub const MAX_KEPT_FILES: usize = 4096;
+
+/// An open blob file, counted while it is kept.
+#[derive(Debug)]
+struct KeptFile {
+    file: Arc<std::fs::File>,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl KeptFile {
+    /// Keeps `file` if fewer than [`MAX_KEPT_FILES`] are kept now.
+    fn keep(file: std::fs::File, count: &Arc<std::sync::atomic::AtomicUsize>) -> Option<KeptFile> {
+        count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < MAX_KEPT_FILES).then_some(n + 1)
+            })
+            .ok()?;
+        Some(KeptFile {
+            file: Arc::new(file),
+            count: Arc::clone(count),
+        })
+    }
+}
+
+impl Drop for KeptFile {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Blob {
@@ -36,10 +69,10 @@ impl Blob {
         let offset = range.start as u64;
         let bytes = self.bytes.slice(range);
         match &self.file {
-            Some(file) if bytes.len() >= self.sendfile_from => Body::from_file(
+            Some(kept) if bytes.len() >= self.sendfile_from => Body::from_file(
                 bytes,
                 FileRange {
-                    file: Arc::clone(file),
+                    file: Arc::clone(&kept.file),
                     offset,
                 },
             ),
@@ -64,6 +97,8 @@ pub struct BlobCache {
     misses: AtomicU64,
     /// Bodies at least this large go by `sendfile` (`--sendfile-from`).
     sendfile_from: Option<usize>,
+    /// Blob files kept open now (at most [`MAX_KEPT_FILES`]).
+    kept_files: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Why bytes could not be had.
@@ -93,6 +128,7 @@ fn map_blob(
     sha256: &str,
     size: u64,
     sendfile_from: Option<usize>,
+    kept: &Arc<std::sync::atomic::AtomicUsize>,
 ) -> Result<Blob, CacheError> {
     let err = |reason: String| CacheError::Blob {
         sha256: sha256.to_owned(),
@@ -118,7 +154,11 @@ fn map_blob(
     #[cfg(unix)]
     let _ = map.advise(memmap2::Advice::WillNeed);
     let sendfile_from = sendfile_from.unwrap_or(usize::MAX);
-    let file = (len >= sendfile_from as u64).then(|| Arc::new(file));
+    let file = if len >= sendfile_from as u64 {
+        KeptFile::keep(file, kept).map(Arc::new)
+    } else {
+        None
+    };
     Ok(Blob {
         bytes: Bytes::from_owner(map),
         file,
@@ -160,6 +200,7 @@ impl BlobCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             sendfile_from: None,
+            kept_files: Arc::default(),
         }
     }
 
@@ -271,11 +312,14 @@ impl BlobCache {
         let blobs = self.blobs.clone();
         let key = sha256.to_owned();
         let sendfile_from = self.sendfile_from;
+        let kept = Arc::clone(&self.kept_files);
         // On a blocking thread: the map and its read-ahead may wait for the disk, and a
         // concurrent miss for the same blob waits there for this one's result.
         tokio::task::spawn_blocking(move || {
-            maps.try_get_with_by_ref(key.as_str(), || map_blob(&blobs, &key, size, sendfile_from))
-                .map_err(|e: Arc<CacheError>| CacheError::clone(&e))
+            maps.try_get_with_by_ref(key.as_str(), || {
+                map_blob(&blobs, &key, size, sendfile_from, &kept)
+            })
+            .map_err(|e: Arc<CacheError>| CacheError::clone(&e))
         })
         .await
         .map_err(|e| CacheError::Blob {
@@ -297,6 +341,18 @@ impl BlobCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_files_are_counted_and_capped() {
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(MAX_KEPT_FILES - 1));
+        let open = || tempfile::tempfile().expect("file");
+        let last = KeptFile::keep(open(), &count).expect("one more fits");
+        assert!(KeptFile::keep(open(), &count).is_none(), "over the cap");
+        assert_eq!(count.load(Ordering::Relaxed), MAX_KEPT_FILES);
+        drop(last);
+        assert_eq!(count.load(Ordering::Relaxed), MAX_KEPT_FILES - 1);
+        assert!(KeptFile::keep(open(), &count).is_some());
+    }
 
     #[test]
     fn a_full_cache_holds_at_most_max_maps() {

@@ -258,12 +258,21 @@ pub async fn run(
     // Listeners are closed; every connection was told to finish its requests and close.
     // All permits back means all connections are gone.
     tracing::info!("shutting down: draining connections");
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    match tokio::time::timeout(limits.drain, app.connections.acquire_many(all)).await {
-        Ok(_) => tracing::info!("all connections closed"),
-        Err(_) => tracing::warn!("drain deadline passed; closing the remaining connections"),
+    if drained(&app).await {
+        tracing::info!("all connections closed");
+    } else {
+        tracing::warn!("drain deadline passed; closing the remaining connections");
     }
     Ok(())
+}
+
+/// Waits, at most `--drain-timeout`, until every connection (of every runtime) is closed:
+/// all permits back. Whether they all closed.
+async fn drained(app: &App) -> bool {
+    let all = u32::try_from(app.limits.max_connections).unwrap_or(u32::MAX);
+    tokio::time::timeout(app.limits.drain, app.connections.acquire_many(all))
+        .await
+        .is_ok()
 }
 
 /// With `--scheduler per-worker`, the further workers: a thread each, running a current-thread
@@ -297,10 +306,19 @@ fn start_workers(
             .spawn(move || {
                 runtime.block_on(async move {
                     let serving = own.into_iter().filter_map(|(listener, role)| {
-                        let listener = TcpListener::from_std(listener).ok()?;
-                        Some(serve(listener, role, Arc::clone(&app), stop.clone()))
+                        match TcpListener::from_std(listener) {
+                            Ok(listener) => {
+                                Some(serve(listener, role, Arc::clone(&app), stop.clone()))
+                            }
+                            Err(e) => {
+                                tracing::error!(worker, error = %e, "worker listener not served");
+                                None
+                            }
+                        }
                     });
                     futures_util::future::join_all(serving).await;
+                    // This runtime's connections end with it: let them finish first.
+                    drained(&app).await;
                 });
             })
             .map_err(storage)?;
