@@ -157,7 +157,7 @@ fn whole_request(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("dir");
-    let (edge, domain) = rt.block_on(async {
+    let (edge, domain, token) = rt.block_on(async {
         let store: Arc<dyn Metadata> = Arc::new(SqliteStore::open(&dir.path().join("m.db")).expect("store"));
         let (sid, token) = sigil::accounts::create(store.as_ref(), "bench", None, None).expect("account");
         let blobs = BlobStore::open(dir.path()).expect("blobs");
@@ -193,15 +193,19 @@ fn whole_request(c: &mut Criterion) {
         let svc = call("POST", "/v1/Services".into(), form, b"UniqueName=bench&FriendlyName=b".to_vec()).await;
         let zs = svc["sid"].as_str().expect("sid").to_owned();
         let env = call("POST", format!("/v1/Services/{zs}/Environments"), form, b"UniqueName=prod".to_vec()).await;
-        let asset = call("POST", format!("/v1/Services/{zs}/Assets"), form, b"FriendlyName=a".to_vec()).await;
-        let zh = asset["sid"].as_str().expect("sid");
-        let mut mp = Vec::new();
-        mp.extend_from_slice(b"--B\r\nContent-Disposition: form-data; name=\"Path\"\r\n\r\n/1k.bin\r\n--B\r\nContent-Disposition: form-data; name=\"Visibility\"\r\n\r\npublic\r\n--B\r\nContent-Disposition: form-data; name=\"Content\"; filename=\"1k.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n");
-        mp.extend((0..1024u32).map(|i| (i % 251) as u8));
-        mp.extend_from_slice(b"\r\n--B--\r\n");
-        let version = call("POST", format!("/v1/Services/{zs}/Assets/{zh}/Versions"), "multipart/form-data; boundary=B", mp).await;
-        let zn = version["sid"].as_str().expect("sid");
-        let build = call("POST", format!("/v1/Services/{zs}/Builds"), form, format!("AssetVersions={zn}").into_bytes()).await;
+        let mut versions = Vec::new();
+        for (name, visibility) in [("1k", "public"), ("1k-protected", "protected")] {
+            let asset = call("POST", format!("/v1/Services/{zs}/Assets"), form, format!("FriendlyName={name}").into_bytes()).await;
+            let zh = asset["sid"].as_str().expect("sid");
+            let mut mp = Vec::new();
+            mp.extend_from_slice(format!("--B\r\nContent-Disposition: form-data; name=\"Path\"\r\n\r\n/{name}.bin\r\n--B\r\nContent-Disposition: form-data; name=\"Visibility\"\r\n\r\n{visibility}\r\n--B\r\nContent-Disposition: form-data; name=\"Content\"; filename=\"1k.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+            mp.extend((0..1024u32).map(|i| (i % 251) as u8));
+            mp.extend_from_slice(b"\r\n--B--\r\n");
+            let version = call("POST", format!("/v1/Services/{zs}/Assets/{zh}/Versions"), "multipart/form-data; boundary=B", mp).await;
+            versions.push(format!("AssetVersions={}", version["sid"].as_str().expect("sid")));
+        }
+        let zn = versions.join("&");
+        let build = call("POST", format!("/v1/Services/{zs}/Builds"), form, zn.into_bytes()).await;
         let zb = build["sid"].as_str().expect("sid").to_owned();
         loop {
             let st = call("GET", format!("/v1/Services/{zs}/Builds/{zb}/Status"), form, vec![]).await;
@@ -233,7 +237,7 @@ fn whole_request(c: &mut Criterion) {
                 request_logs: false,
             },
         );
-        (edge, env["domain_name"].as_str().expect("domain").to_owned())
+        (edge, env["domain_name"].as_str().expect("domain").to_owned(), token)
     });
     let conn = Conn {
         peer: "127.0.0.1:40000".parse().expect("addr"),
@@ -245,6 +249,24 @@ fn whole_request(c: &mut Criterion) {
                 .uri("/1k.bin")
                 .header("host", domain.as_str())
                 .header("accept-encoding", "gzip, deflate, br")
+                .body(Full::new(Bytes::new()))
+                .expect("request");
+            let resp = edge.handle(req, &conn).await;
+            assert_eq!(resp.status(), 200);
+            resp
+        })
+    });
+    // The same with a valid X-Twilio-Signature on a protected asset (Host with its port, as a
+    // webhook fetcher sends it to a non-default port).
+    let host = format!("{domain}:8080");
+    let signature = signature::sign(&token, &format!("http://{host}/1k-protected.bin"));
+    c.bench_function("edge_get_protected_1k_in_process", |b| {
+        b.to_async(&rt).iter(|| async {
+            let req = Request::builder()
+                .uri("/1k-protected.bin")
+                .header("host", host.as_str())
+                .header("accept-encoding", "gzip, deflate, br")
+                .header("x-twilio-signature", signature.as_str())
                 .body(Full::new(Bytes::new()))
                 .expect("request");
             let resp = edge.handle(req, &conn).await;
