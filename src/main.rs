@@ -39,14 +39,10 @@ fn main() -> ExitCode {
             };
         }
     };
-    // Lines are formatted where they happen and written by a thread of their own, through a
-    // buffer that is flushed whenever that thread has caught up: under load many lines share
-    // one `write` (one per line cost the edge ~1 µs a request; README, "Performance"). Not
-    // lossy: past 128k lines waiting, the one logging waits. The guard flushes at exit.
-    let (log_writer, _log_flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("sigil-log")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+    // Lines are formatted where they happen and gathered in memory; a thread of their own
+    // writes them out every 50 ms (README, "Performance": a write, or a writer thread's
+    // wake-up, per line cost the edge ~1-2 µs a request). The flusher writes the rest at exit.
+    let (log_writer, _log_flush) = sigil::logline::buffered(Box::new(std::io::stderr()));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG")
