@@ -95,6 +95,7 @@ impl RateWindow {
         loop {
             let (at, admitted) = ((state >> 32) as u32, state as u32);
             let next = if at != second {
+                // (`^ 1` would do the same: the low half is zero after the shift.)
                 (u64::from(second) << 32) | 1
             } else if admitted < per_second {
                 state + 1
@@ -112,6 +113,8 @@ impl RateWindow {
                 Err(now_state) => state = now_state,
             }
         }
+        // The load spares the common case a read-modify-write; without the first arm the
+        // answer is the same (a mutation that deletes it is equivalent).
         let skipped = match self.skipped.load(Ordering::Relaxed) {
             0 => 0,
             _ => self.skipped.swap(0, Ordering::Relaxed),
@@ -231,6 +234,23 @@ mod tests {
         // Any later second starts afresh, however far on.
         assert_eq!(a.admit(1_800_000_000, 1), yes(0));
         assert_eq!(a.admit(1_800_000_000, 1), Admit::No);
+    }
+
+    /// The sink counts what windows leave out, across Environments.
+    #[tokio::test]
+    async fn the_sink_counts_lines_left_out() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = crate::store::SqliteStore::open(&dir.path().join("m.db")).expect("store");
+        let sink = LogSink::spawn(Arc::new(store), 2);
+        let (a, b) = (RateWindow::default(), RateWindow::default());
+        for _ in 0..5 {
+            sink.admit(&a, 10);
+        }
+        assert_eq!(sink.admit(&b, 10), Admit::Yes { skipped: 0 });
+        assert_eq!(sink.over_rate(), 3);
+        assert_eq!(sink.admit(&b, 10), Admit::Yes { skipped: 0 });
+        assert_eq!(sink.admit(&b, 10), Admit::No);
+        assert_eq!(sink.over_rate(), 4);
     }
 
     /// Workers admitting at once: exactly the rate gets through each second, and every line
