@@ -98,13 +98,7 @@ fn rollback_deletions_and_restart() {
     let sigil = Sigil::start();
     let api = sigil.client();
     let site = api.deploy_site("life", &[("/v.txt", "public", b"one", "text/plain")]);
-    let first = api
-        .get(&format!(
-            "/v1/Services/{}/Environments/{}",
-            site.svc, site.env
-        ))
-        .expect(200)
-        .s("build_sid");
+    let first = api.active_build(&site);
     let second = api.redeploy(&site, &[("/v.txt", "public", b"two", "text/plain")]);
     let other = api.deploy_site("other", &[("/o.txt", "public", b"other", "text/plain")]);
     let edge = sigil.edge(&[&site.domain, &other.domain]);
@@ -188,13 +182,7 @@ fn a_rollback_moves_last_modified_forward() {
     let sigil = Sigil::start();
     let api = sigil.client();
     let site = api.deploy_site("dates", &[("/v.txt", "public", b"old", "text/plain")]);
-    let first = api
-        .get(&format!(
-            "/v1/Services/{}/Environments/{}",
-            site.svc, site.env
-        ))
-        .expect(200)
-        .s("build_sid");
+    let first = api.active_build(&site);
     // HTTP dates have whole seconds.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     api.redeploy(&site, &[("/v.txt", "public", b"new", "text/plain")]);

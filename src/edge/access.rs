@@ -152,31 +152,16 @@ mod tests {
             tokens.export(),
             HashMap::from([(sid.clone(), vec![token.clone()])])
         );
-        let url = "https://a.localhost/x";
-        assert_eq!(
-            decide(
-                &tokens,
-                &sid,
-                Visibility::Protected,
-                Some(&proof(&token, url))
-            ),
-            Access::Allowed
-        );
+        let signed = proof(&token, "https://a.localhost/x");
+        let check = |tokens: &Tokens| decide(tokens, &sid, Visibility::Protected, Some(&signed));
+        assert_eq!(check(&tokens), Access::Allowed);
         // Replaced whole: what is not given is gone.
         tokens.replace(HashMap::from([("AC2".to_owned(), vec!["x".to_owned()])]));
         assert_eq!(
             tokens.export(),
             HashMap::from([("AC2".to_owned(), vec!["x".to_owned()])])
         );
-        assert_eq!(
-            decide(
-                &tokens,
-                &sid,
-                Visibility::Protected,
-                Some(&proof(&token, url))
-            ),
-            Access::BadSignature
-        );
+        assert_eq!(check(&tokens), Access::BadSignature);
     }
 
     /// Every visibility against every kind of proof: a valid signature opens only what is

@@ -586,6 +586,16 @@ impl Api {
         site
     }
 
+    /// The Build `site`'s Environment serves now.
+    pub fn active_build(&self, site: &Site) -> String {
+        self.get(&format!(
+            "/v1/Services/{}/Environments/{}",
+            site.svc, site.env
+        ))
+        .expect(200)
+        .s("build_sid")
+    }
+
     /// Builds `files` and deploys them to `site`; returns the Build SID.
     pub fn redeploy(&self, site: &Site, files: &[(&str, &str, &[u8], &str)]) -> String {
         let versions: Vec<String> = files
