@@ -104,6 +104,9 @@ fn routes(c: &mut Criterion) {
                 assets: Arc::clone(&builds[e % 100]),
                 deployed: sigil::edge::routes::Modified::at(0),
                 log_window: Default::default(),
+                code: None,
+                variables: Default::default(),
+                include_credentials: true,
             };
             (domain, Arc::new(site))
         })

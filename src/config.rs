@@ -431,6 +431,76 @@ pub struct ServeArgs {
         help_heading = "Logging"
     )]
     pub request_logs_rate: u32,
+
+    /// The Node.js that runs Functions (20 or newer; a Build's `Runtime` runs on it).
+    #[arg(
+        long,
+        env = "SIGIL_NODE",
+        default_value = "node",
+        help_heading = "Functions"
+    )]
+    pub node: PathBuf,
+    /// The npm that installs a Build's `Dependencies`.
+    #[arg(
+        long,
+        env = "SIGIL_NPM",
+        default_value = "npm",
+        help_heading = "Functions"
+    )]
+    pub npm: PathBuf,
+    /// Where Builds' Function directories and installed dependencies live
+    /// [default: --data/functions].
+    #[arg(long, env = "SIGIL_FUNCTIONS_DIR", help_heading = "Functions")]
+    pub functions_dir: Option<PathBuf>,
+    /// Seconds a Function call may take; past it the answer is 504 and its worker is killed.
+    #[arg(
+        long,
+        env = "SIGIL_FUNCTION_TIMEOUT",
+        default_value_t = 10,
+        help_heading = "Functions"
+    )]
+    pub function_timeout: u64,
+    /// Memory cap of each Function worker, in MiB (its data segment; the JavaScript heap
+    /// gets three quarters).
+    #[arg(
+        long,
+        env = "SIGIL_FUNCTION_MEMORY",
+        default_value_t = 256,
+        help_heading = "Functions"
+    )]
+    pub function_memory: u64,
+    /// Function calls at once per Environment (one worker each); more wait up to 2 s, then
+    /// get 429.
+    #[arg(
+        long,
+        env = "SIGIL_FUNCTION_CONCURRENCY",
+        default_value_t = 8,
+        help_heading = "Functions"
+    )]
+    pub function_concurrency: usize,
+    /// The user Function workers run as when sigil runs as root.
+    #[arg(
+        long,
+        env = "SIGIL_FUNCTION_USER",
+        default_value = "nobody",
+        help_heading = "Functions"
+    )]
+    pub function_user: String,
+    /// Error replies of Functions carry the stack trace (for development).
+    #[arg(long, env = "SIGIL_FUNCTION_DEBUG", default_value_t = false, action = ArgAction::Set, help_heading = "Functions")]
+    pub function_debug: bool,
+}
+
+/// The uid and gid of `name`, from the password database.
+fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        (f.next()? == name).then_some(())?;
+        let uid = f.nth(1)?.parse().ok()?;
+        let gid = f.next()?.parse().ok()?;
+        Some((uid, gid))
+    })
 }
 
 /// A URL that may carry a password: shown only without it (`Debug` included), so that a
@@ -707,6 +777,8 @@ pub struct Config {
     pub h2_max_pending_resets: usize,
     /// HTTP/2 resets caused by client errors before the connection closes.
     pub h2_max_error_resets: usize,
+    /// How Functions run.
+    pub functions: crate::functions::FunctionsConfig,
 }
 
 impl Config {
@@ -769,6 +841,10 @@ impl Config {
             ));
         }
         let cache_dir = args.cache_dir.unwrap_or_else(|| args.data.clone());
+        let functions_dir = args
+            .functions_dir
+            .clone()
+            .unwrap_or_else(|| args.data.join("functions"));
         Ok(Config {
             data: args.data,
             metadata: match args.metadata {
@@ -874,6 +950,45 @@ impl Config {
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             },
             scheduler: args.scheduler,
+            functions: crate::functions::FunctionsConfig {
+                dir: functions_dir,
+                node: args.node,
+                npm: args.npm,
+                timeout: secs("--function-timeout", args.function_timeout)?,
+                memory_mb: match args.function_memory {
+                    n if n < 64 => {
+                        return Err(ConfigError("--function-memory must be at least 64 (MiB)".into()))
+                    }
+                    n => n,
+                },
+                concurrency: match args.function_concurrency {
+                    0 => {
+                        return Err(ConfigError(
+                            "--function-concurrency must be at least 1".into(),
+                        ))
+                    }
+                    n => n,
+                },
+                user: if rustix::process::geteuid().is_root() {
+                    match user_ids(&args.function_user) {
+                        Some((0, _)) => {
+                            return Err(ConfigError(
+                                "--function-user must not be root: Functions run unprivileged".into(),
+                            ))
+                        }
+                        Some(ids) => Some(ids),
+                        None => {
+                            return Err(ConfigError(format!(
+                                "--function-user {:?} is not a user of this machine",
+                                args.function_user
+                            )))
+                        }
+                    }
+                } else {
+                    None
+                },
+                debug: args.function_debug,
+            },
         })
     }
 }
@@ -946,6 +1061,14 @@ mod tests {
             h2_max_streams: 256,
             h2_max_pending_resets: 20,
             h2_max_error_resets: 1024,
+            node: "node".into(),
+            npm: "npm".into(),
+            functions_dir: None,
+            function_timeout: 10,
+            function_memory: 256,
+            function_concurrency: 8,
+            function_user: "nobody".into(),
+            function_debug: false,
         }
     }
 

@@ -20,6 +20,10 @@
 //!   for a fleet, the change-feed follower (prefetch, then flip), the route snapshot and the
 //!   API proxy. It depends on the shared core ([`manifest`], [`store`], [`logsink`],
 //!   [`wire`], [`signature`]), never on [`control`].
+//! - [`functions`]: running deployed Functions — the request as `event`, each Build's
+//!   directory and npm dependency set, and supervised, pooled Node workers running sigil's
+//!   `runner.js` (Twilio's handler contract) with time, memory and concurrency limits. The
+//!   edge calls it after access is decided.
 //! - [`logsink`]: the batched request-log writer the edge records through.
 //! - [`wire`]: what the control plane and the edge both put on the wire (Twilio's JSON
 //!   errors, form decoding, the change-feed position header), so neither depends on the
@@ -41,6 +45,7 @@ pub mod store;
 pub use body::Body;
 pub mod deploy;
 pub mod edge;
+pub mod functions;
 pub mod logline;
 pub mod logsink;
 pub mod precompress;

@@ -123,6 +123,11 @@ impl RateWindow {
     }
 }
 
+/// The line that says how many were left out for being over the rate.
+pub fn skipped_note(skipped: u64) -> String {
+    format!("{skipped} request lines left out: over --request-logs-rate")
+}
+
 impl LogSink {
     /// Starts the writer task on the current runtime; each Environment gets at most
     /// `per_second` lines a second.

@@ -141,6 +141,21 @@ pub struct BuildManifest {
     /// Precompressed variants, by the sha256 of the original.
     #[serde(default)]
     pub encodings: std::collections::BTreeMap<String, Vec<Encoded>>,
+    /// The npm packages its Functions may `require`.
+    #[serde(default)]
+    pub dependencies: Vec<Dependency>,
+    /// The Node.js runtime named (`node22`, …); empty in records written before it was read.
+    #[serde(default)]
+    pub runtime: String,
+}
+
+/// A `{name, version}` npm dependency of a Build.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Dependency {
+    /// Package name.
+    pub name: String,
+    /// Version (range).
+    pub version: String,
 }
 
 /// What an edge reads of a stored Environment: where it is served and what is deployed.

@@ -56,14 +56,7 @@ impl BuildStatus {
     }
 }
 
-/// A `{name, version}` dependency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Dependency {
-    /// Package name.
-    pub name: String,
-    /// Version (range).
-    pub version: String,
-}
+pub use crate::manifest::Dependency;
 
 /// The stored fields of a Build; `asset_versions` + `function_versions` are its manifest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -437,6 +430,13 @@ impl ControlPlane {
                 Err(e) => return Err(ApiError::unavailable(e)),
             }
         }
+        let missing = match missing {
+            None if !data.function_versions.is_empty() => self
+                .install_build_dependencies(&data.dependencies)
+                .await
+                .err(),
+            other => other,
+        };
         let (failure, encodings) = match missing {
             Some(why) => (Some(why), BTreeMap::new()),
             None => match self
@@ -476,6 +476,19 @@ impl ControlPlane {
             self.db(move |s| s.commit(vec![Write::Update(rec)])).await
         })
         .await
+    }
+
+    /// Installs a Build's dependency set (Twilio's rules: registry packages only, `twilio`
+    /// added) where the edge's workers find it; the error says what npm said.
+    async fn install_build_dependencies(&self, declared: &[Dependency]) -> Result<(), String> {
+        let set = crate::functions::deps::set(declared)
+            .map_err(|why| format!("Some dependencies could not be validated: {why}"))?;
+        let Some((dir, npm)) = self.dependencies.get() else {
+            return Ok(());
+        };
+        crate::functions::deps::install(dir, npm, &set)
+            .await
+            .map(|_| ())
     }
 
     /// The br and gzip variants of every distinct text asset: those an earlier Build of the

@@ -139,6 +139,9 @@ pub struct ControlPlane {
     /// Precompressed variant sets made for Builds, and reused from earlier Builds.
     variants_made: std::sync::atomic::AtomicU64,
     variants_reused: std::sync::atomic::AtomicU64,
+    /// Where Builds with Functions get their npm dependencies installed (the functions
+    /// directory, npm); unset, Builds are not held for dependencies.
+    dependencies: std::sync::OnceLock<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Who is asking and for what: passed to every handler.
@@ -296,7 +299,14 @@ impl ControlPlane {
             ready: tokio::sync::watch::channel(true).0,
             variants_made: Default::default(),
             variants_reused: Default::default(),
+            dependencies: Default::default(),
         })
+    }
+
+    /// Holds each Build with Functions `building` until its dependency set is installed
+    /// with `npm` under `functions_dir` (where the edge's workers find it).
+    pub fn install_dependencies(&self, functions_dir: std::path::PathBuf, npm: std::path::PathBuf) {
+        let _ = self.dependencies.set((functions_dir, npm));
     }
 
     /// The control plane's lines of `/metrics`.

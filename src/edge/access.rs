@@ -58,6 +58,12 @@ impl Tokens {
         self.text.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The primary auth token of `account_sid` (what a Function's `context.AUTH_TOKEN` is).
+    pub fn primary(&self, account_sid: &str) -> Option<String> {
+        let text = self.text.lock().unwrap_or_else(|p| p.into_inner());
+        text.get(account_sid)?.first().cloned()
+    }
+
     /// Checks a signature for `account_sid`.
     fn valid(&self, account_sid: &str, url: &str, payload: Payload<'_>, signature: &str) -> bool {
         let map = self.map.load();

@@ -63,6 +63,11 @@ impl Drop for KeptFile {
 }
 
 impl Blob {
+    /// All its bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
     /// A body of the bytes in `range` (within the blob), with where they lie in its file
     /// when they are enough to be sent with `sendfile`.
     pub fn body(&self, range: std::ops::Range<usize>) -> Body {

@@ -32,7 +32,8 @@ use self::http::encoding::{self, Coding};
 use self::http::range::{self, RangeOutcome};
 use self::metrics::Metrics;
 use self::routes::{EdgeAsset, Representation, RouteTable, Site};
-use crate::logsink::{Admit, LogData, LogEntry, LogSink};
+use crate::functions::Functions;
+use crate::logsink::{Admit, LogSink};
 use crate::manifest::Visibility;
 use crate::Body;
 
@@ -91,6 +92,7 @@ pub struct Edge {
     pub metrics: Arc<Metrics>,
     logs: Arc<LogSink>,
     api: Option<Arc<dyn ApiHandler>>,
+    functions: Option<Arc<Functions>>,
     config: EdgeConfig,
 }
 
@@ -128,8 +130,13 @@ enum Outcome {
     TooLarge,
     /// 408: the body did not arrive in time.
     Timeout,
-    /// 501: a Function path (sigil serves assets; it does not run code).
+    /// 501: a Function path on an edge that runs no Functions.
     FunctionNotExecuted,
+    /// What a Function answered (or sigil for it: a time-out, a crash, the cap).
+    Ran {
+        resp: Response<Body>,
+        function_sid: Option<String>,
+    },
 }
 
 const ALLOW: &str = "GET, HEAD, POST, OPTIONS";
@@ -150,6 +157,16 @@ enum Later<B> {
     Api(Request<B>, Conn),
     /// A POST: access needs its body.
     Body {
+        site: Arc<Site>,
+        asset: Arc<EdgeAsset>,
+        req: Request<B>,
+        scheme: &'static str,
+        authority: String,
+        line: RequestLine,
+        started: Option<Instant>,
+    },
+    /// A Function: its body is read, access decided, then it runs.
+    Function {
         site: Arc<Site>,
         asset: Arc<EdgeAsset>,
         req: Request<B>,
@@ -254,8 +271,25 @@ impl Edge {
             metrics: Arc::new(Metrics::default()),
             logs,
             api,
+            functions: None,
             config,
         }
+    }
+
+    /// Runs Functions with these settings (an edge without them answers 501 for Functions).
+    pub fn with_functions(mut self, config: crate::functions::FunctionsConfig) -> Edge {
+        self.functions = Some(Arc::new(Functions::new(
+            config,
+            Arc::clone(&self.routes),
+            Arc::clone(&self.tokens),
+            Arc::clone(&self.logs),
+        )));
+        self
+    }
+
+    /// The Functions runtime, if this edge runs Functions.
+    pub fn functions(&self) -> Option<&Arc<Functions>> {
+        self.functions.as_ref()
     }
 
     fn trusted(&self, ip: IpAddr) -> bool {
@@ -330,6 +364,20 @@ impl Edge {
             Ok(asset) => asset,
             Err(outcome) => return self.conclude(site, line, outcome, started),
         };
+        if asset.is_function && self.functions.is_some() {
+            if req.method() == Method::HEAD {
+                return self.conclude(site, line, Outcome::MethodNotAllowed, started);
+            }
+            return Handled::Later(Pending(Box::new(Later::Function {
+                site,
+                asset,
+                req,
+                scheme,
+                authority,
+                line,
+                started,
+            })));
+        }
         if req.method() == Method::POST {
             return Handled::Later(Pending(Box::new(Later::Body {
                 site,
@@ -386,6 +434,20 @@ impl Edge {
                         Handled::Later(Pending(later)) => *later,
                     }
                 }
+                Later::Function {
+                    site,
+                    asset,
+                    req,
+                    scheme,
+                    authority,
+                    line,
+                    started,
+                } => {
+                    let outcome = self
+                        .run_function(&site, asset, req, scheme, &authority)
+                        .await;
+                    return self.finish(Some(&site), &line, outcome, None, started);
+                }
                 Later::Load {
                     site,
                     line,
@@ -402,6 +464,80 @@ impl Edge {
         }
     }
 
+    /// A Function call: the body read (bounded, in time), access decided as for an asset,
+    /// then the Function run.
+    async fn run_function<B>(
+        &self,
+        site: &Arc<Site>,
+        asset: Arc<EdgeAsset>,
+        req: Request<B>,
+        scheme: &str,
+        authority: &str,
+    ) -> Outcome
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Some(functions) = &self.functions else {
+            return Outcome::FunctionNotExecuted;
+        };
+        let (parts, body) = req.into_parts();
+        let body = http_body_util::Limited::new(body, self.config.max_post_body);
+        let body = match body.collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Outcome::TooLarge,
+            Err(e) if crate::server::is_timeout(e.as_ref()) => return Outcome::Timeout,
+            Err(_) => return Outcome::BadRequest("the request body could not be read"),
+        };
+        // Twilio's runtime refuses a GET that carries a body.
+        if parts.method == Method::GET && !body.is_empty() {
+            return Outcome::Forbidden;
+        }
+        if let Some(refused) = self.refused(site, &parts, body.clone(), &asset, scheme, authority) {
+            return refused;
+        }
+        let resp = functions
+            .call(&self.cache, site, &asset, &parts, body, authority)
+            .await;
+        Outcome::Ran {
+            resp,
+            function_sid: asset.function_sid.clone(),
+        }
+    }
+
+    /// Why a request whose body has been read may not have `asset`, if it may not.
+    fn refused(
+        &self,
+        site: &Site,
+        parts: &::http::request::Parts,
+        body: Bytes,
+        asset: &EdgeAsset,
+        scheme: &str,
+        authority: &str,
+    ) -> Option<Outcome> {
+        let proof = if asset.visibility == Visibility::Protected {
+            match proof(parts, body, scheme, authority) {
+                Ok(p) => Some(p),
+                Err(why) => return Some(Outcome::BadRequest(why)),
+            }
+        } else {
+            None
+        };
+        match decide(
+            &self.tokens,
+            &site.account_sid,
+            asset.visibility,
+            proof.as_ref(),
+        ) {
+            Access::Allowed => None,
+            Access::Private => Some(Outcome::Forbidden),
+            Access::MissingSignature | Access::BadSignature => {
+                self.metrics.signature_failure();
+                Some(Outcome::Forbidden)
+            }
+        }
+    }
+
     /// Access for a request whose body (empty unless a POST) has been read, then the HTTP
     /// outcome.
     fn access(
@@ -413,26 +549,8 @@ impl Edge {
         scheme: &str,
         authority: &str,
     ) -> Outcome {
-        let proof = if asset.visibility == Visibility::Protected {
-            match proof(parts, body, scheme, authority) {
-                Ok(p) => Some(p),
-                Err(why) => return Outcome::BadRequest(why),
-            }
-        } else {
-            None
-        };
-        match decide(
-            &self.tokens,
-            &site.account_sid,
-            asset.visibility,
-            proof.as_ref(),
-        ) {
-            Access::Allowed => {}
-            Access::Private => return Outcome::Forbidden,
-            Access::MissingSignature | Access::BadSignature => {
-                self.metrics.signature_failure();
-                return Outcome::Forbidden;
-            }
+        if let Some(refused) = self.refused(site, parts, body, &asset, scheme, authority) {
+            return refused;
         }
         if asset.is_function {
             return Outcome::FunctionNotExecuted;
@@ -482,6 +600,7 @@ impl Edge {
             {
                 asset.function_sid.clone()
             }
+            Outcome::Ran { function_sid, .. } => function_sid.clone(),
             _ => None,
         };
         let resp = self.respond(site, outcome, blob);
@@ -504,26 +623,12 @@ impl Edge {
         if let Some(site) = site.filter(|_| self.config.request_logs) {
             let now = crate::clock::now();
             if let Admit::Yes { skipped } = self.logs.admit(&site.log_window, now) {
-                let entry = |level: &str, message: String, function_sid: Option<String>| LogEntry {
-                    account_sid: site.account_sid.clone(),
-                    environment_sid: site.environment_sid.clone(),
-                    created: now,
-                    data: LogData {
-                        service_sid: site.service_sid.clone(),
-                        build_sid: site.build_sid.clone(),
-                        deployment_sid: site.deployment_sid.clone(),
-                        function_sid,
-                        request_sid: crate::sid::request_sid(),
-                        level: level.to_owned(),
-                        message,
-                    },
+                let entry = |level: &str, message: String, function_sid: Option<String>| {
+                    site.log_entry(now, level, message, function_sid)
                 };
                 if skipped > 0 {
-                    self.logs.record(entry(
-                        "warn",
-                        format!("{skipped} request lines left out: over --request-logs-rate"),
-                        None,
-                    ));
+                    self.logs
+                        .record(entry("warn", crate::logsink::skipped_note(skipped), None));
                 }
                 let level = match status {
                     500.. => "error",
@@ -663,6 +768,7 @@ impl Edge {
             Outcome::BadRequest(why) => {
                 return plain(StatusCode::BAD_REQUEST, &format!("Bad Request: {why}\n"))
             }
+            Outcome::Ran { resp, .. } => return resp,
             Outcome::FunctionNotExecuted => return plain(
                 StatusCode::NOT_IMPLEMENTED,
                 "sigil serves assets; this path is a Function, and Functions are not executed\n",

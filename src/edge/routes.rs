@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 
 use crate::edge::http::encoding::Coding;
-use crate::manifest::{BuildManifest, Deployed, Entry, Visibility};
+use crate::manifest::{BuildManifest, Dependency, Deployed, Entry, Visibility};
 use crate::store::{Kind, ListQuery, Metadata, Record, StoreError};
 
 /// Whether `value` is a valid Host field value (RFC 9110 §7.2, RFC 3986 §3.2.2):
@@ -191,6 +191,104 @@ pub struct Site {
     pub deployed: Modified,
     /// Its Logs resource lines this second (`--request-logs-rate`).
     pub log_window: crate::logsink::RateWindow,
+    /// What its Functions run with; `None` when the Build has no Functions.
+    pub code: Option<Arc<Code>>,
+    /// The Environment's Variables, key → value, as its Functions' `context` has them.
+    pub variables: Arc<Vec<(String, String)>>,
+    /// Whether Functions get `ACCOUNT_SID` and `AUTH_TOKEN` (the Service's
+    /// `IncludeCredentials`).
+    pub include_credentials: bool,
+}
+
+/// What a Build's Functions run with, from its manifest.
+#[derive(Debug)]
+pub struct Code {
+    /// Its Function Versions.
+    pub functions: Vec<Entry>,
+    /// Its private Asset Versions (`Runtime.getAssets()`).
+    pub private_assets: Vec<Entry>,
+    /// The npm packages declared.
+    pub dependencies: Vec<Dependency>,
+    /// The Node.js runtime named.
+    pub runtime: String,
+}
+
+impl Code {
+    /// The code of a Build, if it has Functions.
+    pub fn of(b: &BuildManifest) -> Option<Arc<Code>> {
+        if b.function_versions.is_empty() {
+            return None;
+        }
+        Some(Arc::new(Code {
+            functions: b.function_versions.clone(),
+            private_assets: b
+                .asset_versions
+                .iter()
+                .filter(|e| e.visibility == Visibility::Private)
+                .cloned()
+                .collect(),
+            dependencies: b.dependencies.clone(),
+            runtime: b.runtime.clone(),
+        }))
+    }
+}
+
+/// What a Site's Functions are told of its Environment beyond the Build.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Settings {
+    /// Variables, key → value.
+    #[serde(default)]
+    pub variables: Vec<(String, String)>,
+    /// The Service's `IncludeCredentials`.
+    #[serde(default = "yes")]
+    pub include_credentials: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            variables: Vec::new(),
+            include_credentials: true,
+        }
+    }
+}
+
+impl Settings {
+    /// An Environment's Variables and its Service's `IncludeCredentials`, from the store.
+    pub fn read(store: &dyn Metadata, env: &Record) -> Result<Settings, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Variable {
+            key: String,
+            value: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Service {
+            #[serde(default = "yes")]
+            include_credentials: bool,
+        }
+        let query = ListQuery::children(Kind::Variable, &env.account_sid, &env.sid);
+        let mut variables = Vec::new();
+        for rec in store.list(&query)? {
+            let v: Variable = rec.decode()?;
+            variables.push((v.key, v.value));
+        }
+        variables.sort();
+        let include_credentials = match env.parent_sid.as_deref() {
+            Some(service) => match store.get(service)? {
+                Some(rec) => rec.decode::<Service>()?.include_credentials,
+                None => true,
+            },
+            None => true,
+        };
+        Ok(Settings {
+            variables,
+            include_credentials,
+        })
+    }
 }
 
 /// A Last-Modified time, in seconds and as the header says it.
@@ -216,6 +314,30 @@ impl Modified {
 }
 
 impl Site {
+    /// A line of its Logs resource.
+    pub fn log_entry(
+        &self,
+        now: i64,
+        level: &str,
+        message: String,
+        function_sid: Option<String>,
+    ) -> crate::logsink::LogEntry {
+        crate::logsink::LogEntry {
+            account_sid: self.account_sid.clone(),
+            environment_sid: self.environment_sid.clone(),
+            created: now,
+            data: crate::logsink::LogData {
+                service_sid: self.service_sid.clone(),
+                build_sid: self.build_sid.clone(),
+                deployment_sid: self.deployment_sid.clone(),
+                function_sid,
+                request_sid: crate::sid::request_sid(),
+                level: level.to_owned(),
+                message,
+            },
+        }
+    }
+
     /// An asset's Last-Modified as this Site serves it: its version's creation, or the
     /// Deployment's time if that is later.
     pub fn last_modified<'a>(&'a self, asset: &'a EdgeAsset) -> (u64, &'a HeaderValue) {
@@ -237,6 +359,7 @@ pub type Assets = HashMap<String, Arc<EdgeAsset>>;
 pub struct Loader {
     by_build: HashMap<String, Arc<Assets>>,
     by_version: HashMap<String, Arc<EdgeAsset>>,
+    code: HashMap<String, Option<Arc<Code>>>,
 }
 
 impl Site {
@@ -288,6 +411,10 @@ impl Loader {
                 .by_build
                 .entry(site.build_sid.clone())
                 .or_insert_with(|| Arc::clone(&site.assets));
+            loader
+                .code
+                .entry(site.build_sid.clone())
+                .or_insert_with(|| site.code.clone());
         }
         loader
     }
@@ -311,7 +438,13 @@ impl Loader {
         let assets = Arc::new(assets);
         self.by_build
             .insert(build_sid.to_owned(), Arc::clone(&assets));
+        self.code.insert(build_sid.to_owned(), Code::of(b));
         assets
+    }
+
+    /// The code of a Build whose asset map is made.
+    pub fn code(&self, build_sid: &str) -> Option<Arc<Code>> {
+        self.code.get(build_sid).cloned().flatten()
     }
 
     /// Whether the asset map of this Build is made already.
@@ -347,6 +480,8 @@ impl Loader {
             }
         };
         let service_sid = env.parent_sid.clone().unwrap_or_default();
+        let code = self.code(&build_sid);
+        let settings = Settings::read(store, env)?;
         let deployment_sid = match data.deployment_sid {
             Some(sid) => Some(sid),
             // Written before Environments kept it: the newest Deployment.
@@ -366,6 +501,9 @@ impl Loader {
             deployment_sid,
             assets,
             log_window: Default::default(),
+            code,
+            variables: Arc::new(settings.variables),
+            include_credentials: settings.include_credentials,
         })))
     }
 }

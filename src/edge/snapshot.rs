@@ -34,6 +34,8 @@ struct SavedSite {
     deployment_sid: Option<String>,
     #[serde(default)]
     deployed_at: u64,
+    #[serde(default)]
+    settings: super::routes::Settings,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -145,6 +147,10 @@ impl Snapshot {
                     build_sid: s.build_sid.clone(),
                     deployment_sid: s.deployment_sid.clone(),
                     deployed_at: s.deployed.secs,
+                    settings: super::routes::Settings {
+                        variables: s.variables.as_ref().clone(),
+                        include_credentials: s.include_credentials,
+                    },
                 })
                 .collect(),
             tokens,
@@ -201,6 +207,7 @@ impl Snapshot {
                     }
                 }
             };
+            let code = loader.code(&saved.build_sid);
             let site = Site {
                 deployed: super::routes::Modified::at(
                     i64::try_from(saved.deployed_at).unwrap_or(i64::MAX),
@@ -211,8 +218,11 @@ impl Snapshot {
                 environment_sid: saved.environment_sid,
                 build_sid: saved.build_sid,
                 deployment_sid: saved.deployment_sid,
+                code,
                 assets,
                 log_window: Default::default(),
+                variables: Arc::new(saved.settings.variables),
+                include_credentials: saved.settings.include_credentials,
             };
             sites.insert(site.domain.clone(), Arc::new(site));
         }

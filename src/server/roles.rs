@@ -194,6 +194,10 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
     // Held while serving: see lock_data_dir.
     let lock = lock_data_dir(home)?;
     let blobs = blob_store(home, config.blobs.as_ref()).await?;
+    if has_edge && config.functions.user.is_some() {
+        crate::functions::tree::keep_from_workers(home, &config.functions.dir)
+            .map_err(|e| ServerError::Storage(format!("{}: {e}", home.display())))?;
+    }
 
     let tls = if has_edge {
         Some(super::tls::server_config(
@@ -282,14 +286,17 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
         };
         // The API handler is set once the control plane exists (below) or the follower does.
         let api_slot: Arc<ApiSlot> = Arc::new(ApiSlot::default());
-        let edge = Arc::new(Edge::new(
-            Arc::new(RouteTable::default()),
-            Arc::new(Tokens::default()),
-            cache,
-            LogSink::spawn(Arc::clone(&store), config.request_logs_rate),
-            Some(Arc::clone(&api_slot) as Arc<dyn ApiHandler>),
-            edge_config,
-        ));
+        let edge = Arc::new(
+            Edge::new(
+                Arc::new(RouteTable::default()),
+                Arc::new(Tokens::default()),
+                cache,
+                LogSink::spawn(Arc::clone(&store), config.request_logs_rate),
+                Some(Arc::clone(&api_slot) as Arc<dyn ApiHandler>),
+                edge_config,
+            )
+            .with_functions(config.functions.clone()),
+        );
         let follower = Follower::new(Arc::clone(&store), Arc::clone(&edge), snapshot);
         match follower.first_round().await {
             Ok(()) => {}
@@ -334,6 +341,7 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
                 .as_ref()
                 .map(|(_, follower, _)| Arc::clone(follower) as Arc<dyn FeedApplied>),
         );
+        control.install_dependencies(config.functions.dir.clone(), config.functions.npm.clone());
         // The API waits for the blob collection; the edge does not (it reads referenced
         // blobs only).
         control.start(collect_blob_garbage(Arc::clone(&store), blobs.clone()));

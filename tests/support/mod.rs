@@ -19,6 +19,11 @@ pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 /// Its auth token.
 pub const AUTH_TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
+/// The functions directory every test server shares.
+pub fn functions_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sigil-functions")
+}
+
 /// A running sigil process with its own data directory.
 pub struct Sigil {
     child: Child,
@@ -82,6 +87,9 @@ impl Sigil {
             .env("SIGIL_LOG", "warn")
             .env_remove("SIGIL_ACCOUNT_SID")
             .env_remove("SIGIL_AUTH_TOKEN")
+            // Function directories and npm installs are content-addressed: shared by every
+            // test server, so a dependency set is installed once per run, not per test.
+            .env("SIGIL_FUNCTIONS_DIR", functions_dir())
             .stdin(Stdio::null());
         cmd
     }

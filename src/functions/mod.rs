@@ -1,0 +1,542 @@
+//! Running deployed Functions: Twilio's handler contract in supervised Node workers.
+//!
+//! The edge decides access (public, protected by signature, private never) before any of this
+//! runs; here a call gets its `event` ([`event`]), a place under the Environment's concurrency
+//! cap, its Build's directory ([`tree`], with the dependency set [`deps`] installed), and an
+//! idle worker of its (Environment, Build) pool or a new one ([`worker`]) — never a process
+//! per request. The call has `--function-timeout`; past it the answer is 504 and the worker is
+//! killed. A worker that dies (an uncaught exception, the memory cap) fails only its own call
+//! (500) and is not reused. Pools of Builds no longer deployed are retired: idle workers end
+//! at once, busy ones after their call.
+
+pub mod deps;
+pub mod event;
+pub mod tree;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue, Response, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::{OnceCell, Semaphore};
+
+use self::tree::Tree;
+use self::worker::{CallError, Spawn, Worker};
+use crate::edge::access::Tokens;
+use crate::edge::cache::BlobCache;
+use crate::edge::routes::{EdgeAsset, RouteTable, Site};
+use crate::logsink::{Admit, LogSink};
+use crate::Body;
+
+/// sigil's runner, written to the functions directory at start.
+const RUNNER_JS: &str = include_str!("runner.js");
+/// A call waits this long at most for a place under the Environment's cap (then 429).
+const QUEUE_WAIT: Duration = Duration::from_secs(2);
+/// Idle workers end after this long unused.
+const IDLE: Duration = Duration::from_secs(300);
+/// How often pools are looked over.
+const SWEEP: Duration = Duration::from_secs(5);
+
+/// Functions settings (`sigil serve` flags).
+#[derive(Debug, Clone)]
+pub struct FunctionsConfig {
+    /// Where Build directories and dependency sets live.
+    pub dir: PathBuf,
+    /// The `node` binary.
+    pub node: PathBuf,
+    /// The `npm` binary.
+    pub npm: PathBuf,
+    /// Longest call.
+    pub timeout: Duration,
+    /// Memory cap per worker, MiB.
+    pub memory_mb: u64,
+    /// Calls at once per Environment.
+    pub concurrency: usize,
+    /// User and group workers run as, when sigil runs as root.
+    pub user: Option<(u32, u32)>,
+    /// Stack traces in error replies.
+    pub debug: bool,
+}
+
+type PoolKey = (String, String);
+
+/// The idle workers of one (Environment, Build).
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<Vec<Worker>>,
+    retired: std::sync::atomic::AtomicBool,
+}
+
+impl Pool {
+    fn take(&self) -> Option<Worker> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    fn give_back(&self, worker: Worker) {
+        if self.retired.load(std::sync::atomic::Ordering::Acquire) {
+            return worker.kill();
+        }
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(worker);
+    }
+
+    fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Release);
+        for w in self
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            w.kill();
+        }
+    }
+}
+
+/// The Functions runtime of an edge.
+pub struct Functions {
+    config: FunctionsConfig,
+    spawn: Option<Spawn>,
+    routes: Arc<RouteTable>,
+    tokens: Arc<Tokens>,
+    logs: Arc<LogSink>,
+    trees: Mutex<HashMap<String, Arc<OnceCell<Arc<Tree>>>>>,
+    pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
+    gates: Mutex<HashMap<String, Arc<Semaphore>>>,
+    sweeping: std::sync::Once,
+    started: std::sync::atomic::AtomicU64,
+}
+
+/// `program` as an absolute path: as given when it names a directory, else found on `PATH`
+/// (workers start with an empty environment).
+fn on_path(program: &std::path::Path) -> Result<PathBuf, String> {
+    if program.components().count() > 1 {
+        return Ok(program.to_path_buf());
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{} is not on PATH", program.display()))
+}
+
+/// `--permission` (Node ≥ 22) or `--experimental-permission` (Node 20.11 to 21), from
+/// `node --version`; `None` for an older Node.
+fn permission_flag(node: &std::path::Path) -> Result<Option<&'static str>, String> {
+    let out = std::process::Command::new(node)
+        .arg("--version")
+        .env_clear()
+        .output()
+        .map_err(|e| format!("{}: {e}", node.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut numbers = text.trim().trim_start_matches('v').split('.');
+    let mut next = || numbers.next().and_then(|n| n.parse::<u32>().ok());
+    let (Some(major), Some(minor)) = (next(), next()) else {
+        return Err(format!("{} --version said {text:?}", node.display()));
+    };
+    Ok(match (major, minor) {
+        (22.., _) => Some("--permission"),
+        (21, _) | (20, 11..) => Some("--experimental-permission"),
+        _ => None,
+    })
+}
+
+impl Functions {
+    /// The runtime; Node is looked for now, and its absence makes every call a 503 that
+    /// says so (the edge serves on).
+    pub fn new(
+        config: FunctionsConfig,
+        routes: Arc<RouteTable>,
+        tokens: Arc<Tokens>,
+        logs: Arc<LogSink>,
+    ) -> Functions {
+        let runner = config.dir.join("runner.js");
+        let node = on_path(&config.node);
+        let spawn = node
+            .clone()
+            .and_then(|node| permission_flag(&node))
+            .and_then(|flag| {
+                if flag.is_none() {
+                    return Err(format!(
+                        "{} is older than Node 20.11, which Functions need",
+                        config.node.display()
+                    ));
+                }
+                tree::make_dir(&config.dir).map_err(|e| e.to_string())?;
+                write_runner(&runner).map_err(|e| format!("{}: {e}", runner.display()))?;
+                Ok(flag)
+            })
+            .and_then(|permission_flag| {
+                Ok(Spawn {
+                    node: node?,
+                    permission_flag,
+                    runner,
+                    memory_mb: config.memory_mb,
+                    user: config.user,
+                    debug: config.debug,
+                })
+            });
+        let spawn = match spawn {
+            Ok(s) => Some(s),
+            Err(why) => {
+                tracing::error!(error = %why, "Functions cannot run: every Function call will answer 503");
+                None
+            }
+        };
+        Functions {
+            config,
+            spawn,
+            routes,
+            tokens,
+            logs,
+            trees: Mutex::default(),
+            pools: Mutex::default(),
+            gates: Mutex::default(),
+            sweeping: std::sync::Once::new(),
+            started: Default::default(),
+        }
+    }
+
+    /// Workers started so far.
+    pub fn workers_started(&self) -> u64 {
+        self.started.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs the Function `asset` of `site` for a request whose access is decided: `parts`
+    /// and `body` are the request, `authority` the host it named; the Build's files come
+    /// from `cache`.
+    pub async fn call(
+        self: &Arc<Self>,
+        cache: &BlobCache,
+        site: &Arc<Site>,
+        asset: &EdgeAsset,
+        parts: &http::request::Parts,
+        body: Bytes,
+        authority: &str,
+    ) -> Response<Body> {
+        self.sweeper();
+        let Some(spawn) = &self.spawn else {
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Functions cannot run here: Node.js is not available (see sigil's log)",
+            );
+        };
+        let Some(code) = site.code.as_ref() else {
+            return problem(StatusCode::NOT_FOUND, "no such Function in this Build");
+        };
+        let event = match event::build(parts.uri.query(), &parts.headers, &body) {
+            Ok(e) => e,
+            Err(event::EventError::BadJson) => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "the JSON body is not a JSON object",
+                )
+            }
+            Err(event::EventError::BadForm) => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "the form body is not UTF-8 after percent-decoding",
+                )
+            }
+        };
+        let gate = self.gate(&site.environment_sid);
+        let Ok(Ok(_place)) = tokio::time::timeout(QUEUE_WAIT, gate.acquire_owned()).await else {
+            let mut resp = problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many calls to this Environment's Functions at once (--function-concurrency)",
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        };
+        let tree = match self.tree(cache, site, code).await {
+            Ok(t) => t,
+            Err(why) => {
+                tracing::error!(build = %site.build_sid, error = %why, "a Build's Functions cannot be prepared");
+                return problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the Build's Functions could not be prepared (see sigil's log)",
+                );
+            }
+        };
+        let Some(file) = tree
+            .functions
+            .iter()
+            .find(|(p, _)| *p == asset.path)
+            .map(|(_, f)| f.clone())
+        else {
+            return problem(StatusCode::NOT_FOUND, "no such Function in this Build");
+        };
+        let mut log = |level: &str, message: String| self.log(site, asset, level, message);
+        let pool = self.pool(site);
+        let mut worker = match pool.take() {
+            Some(w) => w,
+            None => match Worker::start(spawn, &tree, self.config.timeout, &mut log).await {
+                Ok(w) => {
+                    self.started
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    w
+                }
+                Err(why) => {
+                    log("error", why.clone());
+                    return problem(StatusCode::SERVICE_UNAVAILABLE, &why);
+                }
+            },
+        };
+        let context = self.context(site, &parts.uri, authority);
+        let result = worker
+            .call(
+                &asset.path,
+                &file,
+                Value::Object(event),
+                context,
+                self.config.timeout,
+                &mut log,
+            )
+            .await;
+        match result {
+            Ok(reply) => {
+                pool.give_back(worker);
+                reply_response(reply)
+            }
+            Err(CallError::Timeout) => {
+                worker.kill();
+                log(
+                    "error",
+                    format!(
+                        "runtime application timed out after {:?}",
+                        self.config.timeout
+                    ),
+                );
+                problem(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the Function did not finish in time (--function-timeout)",
+                )
+            }
+            Err(CallError::Died(error)) => {
+                worker.kill();
+                log("error", worker::describe(&error));
+                let shown = if self.config.debug {
+                    error
+                } else {
+                    json!({"message": error.get("message"), "name": error.get("name")})
+                };
+                json_response(StatusCode::INTERNAL_SERVER_ERROR, &shown)
+            }
+        }
+    }
+
+    /// `context` without `getTwilioClient` (the runner adds it): the built-in values, then
+    /// the Variables (a Variable may replace one, as on Twilio), then the credentials.
+    fn context(&self, site: &Site, uri: &http::Uri, authority: &str) -> Value {
+        let mut context = serde_json::Map::new();
+        context.insert("DOMAIN_NAME".into(), authority.into());
+        context.insert("PATH".into(), uri.path().into());
+        context.insert("SERVICE_SID".into(), site.service_sid.clone().into());
+        context.insert(
+            "ENVIRONMENT_SID".into(),
+            site.environment_sid.clone().into(),
+        );
+        for (k, v) in site.variables.iter() {
+            context.insert(k.clone(), v.clone().into());
+        }
+        if site.include_credentials {
+            if let Some(token) = self.tokens.primary(&site.account_sid) {
+                context.insert("ACCOUNT_SID".into(), site.account_sid.clone().into());
+                context.insert("AUTH_TOKEN".into(), token.into());
+            }
+        }
+        Value::Object(context)
+    }
+
+    fn log(&self, site: &Site, asset: &EdgeAsset, level: &str, message: String) {
+        let level = match level {
+            "warn" | "error" => level,
+            _ => "info",
+        };
+        tracing::info!(target: "sigil::function", site = %site.domain, function = %asset.path, level, "{message}");
+        let now = crate::clock::now();
+        if let Admit::Yes { skipped } = self.logs.admit(&site.log_window, now) {
+            if skipped > 0 {
+                self.logs.record(site.log_entry(
+                    now,
+                    "warn",
+                    crate::logsink::skipped_note(skipped),
+                    None,
+                ));
+            }
+            self.logs
+                .record(site.log_entry(now, level, message, asset.function_sid.clone()));
+        }
+    }
+
+    fn gate(&self, environment_sid: &str) -> Arc<Semaphore> {
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            gates
+                .entry(environment_sid.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.config.concurrency))),
+        )
+    }
+
+    fn pool(&self, site: &Site) -> Arc<Pool> {
+        let key = (site.environment_sid.clone(), site.build_sid.clone());
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(pools.entry(key).or_default())
+    }
+
+    async fn tree(
+        &self,
+        cache: &BlobCache,
+        site: &Site,
+        code: &crate::edge::routes::Code,
+    ) -> Result<Arc<Tree>, String> {
+        let cell = {
+            let mut trees = self.trees.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(trees.entry(site.build_sid.clone()).or_default())
+        };
+        cell.get_or_try_init(|| async {
+            let set = deps::set(&code.dependencies)?;
+            // Installed when the Build was made, where the control plane shares this
+            // directory; an edge of its own installs the set now.
+            let dir = deps::install(&self.config.dir, &self.config.npm, &set).await?;
+            tree::materialise(&self.config.dir, &site.build_sid, code, dir, cache)
+                .await
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
+    }
+
+    /// Starts the task that retires pools of Builds no longer served and ends idle workers.
+    fn sweeper(self: &Arc<Self>) {
+        self.sweeping.call_once(|| {
+            let weak: Weak<Functions> = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(SWEEP);
+                loop {
+                    tick.tick().await;
+                    let Some(functions) = weak.upgrade() else {
+                        return;
+                    };
+                    functions.sweep();
+                }
+            });
+        });
+    }
+
+    fn sweep(&self) {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools.retain(|(environment, build), pool| {
+            let served = self
+                .routes
+                .of_environment(environment)
+                .is_some_and(|s| &s.build_sid == build);
+            if !served {
+                pool.retire();
+                return false;
+            }
+            let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let (stale, fresh): (Vec<Worker>, Vec<Worker>) =
+                idle.drain(..).partition(|w| w.idle_since.elapsed() > IDLE);
+            *idle = fresh;
+            for w in stale {
+                w.kill();
+            }
+            true
+        });
+    }
+
+    /// Workers idle now, over every pool.
+    pub fn idle_workers(&self) -> usize {
+        let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools
+            .values()
+            .map(|p| p.idle.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+}
+
+fn write_runner(path: &std::path::Path) -> std::io::Result<()> {
+    if std::fs::read(path).is_ok_and(|b| b == RUNNER_JS.as_bytes()) {
+        return Ok(());
+    }
+    let tmp = path.with_extension(format!("tmp-{}", crate::sid::request_sid()));
+    std::fs::write(&tmp, RUNNER_JS)?;
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Response headers a Function may not set: the connection's, and those sigil sets.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "date",
+    "server",
+];
+
+/// The HTTP response for a runner's reply; a header that is not valid HTTP is left out.
+fn reply_response(reply: worker::Reply) -> Response<Body> {
+    let body = if reply.base64 {
+        use base64::Engine as _;
+        match base64::engine::general_purpose::STANDARD.decode(reply.body.as_bytes()) {
+            Ok(b) => Bytes::from(b),
+            Err(_) => {
+                return problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the Function's body was damaged",
+                )
+            }
+        }
+    } else {
+        Bytes::from(reply.body)
+    };
+    let status = StatusCode::from_u16(reply.status)
+        .ok()
+        .filter(|s| (200..600).contains(&s.as_u16()))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = Response::new(Body::new(body));
+    *resp.status_mut() = status;
+    for (name, value) in reply.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) else {
+            continue;
+        };
+        if HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        resp.headers_mut().append(name, value);
+    }
+    resp
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut resp = Response::new(Body::new(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// An error sigil answers for a Function: `{message, name}` as Twilio's runtime does.
+fn problem(status: StatusCode, message: &str) -> Response<Body> {
+    json_response(status, &json!({"message": message, "name": "SigilError"}))
+}

@@ -1,0 +1,263 @@
+//! One Node process running `runner.js` for one Build: started with what it may read, its
+//! memory cap and an empty environment, then asked one call at a time over its pipes.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use super::tree::Tree;
+
+/// How a worker is started.
+#[derive(Debug, Clone)]
+pub struct Spawn {
+    /// The `node` binary.
+    pub node: PathBuf,
+    /// Its permission-model flag (`--permission`, or `--experimental-permission` before
+    /// Node 22); `None` when this Node has none.
+    pub permission_flag: Option<&'static str>,
+    /// sigil's `runner.js`.
+    pub runner: PathBuf,
+    /// Memory cap in MiB.
+    pub memory_mb: u64,
+    /// The user and group it runs as (when sigil runs as root).
+    pub user: Option<(u32, u32)>,
+    /// Stack traces in error replies.
+    pub debug: bool,
+}
+
+/// A line from the runner.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Line {
+    Ready,
+    Log {
+        level: String,
+        message: String,
+    },
+    Reply {
+        id: u64,
+        #[serde(flatten)]
+        reply: Reply,
+    },
+    Fatal {
+        error: Value,
+    },
+}
+
+/// A Function's answer, as the runner gives it.
+#[derive(Debug, Deserialize)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Header pairs, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body: text, or base64 when `base64`.
+    pub body: String,
+    /// Whether `body` is base64.
+    #[serde(default)]
+    pub base64: bool,
+}
+
+/// How a call went wrong.
+#[derive(Debug)]
+pub enum CallError {
+    /// No answer in time.
+    Timeout,
+    /// The process ended (an uncaught exception, the memory cap, a kill): what it said.
+    Died(Value),
+}
+
+/// A running worker.
+pub struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    out: Lines<BufReader<ChildStdout>>,
+    next_id: u64,
+    /// When it last finished a call.
+    pub idle_since: Instant,
+}
+
+impl Worker {
+    /// Starts a worker for `tree`, ready to take calls within `within`; lines it logs while
+    /// starting go to `log`.
+    pub async fn start(
+        spawn: &Spawn,
+        tree: &Tree,
+        within: Duration,
+        log: &mut (dyn FnMut(&str, String) + Send),
+    ) -> Result<Worker, String> {
+        // The memory cap is the data segment's limit, set by the shell that then becomes
+        // Node (a limit set from outside needs privileges the worker's user takes away).
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(r#"ulimit -d "$0" && exec "$@""#)
+            .arg(spawn.memory_mb.saturating_mul(1024).to_string())
+            .arg(&spawn.node)
+            .arg("--disable-warning=ExperimentalWarning");
+        if let Some(flag) = spawn.permission_flag {
+            cmd.arg(flag);
+            for readable in [&tree.root, &tree.deps, &spawn.runner] {
+                cmd.arg(format!("--allow-fs-read={}", readable.display()));
+            }
+        }
+        cmd.arg(format!("--max-old-space-size={}", spawn.memory_mb * 3 / 4))
+            .arg(&spawn.runner)
+            .current_dir(&tree.root)
+            // Nothing of sigil's environment (secrets, paths) reaches a Function.
+            .env_clear()
+            .env("NODE_ENV", "production")
+            .env("TZ", "UTC")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some((uid, gid)) = spawn.user {
+            cmd.uid(uid).gid(gid);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("{} could not be started: {e}", spawn.node.display()))?;
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let root = tree.root.display().to_string();
+        // What Node itself prints (a fatal heap limit, a crash) goes to sigil's log.
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::warn!(target: "sigil::function", build = %root, "node: {line}");
+            }
+        });
+        let mut worker = Worker {
+            child,
+            stdin,
+            out: BufReader::new(stdout).lines(),
+            next_id: 1,
+            idle_since: Instant::now(),
+        };
+        let pairs = |list: &[(String, PathBuf)]| -> serde_json::Map<String, Value> {
+            list.iter()
+                .map(|(p, f)| (p.clone(), Value::String(f.display().to_string())))
+                .collect()
+        };
+        let init = json!({
+            "type": "init",
+            "buildDir": tree.root.display().to_string(),
+            "functions": pairs(&tree.functions),
+            "assets": pairs(&tree.assets),
+            "debug": spawn.debug,
+        });
+        let ready = async {
+            worker.send(&init).await.map_err(|e| e.to_string())?;
+            loop {
+                match worker.next_line().await {
+                    Ok(Line::Ready) => return Ok(()),
+                    Ok(Line::Log { level, message, .. }) => log(&level, message),
+                    Ok(Line::Fatal { error, .. }) => return Err(describe(&error)),
+                    Ok(Line::Reply { .. }) => return Err("a reply before any call".into()),
+                    Err(CallError::Died(e)) => return Err(describe(&e)),
+                    Err(CallError::Timeout) => return Err("no answer".into()),
+                }
+            }
+        };
+        match tokio::time::timeout(within, ready).await {
+            Ok(Ok(())) => Ok(worker),
+            Ok(Err(why)) => Err(format!("the Function worker did not start: {why}")),
+            Err(_) => Err(format!(
+                "the Function worker did not start within {within:?}"
+            )),
+        }
+    }
+
+    async fn send(&mut self, message: &Value) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(message).expect("JSON serialises");
+        line.push(b'\n');
+        self.stdin.write_all(&line).await?;
+        self.stdin.flush().await
+    }
+
+    async fn next_line(&mut self) -> Result<Line, CallError> {
+        loop {
+            match self.out.next_line().await {
+                Ok(Some(text)) => match serde_json::from_str::<Line>(&text) {
+                    Ok(line) => return Ok(line),
+                    Err(e) => {
+                        tracing::warn!(target: "sigil::function", error = %e, "a line from a Function worker is not understood");
+                    }
+                },
+                Ok(None) | Err(_) => {
+                    let status = tokio::time::timeout(Duration::from_secs(1), self.child.wait())
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
+                    let why = match status {
+                        Some(s) => format!("the Function's worker ended ({s})"),
+                        None => "the Function's worker closed its output".to_owned(),
+                    };
+                    return Err(CallError::Died(json!({"name": "Error", "message": why})));
+                }
+            }
+        }
+    }
+
+    /// Runs one call: `file` with `event` and `context`; lines it logs go to `log`.
+    pub async fn call(
+        &mut self,
+        path: &str,
+        file: &Path,
+        event: Value,
+        context: Value,
+        timeout: Duration,
+        log: &mut (dyn FnMut(&str, String) + Send),
+    ) -> Result<Reply, CallError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let message = json!({
+            "type": "call",
+            "id": id,
+            "path": path,
+            "file": file.display().to_string(),
+            "event": event,
+            "context": context,
+        });
+        let run = async {
+            if let Err(e) = self.send(&message).await {
+                return Err(CallError::Died(
+                    json!({"name": "Error", "message": format!("the Function's worker cannot be written to: {e}")}),
+                ));
+            }
+            loop {
+                match self.next_line().await? {
+                    Line::Reply { id: got, reply } if got == id => return Ok(reply),
+                    Line::Fatal { error, .. } => return Err(CallError::Died(error)),
+                    Line::Log { level, message, .. } => log(&level, message),
+                    // A late reply to an earlier call (never: calls are one at a time).
+                    Line::Reply { .. } | Line::Ready => {}
+                }
+            }
+        };
+        let result = match tokio::time::timeout(timeout, run).await {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Timeout),
+        };
+        self.idle_since = Instant::now();
+        result
+    }
+
+    /// Ends the process now.
+    pub fn kill(mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// `name: message` of a runner's error object.
+pub fn describe(error: &Value) -> String {
+    let name = error.get("name").and_then(Value::as_str).unwrap_or("Error");
+    let message = error.get("message").and_then(Value::as_str).unwrap_or("");
+    format!("{name}: {message}")
+}
