@@ -226,7 +226,12 @@ impl ControlPlane {
                 "url": self.url(&format!("{}/Status", Self::build_path(&rec))),
             }),
         );
-        if let Some(why) = data.failure.and_then(|w| HeaderValue::from_str(&w).ok()) {
+        // On one line: npm's errors span several.
+        let one_line = |w: String| w.replace(|c: char| c.is_control(), " ");
+        if let Some(why) = data
+            .failure
+            .and_then(|w| HeaderValue::from_str(&one_line(w)).ok())
+        {
             resp.headers_mut().insert("sigil-build-error", why);
         }
         Ok(resp)

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::{json_response, ApiError, ApiResult, ControlPlane, Ctx, ListFilter};
 use crate::clock::{iso, now};
 use crate::sid::{random_below, Prefix};
-use crate::store::{Kind, Record, Write};
+use crate::store::{Kind, ListQuery, Record, Write};
 
 /// The longest Service unique name [SPEC].
 const MAX_UNIQUE_NAME: usize = 50;
@@ -185,8 +185,18 @@ impl ControlPlane {
             data.date_updated = now();
             rec.encode(&data);
             let write = rec.clone();
-            self.db(move |s| s.commit(vec![Write::Update(write)]))
-                .await?;
+            let (account, service) = (rec.account_sid.clone(), rec.sid.clone());
+            // IncludeCredentials is read at the edge, which learns of it through the
+            // Service's Environments (the change feed follows Environments): they are
+            // rewritten in the same commit, for the next Function call.
+            self.db(move |s| {
+                let envs = s.list(&ListQuery::children(Kind::Environment, &account, &service))?;
+                let mut writes = vec![Write::Update(write)];
+                writes.extend(envs.into_iter().map(Write::Update));
+                s.commit(writes)
+            })
+            .await?;
+            self.changed().await;
             Ok(json_response(
                 StatusCode::OK,
                 &self.render_service(&rec, &data),

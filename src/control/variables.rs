@@ -102,6 +102,10 @@ impl ControlPlane {
         ))
     }
 
+    // Functions read Variables at the edge, which learns of changes through its Environment
+    // (the change feed follows Environments): each change rewrites the Environment record in
+    // the same commit, and is waited for at the edge in this process (`changed`), so the
+    // next call has it.
     pub(super) async fn create_variable(
         &self,
         ctx: &Ctx,
@@ -114,30 +118,39 @@ impl ControlPlane {
             .get("Value")
             .ok_or_else(|| ApiError::missing("Value"))?;
         check_value(value)?;
-        let (service, env, _) = self.environment(ctx, svc, env).await?;
-        let created = now();
-        let data = VariableData {
-            service_sid: service.sid,
-            key: key.to_owned(),
-            value: value.to_owned(),
-            date_updated: created,
-        };
-        let mut rec = Record::new(
-            Kind::Variable,
-            Prefix::Variable.generate(),
-            ctx.account.clone(),
-            Some(env.sid.clone()),
-            &data,
-        );
-        rec.created = created;
-        rec.unique = vec![key_of(&env.sid, key)];
-        match self.commit(vec![Write::Insert(rec.clone())]).await? {
-            Ok(()) => Ok(json_response(
-                StatusCode::CREATED,
-                &self.render_variable(&rec, &data),
-            )),
-            Err(_) => Err(duplicate(key)),
-        }
+        super::retrying(|| async move {
+            let (service, env, _) = self.environment(ctx, svc, env).await?;
+            let created = now();
+            let data = VariableData {
+                service_sid: service.sid,
+                key: key.to_owned(),
+                value: value.to_owned(),
+                date_updated: created,
+            };
+            let mut rec = Record::new(
+                Kind::Variable,
+                Prefix::Variable.generate(),
+                ctx.account.clone(),
+                Some(env.sid.clone()),
+                &data,
+            );
+            rec.created = created;
+            rec.unique = vec![key_of(&env.sid, key)];
+            match self
+                .commit(vec![Write::Insert(rec.clone()), Write::Update(env)])
+                .await?
+            {
+                Ok(()) => {
+                    self.changed().await;
+                    Ok(json_response(
+                        StatusCode::CREATED,
+                        &self.render_variable(&rec, &data),
+                    ))
+                }
+                Err(_) => Err(duplicate(key)),
+            }
+        })
+        .await
     }
 
     pub(super) async fn update_variable(
@@ -159,6 +172,7 @@ impl ControlPlane {
             check_value(v)?;
         }
         super::retrying(|| async move {
+            let (_, env_rec, _) = self.environment(ctx, svc, env).await?;
             let mut rec = self.variable(ctx, svc, env, id).await?;
             let mut data: VariableData = rec.decode()?;
             if let Some(k) = key {
@@ -173,11 +187,17 @@ impl ControlPlane {
                 rec.parent_sid.as_deref().unwrap_or_default(),
                 &data.key,
             )];
-            match self.commit(vec![Write::Update(rec.clone())]).await? {
-                Ok(()) => Ok(json_response(
-                    StatusCode::OK,
-                    &self.render_variable(&rec, &data),
-                )),
+            match self
+                .commit(vec![Write::Update(rec.clone()), Write::Update(env_rec)])
+                .await?
+            {
+                Ok(()) => {
+                    self.changed().await;
+                    Ok(json_response(
+                        StatusCode::OK,
+                        &self.render_variable(&rec, &data),
+                    ))
+                }
                 Err(_) => Err(duplicate(&data.key)),
             }
         })
@@ -192,9 +212,11 @@ impl ControlPlane {
         id: &str,
     ) -> ApiResult {
         super::retrying(|| async move {
+            let (_, env_rec, _) = self.environment(ctx, svc, env).await?;
             let rec = self.variable(ctx, svc, env, id).await?;
-            self.db(move |s| s.commit(vec![Write::Delete(rec.sid)]))
+            self.db(move |s| s.commit(vec![Write::Delete(rec.sid), Write::Update(env_rec)]))
                 .await?;
+            self.changed().await;
             Ok(super::no_content())
         })
         .await

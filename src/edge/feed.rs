@@ -240,29 +240,13 @@ impl Follower {
             };
             let mut environments = BTreeMap::new();
             let mut accounts = false;
-            let mut settings = BTreeMap::new();
             for change in &page.changes {
                 match change.kind {
                     Kind::Environment => {
                         environments.insert(change.sid.clone(), change.position);
                     }
                     Kind::Account | Kind::ApiKey => accounts = true,
-                    // What Functions are told (Variables, IncludeCredentials) changed: the
-                    // account's Sites are read again (a deleted Variable's Environment can
-                    // no longer be read from its record, and accounts have few Sites).
-                    Kind::Variable | Kind::Service => {
-                        settings.insert(change.account_sid.as_str(), change.position);
-                    }
                     _ => {}
-                }
-            }
-            if !settings.is_empty() {
-                for site in self.edge.routes.sites() {
-                    if let Some(&position) = settings.get(site.account_sid.as_str()) {
-                        environments
-                            .entry(site.environment_sid.clone())
-                            .or_insert(position);
-                    }
                 }
             }
             if accounts {

@@ -789,11 +789,15 @@ impl Edge {
 
     /// The Prometheus exposition of the edge's counters.
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(
+        let mut text = self.metrics.render(
             self.cache.stats(),
             self.routes.len(),
             (self.logs.dropped(), self.logs.over_rate()),
-        )
+        );
+        if let Some(f) = &self.functions {
+            text.push_str(&f.render_metrics());
+        }
+        text
     }
 }
 

@@ -16,6 +16,7 @@ pub mod worker;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -111,7 +112,10 @@ pub struct Functions {
     pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
     gates: Mutex<HashMap<String, Arc<Semaphore>>>,
     sweeping: std::sync::Once,
-    started: std::sync::atomic::AtomicU64,
+    started: AtomicU64,
+    timeouts: AtomicU64,
+    deaths: AtomicU64,
+    over_cap: AtomicU64,
 }
 
 /// `program` as an absolute path: as given when it names a directory, else found on `PATH`
@@ -202,12 +206,46 @@ impl Functions {
             gates: Mutex::default(),
             sweeping: std::sync::Once::new(),
             started: Default::default(),
+            timeouts: Default::default(),
+            deaths: Default::default(),
+            over_cap: Default::default(),
         }
     }
 
-    /// Workers started so far.
-    pub fn workers_started(&self) -> u64 {
-        self.started.load(std::sync::atomic::Ordering::Relaxed)
+    /// The Prometheus lines of the Functions runtime.
+    pub fn render_metrics(&self) -> String {
+        let counter = |name: &str, help: &str, value: u64| {
+            format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n")
+        };
+        [
+            counter(
+                "sigil_function_workers_started_total",
+                "Node workers started for Functions.",
+                self.started.load(Relaxed),
+            ),
+            counter(
+                "sigil_function_timeouts_total",
+                "Function calls past --function-timeout (504; the worker killed).",
+                self.timeouts.load(Relaxed),
+            ),
+            counter(
+                "sigil_function_worker_deaths_total",
+                "Function calls whose worker died (500): an uncaught exception, the memory cap.",
+                self.deaths.load(Relaxed),
+            ),
+            counter(
+                "sigil_function_over_concurrency_total",
+                "Function calls refused over --function-concurrency (429).",
+                self.over_cap.load(Relaxed),
+            ),
+            format!(
+                "# HELP sigil_function_workers_idle Warm Node workers waiting for a call.\n\
+                 # TYPE sigil_function_workers_idle gauge\n\
+                 sigil_function_workers_idle {}\n",
+                self.idle_workers()
+            ),
+        ]
+        .concat()
     }
 
     /// Runs the Function `asset` of `site` for a request whose access is decided: `parts`
@@ -249,6 +287,7 @@ impl Functions {
         };
         let gate = self.gate(&site.environment_sid);
         let Ok(Ok(_place)) = tokio::time::timeout(QUEUE_WAIT, gate.acquire_owned()).await else {
+            self.over_cap.fetch_add(1, Relaxed);
             let mut resp = problem(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many calls to this Environment's Functions at once (--function-concurrency)",
@@ -281,8 +320,7 @@ impl Functions {
             Some(w) => w,
             None => match Worker::start(spawn, &tree, self.config.timeout, &mut log).await {
                 Ok(w) => {
-                    self.started
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.started.fetch_add(1, Relaxed);
                     w
                 }
                 Err(why) => {
@@ -308,6 +346,7 @@ impl Functions {
                 reply_response(reply)
             }
             Err(CallError::Timeout) => {
+                self.timeouts.fetch_add(1, Relaxed);
                 worker.kill();
                 log(
                     "error",
@@ -322,6 +361,7 @@ impl Functions {
                 )
             }
             Err(CallError::Died(error)) => {
+                self.deaths.fetch_add(1, Relaxed);
                 worker.kill();
                 log("error", worker::describe(&error));
                 let shown = if self.config.debug {
@@ -456,7 +496,7 @@ impl Functions {
     }
 
     /// Workers idle now, over every pool.
-    pub fn idle_workers(&self) -> usize {
+    fn idle_workers(&self) -> usize {
         let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         pools
             .values()

@@ -95,7 +95,7 @@ impl Worker {
         // Node (a limit set from outside needs privileges the worker's user takes away).
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
-            .arg(r#"ulimit -d "$0" && exec "$@""#)
+            .arg(r#"ulimit -d "$0" && unset PWD && exec "$@""#)
             .arg(spawn.memory_mb.saturating_mul(1024).to_string())
             .arg(&spawn.node)
             .arg("--disable-warning=ExperimentalWarning");
