@@ -41,7 +41,15 @@ fn check_site(sigil: &Sigil, domain: &str, dir: &Path) {
     let sig = twilio_signature(AUTH_TOKEN, &url, &[]);
     let r = edge.get(&url, &[("X-Twilio-Signature", &sig)]).expect(200);
     assert_eq!(r.body, read("assets/message.protected.xml"));
-    edge.get(&edge.url(domain, "/hello"), &[]).expect(501);
+    // The Function runs: its TwiML, never its source.
+    let hello = edge.get(&edge.url(domain, "/hello"), &[]).expect(200);
+    assert!(
+        hello
+            .text()
+            .contains("<Message>Hello World from sigil-sample</Message>"),
+        "{}",
+        hello.text()
+    );
 }
 
 #[test]

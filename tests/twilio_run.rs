@@ -86,6 +86,11 @@ fn twilio_run_deploys_and_promotes_unmodified() {
         let sig = twilio_signature(AUTH_TOKEN, &url, &[]);
         let r = edge.get(&url, &[("X-Twilio-Signature", &sig)]).expect(200);
         assert_eq!(r.body, read("assets/message.protected.xml"));
-        edge.get(&edge.url(d, "/hello"), &[]).expect(501);
+        let hello = edge.get(&edge.url(d, "/hello"), &[]).expect(200);
+        assert!(
+            hello.text().contains("<Message>Hello World"),
+            "{}",
+            hello.text()
+        );
     }
 }

@@ -105,6 +105,8 @@ impl Pool {
 pub struct Functions {
     config: FunctionsConfig,
     spawn: Option<Spawn>,
+    /// The Node each Build `Runtime` runs on (found once).
+    runtimes: Mutex<HashMap<String, Spawn>>,
     routes: Arc<RouteTable>,
     tokens: Arc<Tokens>,
     logs: Arc<LogSink>,
@@ -132,10 +134,12 @@ fn on_path(program: &std::path::Path) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("{} is not on PATH", program.display()))
 }
 
-/// `--permission` (Node ≥ 22) or `--experimental-permission` (Node 20.11 to 21), from
-/// `node --version`; `None` for an older Node.
-fn permission_flag(node: &std::path::Path) -> Result<Option<&'static str>, String> {
-    let out = std::process::Command::new(node)
+/// A Node.js binary as workers run it: its absolute path, major version and permission-model
+/// flag (`--permission` from Node 22, `--experimental-permission` on 20.11 to 21); an error
+/// for an older Node or one that cannot be run.
+fn node_info(program: &std::path::Path) -> Result<(PathBuf, u32, &'static str), String> {
+    let node = on_path(program)?;
+    let out = std::process::Command::new(&node)
         .arg("--version")
         .env_clear()
         .output()
@@ -146,11 +150,17 @@ fn permission_flag(node: &std::path::Path) -> Result<Option<&'static str>, Strin
     let (Some(major), Some(minor)) = (next(), next()) else {
         return Err(format!("{} --version said {text:?}", node.display()));
     };
-    Ok(match (major, minor) {
-        (22.., _) => Some("--permission"),
-        (21, _) | (20, 11..) => Some("--experimental-permission"),
-        _ => None,
-    })
+    let flag = match (major, minor) {
+        (22.., _) => "--permission",
+        (21, _) | (20, 11..) => "--experimental-permission",
+        _ => {
+            return Err(format!(
+                "{} is Node {major}.{minor}; Functions need 20.11 or newer",
+                node.display()
+            ))
+        }
+    };
+    Ok((node, major, flag))
 }
 
 impl Functions {
@@ -163,31 +173,19 @@ impl Functions {
         logs: Arc<LogSink>,
     ) -> Functions {
         let runner = config.dir.join("runner.js");
-        let node = on_path(&config.node);
-        let spawn = node
-            .clone()
-            .and_then(|node| permission_flag(&node))
-            .and_then(|flag| {
-                if flag.is_none() {
-                    return Err(format!(
-                        "{} is older than Node 20.11, which Functions need",
-                        config.node.display()
-                    ));
-                }
-                tree::make_dir(&config.dir).map_err(|e| e.to_string())?;
-                write_runner(&runner).map_err(|e| format!("{}: {e}", runner.display()))?;
-                Ok(flag)
+        let spawn = node_info(&config.node).and_then(|(node, major, flag)| {
+            tree::make_dir(&config.dir).map_err(|e| e.to_string())?;
+            write_runner(&runner).map_err(|e| format!("{}: {e}", runner.display()))?;
+            Ok(Spawn {
+                node,
+                major,
+                permission_flag: flag,
+                runner,
+                memory_mb: config.memory_mb,
+                user: config.user,
+                debug: config.debug,
             })
-            .and_then(|permission_flag| {
-                Ok(Spawn {
-                    node: node?,
-                    permission_flag,
-                    runner,
-                    memory_mb: config.memory_mb,
-                    user: config.user,
-                    debug: config.debug,
-                })
-            });
+        });
         let spawn = match spawn {
             Ok(s) => Some(s),
             Err(why) => {
@@ -201,6 +199,7 @@ impl Functions {
             routes,
             tokens,
             logs,
+            runtimes: Mutex::default(),
             trees: Mutex::default(),
             pools: Mutex::default(),
             gates: Mutex::default(),
@@ -261,7 +260,7 @@ impl Functions {
         authority: &str,
     ) -> Response<Body> {
         self.sweeper();
-        let Some(spawn) = &self.spawn else {
+        let Some(spawn) = self.spawn_for(site.code.as_ref().map_or("", |c| &c.runtime)) else {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Functions cannot run here: Node.js is not available (see sigil's log)",
@@ -318,7 +317,7 @@ impl Functions {
         let pool = self.pool(site);
         let mut worker = match pool.take() {
             Some(w) => w,
-            None => match Worker::start(spawn, &tree, self.config.timeout, &mut log).await {
+            None => match Worker::start(&spawn, &tree, self.config.timeout, &mut log).await {
                 Ok(w) => {
                     self.started.fetch_add(1, Relaxed);
                     w
@@ -372,6 +371,46 @@ impl Functions {
                 json_response(StatusCode::INTERNAL_SERVER_ERROR, &shown)
             }
         }
+    }
+
+    /// The Node a Build's `Runtime` runs on: `nodeNN` from `PATH` when there is one of that
+    /// major version (an operator installs or links it), else `--node` — said once per
+    /// Runtime when that is another version.
+    fn spawn_for(&self, runtime: &str) -> Option<Spawn> {
+        let base = self.spawn.as_ref()?;
+        let mut runtimes = self.runtimes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = runtimes.get(runtime) {
+            return Some(s.clone());
+        }
+        let wanted = runtime
+            .strip_prefix("node")
+            .and_then(|n| n.parse::<u32>().ok());
+        let own = wanted.filter(|&w| w != base.major).and_then(|w| {
+            node_info(std::path::Path::new(runtime))
+                .ok()
+                .filter(|i| i.1 == w)
+        });
+        let chosen = match own {
+            Some((node, major, flag)) => Spawn {
+                node,
+                major,
+                permission_flag: flag,
+                ..base.clone()
+            },
+            None => {
+                if wanted.is_some_and(|w| w != base.major) {
+                    tracing::warn!(
+                        runtime,
+                        node = %base.node.display(),
+                        major = base.major,
+                        "no `{runtime}` on PATH: Builds with this Runtime run on the Node of --node"
+                    );
+                }
+                base.clone()
+            }
+        };
+        runtimes.insert(runtime.to_owned(), chosen.clone());
+        Some(chosen)
     }
 
     /// `context` without `getTwilioClient` (the runner adds it): the built-in values, then

@@ -17,9 +17,11 @@ use super::tree::Tree;
 pub struct Spawn {
     /// The `node` binary.
     pub node: PathBuf,
+    /// Its major version.
+    pub major: u32,
     /// Its permission-model flag (`--permission`, or `--experimental-permission` before
-    /// Node 22); `None` when this Node has none.
-    pub permission_flag: Option<&'static str>,
+    /// Node 22).
+    pub permission_flag: &'static str,
     /// sigil's `runner.js`.
     pub runner: PathBuf,
     /// Memory cap in MiB.
@@ -99,11 +101,9 @@ impl Worker {
             .arg(spawn.memory_mb.saturating_mul(1024).to_string())
             .arg(&spawn.node)
             .arg("--disable-warning=ExperimentalWarning");
-        if let Some(flag) = spawn.permission_flag {
-            cmd.arg(flag);
-            for readable in [&tree.root, &tree.deps, &spawn.runner] {
-                cmd.arg(format!("--allow-fs-read={}", readable.display()));
-            }
+        cmd.arg(spawn.permission_flag);
+        for readable in [&tree.root, &tree.deps, &spawn.runner] {
+            cmd.arg(format!("--allow-fs-read={}", readable.display()));
         }
         cmd.arg(format!("--max-old-space-size={}", spawn.memory_mb * 3 / 4))
             .arg(&spawn.runner)
