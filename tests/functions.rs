@@ -487,3 +487,91 @@ fn a_build_whose_dependencies_cannot_be_installed_fails_with_npms_error() {
         assert!(why.contains(says), "{why}");
     }
 }
+
+#[test]
+fn a_new_deployment_takes_new_calls_while_calls_in_flight_finish_on_the_old_build() {
+    let sigil = Sigil::start();
+    let api = sigil.client();
+    let slow = |answer: &str| {
+        format!(
+            "exports.handler = (c, e, cb) => setTimeout(() => cb(null, '{answer}'), Number(e.wait || 0));"
+        )
+    };
+    let site = api.deploy_site(
+        "drain",
+        &[("/slow", "public", slow("first").as_bytes(), "function")],
+    );
+    let edge = sigil.edge(&[&site.domain]);
+    assert_eq!(
+        edge.get(&edge.url(&site.domain, "/slow"), &[])
+            .expect(200)
+            .text(),
+        "first"
+    );
+    let in_flight = {
+        let (edge, url) = (
+            sigil.edge(&[&site.domain]),
+            edge.url(&site.domain, "/slow?wait=1500"),
+        );
+        std::thread::spawn(move || edge.get(&url, &[]).expect(200).text())
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    api.redeploy(
+        &site,
+        &[("/slow", "public", slow("second").as_bytes(), "function")],
+    );
+    assert_eq!(
+        edge.get(&edge.url(&site.domain, "/slow"), &[])
+            .expect(200)
+            .text(),
+        "second"
+    );
+    assert_eq!(in_flight.join().expect("the call in flight"), "first");
+}
+
+#[test]
+fn calls_over_the_concurrency_cap_wait_then_get_429() {
+    let sigil = Sigil::start_with(&["--function-concurrency", "1", "--function-timeout", "5"]);
+    let api = sigil.client();
+    let site = api.deploy_site(
+        "capped",
+        &[
+            (
+                "/hang",
+                "public",
+                b"exports.handler = () => {};",
+                "function",
+            ),
+            (
+                "/quick",
+                "public",
+                b"exports.handler = (c, e, cb) => cb(null, 'quick');",
+                "function",
+            ),
+        ],
+    );
+    let edge = sigil.edge(&[&site.domain]);
+    edge.get(&edge.url(&site.domain, "/quick"), &[]).expect(200);
+    let hang = {
+        let (edge, url) = (sigil.edge(&[&site.domain]), edge.url(&site.domain, "/hang"));
+        std::thread::spawn(move || edge.get(&url, &[]).status)
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let r = edge.get(&edge.url(&site.domain, "/quick"), &[]).expect(429);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "it waited for a place"
+    );
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(hang.join().expect("hang"), 504);
+    // The place is free again.
+    assert_eq!(
+        edge.get(&edge.url(&site.domain, "/quick"), &[])
+            .expect(200)
+            .text(),
+        "quick"
+    );
+    assert_eq!(sigil.metric("sigil_function_over_concurrency_total"), 1);
+    assert_eq!(sigil.metric("sigil_function_timeouts_total"), 1);
+}

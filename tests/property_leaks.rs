@@ -644,6 +644,35 @@ impl World {
         None
     }
 
+    /// Whether the request may run the Function it names: a public one by GET or POST, a
+    /// protected one with a valid signature too (the oracle's view of Functions).
+    fn may_run(&self, sent: &Sent) -> bool {
+        if !matches!(sent.method.as_str(), "GET" | "POST") {
+            return false;
+        }
+        let signatures: Vec<&str> = sent.header_values("x-twilio-signature").collect();
+        sent.urls().into_iter().any(|(authority, pq)| {
+            let Some(site) = self.route(&authority) else {
+                return false;
+            };
+            let path = pq.split('?').next().unwrap_or_default();
+            let Some(asset) = self.lookup(site, path) else {
+                return false;
+            };
+            let a = &self.assets[asset];
+            match (a.function, a.vis) {
+                (true, Vis::Public) => true,
+                (true, Vis::Protected) => {
+                    let owner = &self.accounts[site];
+                    let tokens = [owner.token.as_str(), owner.secondary.as_str()];
+                    let url = format!("http://{authority}{pq}");
+                    !signatures.is_empty() && self.signature_valid(sent, &url, &tokens, &signatures)
+                }
+                _ => false,
+            }
+        })
+    }
+
     /// The protected assets this request holds a valid signature for (the oracle).
     fn entitled(&self, sent: &Sent) -> Vec<usize> {
         let mut out = Vec::new();
@@ -788,6 +817,8 @@ struct Ledger {
     gzip: usize,
     partial: usize,
     connections_left_open: usize,
+    /// Functions run (public, or protected with a valid signature).
+    functions_ran: usize,
     /// Slices of partial answers to unentitled requests, per (ETag base, size).
     pieces: HashMap<(String, usize), Vec<u8>>,
 }
@@ -860,6 +891,13 @@ impl World {
             }
             // A CORS preflight: the same for every path, nothing of any asset.
             204 => {}
+            // A Function ran (its answer holds no marker): only one the request may run.
+            200..=299 if r.header("etag").is_none() && r.body == b"ran" => {
+                if !self.may_run(sent) {
+                    return Err("a Function ran for a request that may not run it".into());
+                }
+                led.functions_ran += 1;
+            }
             200..=299 | 304 => {
                 let etag = r
                     .header("etag")
