@@ -175,7 +175,19 @@ fn deployed_functions_follow_twilios_handler_contract() {
         .map(|v| v.to_str().expect("ascii"))
         .collect();
     assert_eq!(x, ["one", "two"]);
-    assert_eq!(r.header("set-cookie"), Some("flavour=oat;Path=/"));
+    // As Twilio sends it: HttpOnly added (Secure too, over HTTPS).
+    assert_eq!(
+        r.header("set-cookie"),
+        Some("flavour=oat; Path=/; HttpOnly")
+    );
+    let r = d
+        .edge
+        .get(&d.edge.tls_url(&d.domain, "/response"), &[])
+        .expect(201);
+    assert_eq!(
+        r.header("set-cookie"),
+        Some("flavour=oat; Path=/; HttpOnly; Secure")
+    );
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.text(), r#"{"made":true}"#);
 

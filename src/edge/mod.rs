@@ -134,7 +134,8 @@ enum Outcome {
     FunctionNotExecuted,
     /// What a Function answered (or sigil for it: a time-out, a crash, the cap).
     Ran {
-        resp: Response<Body>,
+        /// Boxed: every Outcome would otherwise carry its size.
+        resp: Box<Response<Body>>,
         function_sid: Option<String>,
     },
 }
@@ -497,10 +498,20 @@ impl Edge {
             return refused;
         }
         let resp = functions
-            .call(&self.cache, site, &asset, &parts, body, authority)
+            .call(
+                &self.cache,
+                site,
+                &asset,
+                crate::functions::Call {
+                    parts: &parts,
+                    body,
+                    scheme,
+                    authority,
+                },
+            )
             .await;
         Outcome::Ran {
-            resp,
+            resp: Box::new(resp),
             function_sid: asset.function_sid.clone(),
         }
     }
@@ -768,7 +779,7 @@ impl Edge {
             Outcome::BadRequest(why) => {
                 return plain(StatusCode::BAD_REQUEST, &format!("Bad Request: {why}\n"))
             }
-            Outcome::Ran { resp, .. } => return resp,
+            Outcome::Ran { resp, .. } => return *resp,
             Outcome::FunctionNotExecuted => return plain(
                 StatusCode::NOT_IMPLEMENTED,
                 "sigil serves assets; this path is a Function, and Functions are not executed\n",

@@ -163,7 +163,8 @@ mod tests {
     fn parameters_from_query_and_body() {
         let form = [("content-type", "application/x-www-form-urlencoded")];
         let json = [("content-type", "application/json; charset=utf-8")];
-        let cases: &[(Option<&str>, &[(&str, &str)], &str, Value)] = &[
+        type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a str, Value);
+        let cases: &[Case] = &[
             (Some("a=1&b=2"), &[], "", json!({"a": "1", "b": "2"})),
             // The body wins over the query.
             (

@@ -9,6 +9,7 @@
 //! (500) and is not reused. Pools of Builds no longer deployed are retired: idle workers end
 //! at once, busy ones after their call.
 
+pub mod cookies;
 pub mod deps;
 pub mod event;
 pub mod tree;
@@ -99,6 +100,18 @@ impl Pool {
             w.kill();
         }
     }
+}
+
+/// A request for a Function, its access decided.
+pub struct Call<'a> {
+    /// Its method, target and headers.
+    pub parts: &'a http::request::Parts,
+    /// Its body, read whole.
+    pub body: Bytes,
+    /// `http` or `https`, as the client asked.
+    pub scheme: &'a str,
+    /// The host it named (with the port, if it gave one).
+    pub authority: &'a str,
 }
 
 /// The Functions runtime of an edge.
@@ -247,18 +260,21 @@ impl Functions {
         .concat()
     }
 
-    /// Runs the Function `asset` of `site` for a request whose access is decided: `parts`
-    /// and `body` are the request, `authority` the host it named; the Build's files come
-    /// from `cache`.
+    /// Runs the Function `asset` of `site` for a request whose access is decided; the Build's
+    /// files come from `cache`.
     pub async fn call(
         self: &Arc<Self>,
         cache: &BlobCache,
         site: &Arc<Site>,
         asset: &EdgeAsset,
-        parts: &http::request::Parts,
-        body: Bytes,
-        authority: &str,
+        call: Call<'_>,
     ) -> Response<Body> {
+        let Call {
+            parts,
+            body,
+            scheme,
+            authority,
+        } = call;
         self.sweeper();
         let Some(spawn) = self.spawn_for(site.code.as_ref().map_or("", |c| &c.runtime)) else {
             return problem(
@@ -342,7 +358,7 @@ impl Functions {
         match result {
             Ok(reply) => {
                 pool.give_back(worker);
-                reply_response(reply)
+                reply_response(reply, scheme == "https")
             }
             Err(CallError::Timeout) => {
                 self.timeouts.fetch_add(1, Relaxed);
@@ -568,8 +584,9 @@ const HOP_BY_HOP: &[&str] = &[
     "server",
 ];
 
-/// The HTTP response for a runner's reply; a header that is not valid HTTP is left out.
-fn reply_response(reply: worker::Reply) -> Response<Body> {
+/// The HTTP response for a runner's reply: cookies as Twilio sends them (a lifetime over a
+/// day is a 400, as there), and a header that is not valid HTTP left out.
+fn reply_response(reply: worker::Reply, https: bool) -> Response<Body> {
     let body = if reply.base64 {
         use base64::Engine as _;
         match base64::engine::general_purpose::STANDARD.decode(reply.body.as_bytes()) {
@@ -600,6 +617,18 @@ fn reply_response(reply: worker::Reply) -> Response<Body> {
         if HOP_BY_HOP.contains(&name.as_str()) {
             continue;
         }
+        let value = if name == header::SET_COOKIE {
+            let Ok(text) = value.to_str() else { continue };
+            match cookies::as_sent(text, https, std::time::SystemTime::now()) {
+                Ok(v) => match HeaderValue::from_str(&v) {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                },
+                Err(why) => return problem(StatusCode::BAD_REQUEST, why),
+            }
+        } else {
+            value
+        };
         resp.headers_mut().append(name, value);
     }
     resp
