@@ -20,6 +20,7 @@ TOOLS=$PWD/target/tmp/npm-tools
 [ -x "$TOOLS/node_modules/.bin/twilio-run" ] ||
     npm install --no-audit --no-fund --loglevel=error --prefix "$TOOLS" 'twilio-run@5' >/dev/null
 WORK=$(mktemp -d)
+chmod 755 "$WORK" # workers run as `nobody` when this runs as root: they must reach it
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 cp -r tests/fixtures/functions-project "$WORK/project"
 (cd "$WORK/project" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
@@ -29,7 +30,7 @@ echo "# CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(npr
 load() { # name url [Host] -> a table row
     local out host=()
     [ -n "${3:-}" ] && host=(-H "Host: $3")
-    out=$(taskset -c "$CLIENT_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${host[@]}" "$2" 2>&1)
+    out=$(taskset -c "$CLIENT_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s --latency "${host[@]}" "$2" 2>&1)
     local rps p99 errors
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
@@ -75,14 +76,14 @@ kill $SIGIL_PID; wait $SIGIL_PID 2>/dev/null || true
 for mode in fork no-fork; do
     flag=()
     [ $mode = no-fork ] && flag=(--no-fork-process)
-    (cd "$WORK/project" && taskset -c "$SERVER_CPUS" "$TOOLS/node_modules/.bin/twilio-run" start \
+    (cd "$WORK/project" && exec taskset -c "$SERVER_CPUS" "$TOOLS/node_modules/.bin/twilio-run" start \
         --port 18190 "${flag[@]}" >/dev/null 2>&1) &
     TR_PID=$!
     wait_for http://127.0.0.1:18190/hello
     for path in hello voice; do
         load "twilio-run start ($mode) /$path" "http://127.0.0.1:18190/$path"
     done
-    pkill -f 'twilio-run start' || true
+    kill $TR_PID 2>/dev/null || true
     wait $TR_PID 2>/dev/null || true
     sleep 1
 done

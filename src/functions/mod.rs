@@ -188,6 +188,9 @@ impl Functions {
         let runner = config.dir.join("runner.js");
         let spawn = node_info(&config.node).and_then(|(node, major, flag)| {
             tree::make_dir(&config.dir).map_err(|e| e.to_string())?;
+            if config.user.is_some() {
+                tree::reachable_by_others(&config.dir)?;
+            }
             write_runner(&runner).map_err(|e| format!("{}: {e}", runner.display()))?;
             Ok(Spawn {
                 node,
@@ -339,8 +342,13 @@ impl Functions {
                     w
                 }
                 Err(why) => {
-                    log("error", why.clone());
-                    return problem(StatusCode::SERVICE_UNAVAILABLE, &why);
+                    // The reason (paths of this host among it) goes to the Logs, not the
+                    // caller.
+                    log("error", why);
+                    return problem(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the Function's worker could not start (see the Environment's Logs)",
+                    );
                 }
             },
         };
@@ -529,13 +537,25 @@ impl Functions {
     }
 
     fn sweep(&self) {
+        let sites = self.routes.sites();
+        let served: std::collections::HashSet<(&str, &str)> = sites
+            .iter()
+            .map(|s| (s.environment_sid.as_str(), s.build_sid.as_str()))
+            .collect();
+        let builds: std::collections::HashSet<&str> = served.iter().map(|k| k.1).collect();
+        let environments: std::collections::HashSet<&str> = served.iter().map(|k| k.0).collect();
+        // What was kept for Builds and Environments no longer served.
+        self.trees
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|build, _| builds.contains(build.as_str()));
+        self.gates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|env, _| environments.contains(env.as_str()));
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         pools.retain(|(environment, build), pool| {
-            let served = self
-                .routes
-                .of_environment(environment)
-                .is_some_and(|s| &s.build_sid == build);
-            if !served {
+            if !served.contains(&(environment.as_str(), build.as_str())) {
                 pool.retire();
                 return false;
             }

@@ -136,6 +136,28 @@ pub async fn materialise(
     written.map(|()| tree)
 }
 
+/// Whether another user (the workers') can reach `dir`: every directory above it must let
+/// others pass (`o+x`); the error says which does not and what to do.
+pub fn reachable_by_others(dir: &Path) -> Result<(), String> {
+    let dir = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for ancestor in dir.ancestors().skip(1) {
+        let mode = std::fs::metadata(ancestor)
+            .map_err(|e| format!("{}: {e}", ancestor.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            return Err(format!(
+                "Function workers run as --function-user and cannot reach {}: {} is mode {:o}; \
+                 let others pass it (chmod o+x) or set --functions-dir to a directory they can reach",
+                dir.display(),
+                ancestor.display(),
+                mode & 0o777
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Closes the data directory to the workers' user: its entries lose every permission of
 /// "others", and the directory itself keeps only the right to pass through (when the
 /// functions directory lies inside it) — so a Function cannot read the metadata, the blobs
@@ -156,4 +178,51 @@ pub fn keep_from_workers(data: &Path, functions_dir: &Path) -> std::io::Result<(
     let mode = std::fs::metadata(data)?.permissions().mode() & !0o007;
     let mode = if inside { mode | 0o001 } else { mode };
     std::fs::set_permissions(data, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_others_cannot_pass_is_named() {
+        let top = tempfile::tempdir().unwrap();
+        let inner = top.path().join("a").join("functions");
+        make_dir(&inner).unwrap();
+        std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let why = reachable_by_others(&inner).unwrap_err();
+        assert!(
+            why.contains(&format!("{} is mode 700", top.path().display())),
+            "{why}"
+        );
+        std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        reachable_by_others(&inner).unwrap();
+    }
+
+    #[test]
+    fn the_data_directory_is_closed_to_others_but_its_functions() {
+        let data = tempfile::tempdir().unwrap();
+        let d = data.path();
+        for (name, mode) in [("metadata.db", 0o644), ("blobs", 0o755)] {
+            let p = d.join(name);
+            if name.contains('.') {
+                std::fs::write(&p, b"x").unwrap();
+            } else {
+                std::fs::create_dir(&p).unwrap();
+            }
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        make_dir(&d.join("functions")).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        keep_from_workers(d, &d.join("functions")).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(d), 0o751);
+        assert_eq!(mode(&d.join("metadata.db")), 0o640);
+        assert_eq!(mode(&d.join("blobs")), 0o750);
+        assert_eq!(mode(&d.join("functions")), 0o755);
+        // Elsewhere, the data directory is closed altogether.
+        keep_from_workers(d, Path::new("/srv/functions")).unwrap();
+        assert_eq!(mode(d), 0o750);
+        assert_eq!(mode(&d.join("functions")), 0o750);
+    }
 }
