@@ -27,9 +27,10 @@ cp -r tests/fixtures/functions-project "$WORK/project"
 
 echo "# CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs; server on CPU $SERVER_CPUS, wrk on CPU $CLIENT_CPUS; node $(node --version)"
 
-load() { # name url [Host] -> a table row
+load() { # name url [Host] -> a table row, after a 3 s warm-up (workers started, JIT warm)
     local out host=()
     [ -n "${3:-}" ] && host=(-H "Host: $3")
+    taskset -c "$CLIENT_CPUS" wrk -t1 -c"$CONNECTIONS" -d3s --timeout 10s "${host[@]}" "$2" >/dev/null 2>&1
     out=$(taskset -c "$CLIENT_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s --latency "${host[@]}" "$2" 2>&1)
     local rps p99 errors
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -72,19 +73,23 @@ cold_restart=$(curl -s -o /dev/null -w '%{time_total}' -H "Host: $HOST" "http://
 warm=$(curl -s -o /dev/null -w '%{time_total}' -H "Host: $HOST" "http://127.0.0.1:$PORT/hello")
 kill $SIGIL_PID; wait $SIGIL_PID 2>/dev/null || true
 
-# twilio-run start, forking a process per request (its default), then in-process.
-for mode in fork no-fork; do
+# twilio-run start: forking a process per request (its default), in-process, and in-process
+# without clearing its require cache per request (--no-live: its fastest).
+for mode in fork no-fork no-fork-no-live; do
     flag=()
     [ $mode = no-fork ] && flag=(--no-fork-process)
-    (cd "$WORK/project" && exec taskset -c "$SERVER_CPUS" "$TOOLS/node_modules/.bin/twilio-run" start \
+    [ $mode = no-fork-no-live ] && flag=(--no-fork-process --no-live)
+    # A session of its own: its forked children are killed with it.
+    (cd "$WORK/project" && exec setsid taskset -c "$SERVER_CPUS" "$TOOLS/node_modules/.bin/twilio-run" start \
         --port 18190 "${flag[@]}" >/dev/null 2>&1) &
     TR_PID=$!
     wait_for http://127.0.0.1:18190/hello
     for path in hello voice; do
         load "twilio-run start ($mode) /$path" "http://127.0.0.1:18190/$path"
     done
-    kill $TR_PID 2>/dev/null || true
+    kill -- -"$TR_PID" 2>/dev/null || kill "$TR_PID" 2>/dev/null || true
     wait $TR_PID 2>/dev/null || true
+    pkill -f "$WORK/project/node_modules/@twilio/runtime-handler" 2>/dev/null || true
     sleep 1
 done
 

@@ -326,6 +326,13 @@ fn faults_fail_only_their_own_call() {
     // Allocating without bound meets the memory cap: 500, and the next call is served.
     d.get("/hog").expect(500);
     d.get("/hello").expect(200);
+
+    // Writing to its own stdout cannot reach the reply; writing more than sigil holds to the
+    // replies' descriptor fails that call (500); the next call is served.
+    assert_eq!(d.get("/flood?fd=1").expect(200).text(), "survived");
+    let r = d.get("/flood?fd=3").expect(500);
+    assert!(r.text().contains("a line over"), "{}", r.text());
+    d.get("/hello").expect(200);
     assert_eq!(d.json("/dep"), json!({"twoDays": 172_800_000}));
 }
 

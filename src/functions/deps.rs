@@ -163,13 +163,19 @@ pub async fn install(
                 .collect();
             return Err(format!("npm install failed ({}): {tail}", out.status));
         }
-        super::tree::open_to_workers(&tmp).map_err(|e| e.to_string())?;
-        match std::fs::rename(&tmp, &dir) {
-            Ok(()) => Ok(()),
-            // Installed meanwhile by another Build of the same set.
-            Err(_) if dir.join("node_modules").is_dir() => Ok(()),
-            Err(e) => Err(format!("{}: {e}", dir.display())),
-        }
+        // Thousands of files: off the runtime's threads.
+        let (from, to) = (tmp.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || {
+            super::tree::open_to_workers(&from).map_err(|e| e.to_string())?;
+            match std::fs::rename(&from, &to) {
+                Ok(()) => Ok(()),
+                // Installed meanwhile by another Build of the same set.
+                Err(_) if to.join("node_modules").is_dir() => Ok(()),
+                Err(e) => Err(format!("{}: {e}", to.display())),
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
     .await;
     if tmp.exists() {

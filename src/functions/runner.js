@@ -2,8 +2,9 @@
 // sigil's Function runner: one long-lived Node process for one Build, one call at a time.
 //
 // sigil (Rust) starts it, checks access, limits and time before any JavaScript runs, and
-// speaks to it in JSON lines: an `init` line, then one `call` line per request, each answered
-// by one `reply` line (with `log` lines before it). What the handler sees follows Twilio's
+// speaks to it in JSON lines: an `init` line on stdin, then one `call` line per request, each
+// answered on descriptor 3 by one `reply` line (with `log` lines before it). Descriptors 1 and
+// 2 go to sigil's log, so what a Function writes there itself never mixes with the replies. What the handler sees follows Twilio's
 // runtime as `@twilio/runtime-handler` models it: `exports.handler(context, event, callback)`,
 // the globals `Twilio` (the Build's `twilio` package plus `Twilio.Response`), `Runtime`
 // (`getAssets`, `getFunctions`, `getSync`) and `Functions`. An exception nobody catches ends
@@ -14,11 +15,25 @@ const path = require('path');
 const readline = require('readline');
 const util = require('util');
 
-const writeOut = process.stdout.write.bind(process.stdout);
 let current = null; // the id of the call in progress
 
+/** Writes all of `text` to descriptor 3 (blocking: sigil reads it while a call runs). */
+function writeOut(text) {
+  const bytes = Buffer.from(text);
+  let done = 0;
+  while (done < bytes.length) {
+    try {
+      done += fs.writeSync(3, bytes, done);
+    } catch (e) {
+      if (e.code !== 'EAGAIN') throw e;
+    }
+  }
+}
+
+// Each message on a line of its own, a newline first too: whatever a Function wrote to the
+// descriptor itself ends before it (sigil passes over lines it does not understand).
 function send(message) {
-  writeOut(JSON.stringify(message) + '\n');
+  writeOut('\n' + JSON.stringify(message) + '\n');
 }
 
 // Everything the Function prints becomes a log line of the call it belongs to; the pipe

@@ -39,12 +39,14 @@ test.after(() => children.forEach((c) => c.kill('SIGKILL')));
 
 /** A running runner: `call()` resolves with the reply and the lines logged before it. */
 function start(b, { debug = false } = {}) {
-  const child = spawn(process.execPath, [RUNNER], { cwd: b.dir, stdio: ['pipe', 'pipe', 'inherit'] });
+  // As sigil starts it: replies on descriptor 3, stdout and stderr apart.
+  const child = spawn(process.execPath, [RUNNER], { cwd: b.dir, stdio: ['pipe', 'pipe', 'inherit', 'pipe'] });
   children.push(child);
-  const lines = readline.createInterface({ input: child.stdout });
+  const lines = readline.createInterface({ input: child.stdio[3] });
   const waiting = [];
   const seen = [];
   lines.on('line', (line) => {
+    if (line === '') return; // each message starts on a new line
     seen.push(JSON.parse(line));
     while (waiting.length && waiting[0].check()) waiting.shift().resolve();
   });
@@ -172,6 +174,8 @@ test('Runtime gives private assets and every Function; context gets getTwilioCli
         exports.handler = (context, event, cb) => {
           let client;
           try { client = context.getTwilioClient().accountSid; } catch (e) { client = e.code; }
+          let sync;
+          try { const s = Runtime.getSync(); sync = [typeof s.maps, typeof s.lists, typeof s.documents]; } catch (e) { sync = e.code; }
           cb(null, {
             twice: lib.twice(21),
             functions: Object.keys(Runtime.getFunctions()).sort(),
@@ -180,6 +184,7 @@ test('Runtime gives private assets and every Function; context gets getTwilioCli
             text: Runtime.getAssets()['/data/secret.txt'].open(),
             domain: context.DOMAIN_NAME,
             client,
+            sync,
           });
         };`,
     },
@@ -191,10 +196,12 @@ test('Runtime gives private assets and every Function; context gets getTwilioCli
   const got = await body({ DOMAIN_NAME: 'x.example' });
   assert.deepEqual(got, {
     twice: 42, functions: ['lib', 'main'], sameAsGlobal: true, assets: ['/data/secret.txt'], text: 'hush',
-    domain: 'x.example', client: 'INVALID_CONFIG',
+    domain: 'x.example', client: 'INVALID_CONFIG', sync: 'INVALID_CONFIG',
   });
   const sid = 'AC' + '0'.repeat(31) + '1';
-  assert.equal((await body({ ACCOUNT_SID: sid, AUTH_TOKEN: 'token' })).client, sid);
+  const credited = await body({ ACCOUNT_SID: sid, AUTH_TOKEN: 'token' });
+  assert.equal(credited.client, sid);
+  assert.deepEqual(credited.sync, ['function', 'function', 'function']);
   await r.stop();
 });
 

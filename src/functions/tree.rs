@@ -105,31 +105,43 @@ pub async fn materialise(
     if root.join(COMPLETE).is_file() {
         return Ok(tree);
     }
-    make_dir(&builds).map_err(|e| format!("{}: {e}", builds.display()))?;
-    let tmp = builds.join(format!(".tmp-{sid}-{}", crate::sid::request_sid()));
-    let written = async {
-        for dir in ["functions", "assets"] {
-            make_dir(&tmp.join(dir)).map_err(|e| e.to_string())?;
-        }
-        for (_, entry, file) in functions.iter().chain(&assets) {
-            let blob = cache
-                .load(&entry.sha256, entry.size)
-                .await
-                .map_err(|e| format!("the content of {} ({}): {e}", entry.path, entry.sid))?;
-            std::fs::write(tmp.join(file), blob.bytes()).map_err(|e| e.to_string())?;
-        }
-        std::os::unix::fs::symlink(deps.join("node_modules"), tmp.join("node_modules"))
-            .map_err(|e| e.to_string())?;
-        std::fs::write(tmp.join(COMPLETE), b"").map_err(|e| e.to_string())?;
-        open_to_workers(&tmp).map_err(|e| e.to_string())?;
-        match std::fs::rename(&tmp, &root) {
-            Ok(()) => Ok(()),
-            // Written meanwhile by another call.
-            Err(_) if root.join(COMPLETE).is_file() => Ok(()),
-            Err(e) => Err(format!("{}: {e}", root.display())),
-        }
+    // The bytes first (a blob may be fetched from the bucket), then the files, written off
+    // the runtime's threads.
+    let mut files = Vec::with_capacity(functions.len() + assets.len());
+    for (_, entry, file) in functions.iter().chain(&assets) {
+        let blob = cache
+            .load(&entry.sha256, entry.size)
+            .await
+            .map_err(|e| format!("the content of {} ({}): {e}", entry.path, entry.sid))?;
+        files.push((file.clone(), blob.bytes().clone()));
     }
-    .await;
+    let tmp = builds.join(format!(".tmp-{sid}-{}", crate::sid::request_sid()));
+    let write = {
+        let (tmp, root) = (tmp.clone(), root.clone());
+        move || -> Result<(), String> {
+            make_dir(&builds).map_err(|e| format!("{}: {e}", builds.display()))?;
+            for dir in ["functions", "assets"] {
+                make_dir(&tmp.join(dir)).map_err(|e| e.to_string())?;
+            }
+            for (file, bytes) in &files {
+                std::fs::write(tmp.join(file), bytes).map_err(|e| e.to_string())?;
+            }
+            std::os::unix::fs::symlink(deps.join("node_modules"), tmp.join("node_modules"))
+                .map_err(|e| e.to_string())?;
+            std::fs::write(tmp.join(COMPLETE), b"").map_err(|e| e.to_string())?;
+            open_to_workers(&tmp).map_err(|e| e.to_string())?;
+            match std::fs::rename(&tmp, &root) {
+                Ok(()) => Ok(()),
+                // Written meanwhile by another call.
+                Err(_) if root.join(COMPLETE).is_file() => Ok(()),
+                Err(e) => Err(format!("{}: {e}", root.display())),
+            }
+        }
+    };
+    let written = tokio::task::spawn_blocking(write)
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
     if tmp.exists() {
         let _ = std::fs::remove_dir_all(&tmp);
     }

@@ -7,10 +7,16 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::tree::Tree;
+
+/// The longest line a worker may send (a reply's body is in one, base64 when binary): past
+/// it the worker is taken for broken, so a Function cannot make sigil hold any amount.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+/// The longest line of a worker's own output (not the runner's) that sigil logs.
+const MAX_LOGGED: usize = 8 * 1024;
 
 /// How a worker is started.
 #[derive(Debug, Clone)]
@@ -78,7 +84,7 @@ pub enum CallError {
 pub struct Worker {
     child: Child,
     stdin: ChildStdin,
-    out: Lines<BufReader<ChildStdout>>,
+    out: BufReader<ChildStdout>,
     next_id: u64,
     /// When it last finished a call.
     pub idle_since: Instant,
@@ -97,7 +103,9 @@ impl Worker {
         // Node (a limit set from outside needs privileges the worker's user takes away).
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
-            .arg(r#"ulimit -d "$0" && unset PWD && exec "$@""#)
+            // Replies on descriptor 3 (this pipe), what Node and the Function print on 1 and
+            // 2 (the log pipe): a Function writing to its stdout cannot mix into a reply.
+            .arg(r#"ulimit -d "$0" && unset PWD && exec "$@" 3>&1 1>&2"#)
             .arg(spawn.memory_mb.saturating_mul(1024).to_string())
             .arg(&spawn.node)
             .arg("--disable-warning=ExperimentalWarning");
@@ -128,15 +136,17 @@ impl Worker {
         let root = tree.root.display().to_string();
         // What Node itself prints (a fatal heap limit, a crash) goes to sigil's log.
         tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::warn!(target: "sigil::function", build = %root, "node: {line}");
+            let mut err = BufReader::new(stderr);
+            while let Ok(Some((line, cut))) = read_line(&mut err, MAX_LOGGED).await {
+                let line = String::from_utf8_lossy(&line);
+                let more = if cut { "…" } else { "" };
+                tracing::warn!(target: "sigil::function", build = %root, "node: {line}{more}");
             }
         });
         let mut worker = Worker {
             child,
             stdin,
-            out: BufReader::new(stdout).lines(),
+            out: BufReader::new(stdout),
             next_id: 1,
             idle_since: Instant::now(),
         };
@@ -183,8 +193,16 @@ impl Worker {
 
     async fn next_line(&mut self) -> Result<Line, CallError> {
         loop {
-            match self.out.next_line().await {
-                Ok(Some(text)) => match serde_json::from_str::<Line>(&text) {
+            match read_line(&mut self.out, MAX_LINE).await {
+                // The runner starts each message on a new line.
+                Ok(Some((text, _))) if text.is_empty() => {}
+                Ok(Some((_, true))) => {
+                    return Err(CallError::Died(json!({
+                        "name": "Error",
+                        "message": format!("the Function's worker sent a line over {MAX_LINE} bytes"),
+                    })));
+                }
+                Ok(Some((text, false))) => match serde_json::from_slice::<Line>(&text) {
                     Ok(line) => return Ok(line),
                     Err(e) => {
                         tracing::warn!(target: "sigil::function", error = %e, "a line from a Function worker is not understood");
@@ -252,6 +270,32 @@ impl Worker {
     /// Ends the process now.
     pub fn kill(mut self) {
         let _ = self.child.start_kill();
+    }
+}
+
+/// The next line from `r`, without its newline, and whether it was longer than `max` (then
+/// only `max` bytes are kept and the rest is passed over); `None` at the end.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> std::io::Result<Option<(Vec<u8>, bool)>> {
+    let (mut line, mut cut) = (Vec::new(), false);
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok((!line.is_empty() || cut).then_some((line, cut)));
+        }
+        let (take, done) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (i, true),
+            None => (buf.len(), false),
+        };
+        let room = max.saturating_sub(line.len());
+        line.extend_from_slice(&buf[..take.min(room)]);
+        cut |= take > room;
+        r.consume(if done { take + 1 } else { take });
+        if done {
+            return Ok(Some((line, cut)));
+        }
     }
 }
 
