@@ -229,6 +229,8 @@ fn deployed_functions_follow_twilios_handler_contract() {
     d.edge
         .send(d.edge.http.request(reqwest::Method::PUT, d.url("/hello")))
         .expect(405);
+    let r = d.edge.send(d.edge.http.head(d.url("/hello"))).expect(405);
+    assert_eq!(r.header("allow"), Some("GET, POST, OPTIONS"));
     d.edge
         .send(d.edge.http.get(d.url("/hello")).body("a body"))
         .expect(403);

@@ -123,7 +123,10 @@ enum Outcome {
     /// 404.
     NotFound,
     /// 405 with `Allow`.
-    MethodNotAllowed,
+    MethodNotAllowed {
+        /// What `Allow` lists.
+        allow: &'static str,
+    },
     /// 400 with a reason.
     BadRequest(&'static str),
     /// 413.
@@ -141,6 +144,8 @@ enum Outcome {
 }
 
 const ALLOW: &str = "GET, HEAD, POST, OPTIONS";
+/// What a Function path allows (Twilio's runtime serves these three only).
+const FUNCTION_ALLOW: &str = "GET, POST, OPTIONS";
 
 /// What [`Edge::handle_now`] did with a request.
 pub enum Handled<B> {
@@ -288,11 +293,6 @@ impl Edge {
         self
     }
 
-    /// The Functions runtime, if this edge runs Functions.
-    pub fn functions(&self) -> Option<&Arc<Functions>> {
-        self.functions.as_ref()
-    }
-
     fn trusted(&self, ip: IpAddr) -> bool {
         self.config.trusted_proxies.iter().any(|n| n.contains(&ip))
     }
@@ -367,7 +367,10 @@ impl Edge {
         };
         if asset.is_function && self.functions.is_some() {
             if req.method() == Method::HEAD {
-                return self.conclude(site, line, Outcome::MethodNotAllowed, started);
+                let outcome = Outcome::MethodNotAllowed {
+                    allow: FUNCTION_ALLOW,
+                };
+                return self.conclude(site, line, outcome, started);
             }
             return Handled::Later(Pending(Box::new(Later::Function {
                 site,
@@ -421,14 +424,9 @@ impl Edge {
                     started,
                 } => {
                     let (parts, body) = req.into_parts();
-                    let body = http_body_util::Limited::new(body, self.config.max_post_body);
-                    let outcome = match body.collect().await {
-                        Ok(c) => {
-                            self.access(&site, &parts, c.to_bytes(), asset, scheme, &authority)
-                        }
-                        Err(e) if e.is::<http_body_util::LengthLimitError>() => Outcome::TooLarge,
-                        Err(e) if crate::server::is_timeout(e.as_ref()) => Outcome::Timeout,
-                        Err(_) => Outcome::BadRequest("the request body could not be read"),
+                    let outcome = match self.read_body(body).await {
+                        Ok(body) => self.access(&site, &parts, body, asset, scheme, &authority),
+                        Err(outcome) => outcome,
                     };
                     match self.conclude(site, line, outcome, started) {
                         Handled::Now(resp) => return resp,
@@ -465,6 +463,22 @@ impl Edge {
         }
     }
 
+    /// A request's whole body, up to `--edge-max-body` (413) and within the body-read
+    /// deadline (408).
+    async fn read_body<B>(&self, body: B) -> Result<Bytes, Outcome>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let body = http_body_util::Limited::new(body, self.config.max_post_body);
+        match body.collect().await {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Outcome::TooLarge),
+            Err(e) if crate::server::is_timeout(e.as_ref()) => Err(Outcome::Timeout),
+            Err(_) => Err(Outcome::BadRequest("the request body could not be read")),
+        }
+    }
+
     /// A Function call: the body read (bounded, in time), access decided as for an asset,
     /// then the Function run.
     async fn run_function<B>(
@@ -483,12 +497,9 @@ impl Edge {
             return Outcome::FunctionNotExecuted;
         };
         let (parts, body) = req.into_parts();
-        let body = http_body_util::Limited::new(body, self.config.max_post_body);
-        let body = match body.collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Outcome::TooLarge,
-            Err(e) if crate::server::is_timeout(e.as_ref()) => return Outcome::Timeout,
-            Err(_) => return Outcome::BadRequest("the request body could not be read"),
+        let body = match self.read_body(body).await {
+            Ok(body) => body,
+            Err(outcome) => return outcome,
         };
         // Twilio's runtime refuses a GET that carries a body.
         if parts.method == Method::GET && !body.is_empty() {
@@ -763,8 +774,8 @@ impl Edge {
                 );
                 StatusCode::NO_CONTENT
             }
-            Outcome::MethodNotAllowed => {
-                h.insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+            Outcome::MethodNotAllowed { allow } => {
+                h.insert(header::ALLOW, HeaderValue::from_static(allow));
                 return with_status(resp, StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
             }
             Outcome::PreconditionFailed => {
@@ -855,7 +866,7 @@ fn route<B>(site: &Site, req: &Request<B>) -> Result<Arc<EdgeAsset>, Outcome> {
         });
     }
     if method != Method::GET && method != Method::HEAD && method != Method::POST {
-        return Err(Outcome::MethodNotAllowed);
+        return Err(Outcome::MethodNotAllowed { allow: ALLOW });
     }
     let path = decode_path(req.uri().path()).map_err(Outcome::BadRequest)?;
     let asset = site.lookup(&path).ok_or(Outcome::NotFound)?;
