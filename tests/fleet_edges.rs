@@ -467,6 +467,15 @@ fn the_official_tools_work_through_an_edge() {
             .body,
         std::fs::read(fixture.join("assets/logo.txt")).expect("fixture")
     );
+    // And runs its Function: the code from the bucket, a worker on the edge.
+    let hello = client.get(&client.url(&domain, "/hello"), &[]).expect(200);
+    assert!(
+        hello
+            .text()
+            .contains("<Message>Hello World from sigil-sample</Message>"),
+        "{}",
+        hello.text()
+    );
 }
 
 /// A rotated auth token reaches every edge through the feed: once the secondary token is

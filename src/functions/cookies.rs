@@ -87,6 +87,17 @@ mod tests {
                 false,
                 Ok("a=1; Expires=Mon, 30 Nov 2026 11:00:00 GMT; HttpOnly"),
             ),
+            // Exactly a day is allowed; a second more is not.
+            (
+                "a=1; Expires=Mon, 30 Nov 2026 12:00:00 GMT",
+                false,
+                Ok("a=1; Expires=Mon, 30 Nov 2026 12:00:00 GMT; HttpOnly"),
+            ),
+            (
+                "a=1; Expires=Mon, 30 Nov 2026 12:00:01 GMT",
+                false,
+                Err(TOO_LONG),
+            ),
         ] {
             assert_eq!(
                 as_sent(given, https, now).as_deref().map_err(|e| *e),

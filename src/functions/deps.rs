@@ -23,10 +23,8 @@ const ERROR_CHARS: usize = 1500;
 pub fn check(dep: &Dependency) -> Result<(), String> {
     let name_ok = {
         let bare = match dep.name.strip_prefix('@') {
-            Some(scoped) => match scoped.split_once('/') {
-                Some((scope, name)) if !scope.is_empty() => Some((scope, name)),
-                _ => None,
-            },
+            // An empty scope fails `ok` below.
+            Some(scoped) => scoped.split_once('/'),
             None => Some(("x", dep.name.as_str())),
         };
         bare.is_some_and(|(scope, name)| {
