@@ -161,18 +161,10 @@ pub struct Pending<B>(Box<Later<B>>);
 enum Later<B> {
     /// For the API's host names: the control plane answers.
     Api(Request<B>, Conn),
-    /// A POST: access needs its body.
+    /// A POST, or a Function call: its body is read, access decided (a signature may cover
+    /// the body), then the asset served or the Function run.
     Body {
-        site: Arc<Site>,
-        asset: Arc<EdgeAsset>,
-        req: Request<B>,
-        scheme: &'static str,
-        authority: String,
-        line: RequestLine,
-        started: Option<Instant>,
-    },
-    /// A Function: its body is read, access decided, then it runs.
-    Function {
+        function: bool,
         site: Arc<Site>,
         asset: Arc<EdgeAsset>,
         req: Request<B>,
@@ -365,25 +357,16 @@ impl Edge {
             Ok(asset) => asset,
             Err(outcome) => return self.conclude(site, line, outcome, started),
         };
-        if asset.is_function && self.functions.is_some() {
-            if req.method() == Method::HEAD {
-                let outcome = Outcome::MethodNotAllowed {
-                    allow: FUNCTION_ALLOW,
-                };
-                return self.conclude(site, line, outcome, started);
-            }
-            return Handled::Later(Pending(Box::new(Later::Function {
-                site,
-                asset,
-                req,
-                scheme,
-                authority,
-                line,
-                started,
-            })));
+        let function = asset.is_function && self.functions.is_some();
+        if function && req.method() == Method::HEAD {
+            let outcome = Outcome::MethodNotAllowed {
+                allow: FUNCTION_ALLOW,
+            };
+            return self.conclude(site, line, outcome, started);
         }
-        if req.method() == Method::POST {
+        if function || req.method() == Method::POST {
             return Handled::Later(Pending(Box::new(Later::Body {
+                function,
                 site,
                 asset,
                 req,
@@ -415,6 +398,7 @@ impl Edge {
                     return api.handle(req, conn).await;
                 }
                 Later::Body {
+                    function,
                     site,
                     asset,
                     req,
@@ -423,6 +407,12 @@ impl Edge {
                     line,
                     started,
                 } => {
+                    if function {
+                        let outcome = self
+                            .run_function(&site, asset, req, scheme, &authority)
+                            .await;
+                        return self.finish(Some(&site), &line, outcome, None, started);
+                    }
                     let (parts, body) = req.into_parts();
                     let outcome = match self.read_body(body).await {
                         Ok(body) => self.access(&site, &parts, body, asset, scheme, &authority),
@@ -432,20 +422,6 @@ impl Edge {
                         Handled::Now(resp) => return resp,
                         Handled::Later(Pending(later)) => *later,
                     }
-                }
-                Later::Function {
-                    site,
-                    asset,
-                    req,
-                    scheme,
-                    authority,
-                    line,
-                    started,
-                } => {
-                    let outcome = self
-                        .run_function(&site, asset, req, scheme, &authority)
-                        .await;
-                    return self.finish(Some(&site), &line, outcome, None, started);
                 }
                 Later::Load {
                     site,
