@@ -6,7 +6,10 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{sigil_cli, toolkit_project, twilio_signature, Sigil, ACCOUNT_SID, AUTH_TOKEN};
+use support::{
+    expect_toolkit_hello, sigil_cli, toolkit_project, twilio_signature, Sigil, ACCOUNT_SID,
+    AUTH_TOKEN,
+};
 
 fn field<'a>(out: &'a str, prefix: &str) -> &'a str {
     out.lines()
@@ -41,15 +44,7 @@ fn check_site(sigil: &Sigil, domain: &str, dir: &Path) {
     let sig = twilio_signature(AUTH_TOKEN, &url, &[]);
     let r = edge.get(&url, &[("X-Twilio-Signature", &sig)]).expect(200);
     assert_eq!(r.body, read("assets/message.protected.xml"));
-    // The Function runs: its TwiML, never its source.
-    let hello = edge.get(&edge.url(domain, "/hello"), &[]).expect(200);
-    assert!(
-        hello
-            .text()
-            .contains("<Message>Hello World from sigil-sample</Message>"),
-        "{}",
-        hello.text()
-    );
+    expect_toolkit_hello(&edge, domain);
 }
 
 #[test]

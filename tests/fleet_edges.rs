@@ -468,14 +468,7 @@ fn the_official_tools_work_through_an_edge() {
         std::fs::read(fixture.join("assets/logo.txt")).expect("fixture")
     );
     // And runs its Function: the code from the bucket, a worker on the edge.
-    let hello = client.get(&client.url(&domain, "/hello"), &[]).expect(200);
-    assert!(
-        hello
-            .text()
-            .contains("<Message>Hello World from sigil-sample</Message>"),
-        "{}",
-        hello.text()
-    );
+    support::expect_toolkit_hello(&client, &domain);
 }
 
 /// A rotated auth token reaches every edge through the feed: once the secondary token is

@@ -4,7 +4,7 @@
 mod support;
 
 use std::path::Path;
-use support::{copy_dir, twilio_run, twilio_signature, Sigil, AUTH_TOKEN};
+use support::{copy_dir, expect_toolkit_hello, twilio_run, twilio_signature, Sigil, AUTH_TOKEN};
 
 fn run(bin: &Path, dir: &Path, api: &str, args: &[&str]) -> String {
     support::run_twilio_run(bin, dir, api, None, args)
@@ -86,11 +86,6 @@ fn twilio_run_deploys_and_promotes_unmodified() {
         let sig = twilio_signature(AUTH_TOKEN, &url, &[]);
         let r = edge.get(&url, &[("X-Twilio-Signature", &sig)]).expect(200);
         assert_eq!(r.body, read("assets/message.protected.xml"));
-        let hello = edge.get(&edge.url(d, "/hello"), &[]).expect(200);
-        assert!(
-            hello.text().contains("<Message>Hello World"),
-            "{}",
-            hello.text()
-        );
+        expect_toolkit_hello(&edge, d);
     }
 }

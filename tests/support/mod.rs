@@ -340,6 +340,20 @@ pub fn toolkit_project() -> tempfile::TempDir {
     dir
 }
 
+/// Checks that the toolkit project's `/hello` Function ran at `domain` through `edge`: its
+/// TwiML, never its source.
+#[track_caller]
+pub fn expect_toolkit_hello(edge: &Edge, domain: &str) {
+    let hello = edge.get(&edge.url(domain, "/hello"), &[]).expect(200);
+    assert!(
+        hello
+            .text()
+            .contains("<Message>Hello World from sigil-sample</Message>"),
+        "{}",
+        hello.text()
+    );
+}
+
 /// A free port on the loopback interface (for a server started next).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
