@@ -67,6 +67,25 @@ impl ControlPlane {
         Ok((service, rec, data))
     }
 
+    /// Rewrites an Environment's record as it is, so every edge — which follows Environments
+    /// on the change feed — reads it and what hangs off it (its Variables) again. Its own
+    /// write, retried when another one changed the record meanwhile, so racing Variable
+    /// writes never contend on it; a failure is logged (the Variable is written whatever
+    /// happens here, and edges read it at the Environment's next change).
+    pub(super) async fn touch_environment(&self, env_sid: &str) {
+        let touched = super::retrying(|| async move {
+            let sid = env_sid.to_owned();
+            let Some(rec) = self.db(move |s| s.get(&sid)).await? else {
+                return Ok(()); // deleted meanwhile: edges drop it anyway
+            };
+            self.db(move |s| s.commit(vec![Write::Update(rec)])).await
+        })
+        .await;
+        if let Err(e) = touched {
+            tracing::warn!(environment = %env_sid, error = %e.message, "edges will read this Environment's Variables at its next change");
+        }
+    }
+
     pub(super) fn environment_path(rec: &Record) -> String {
         format!(
             "/Services/{}/Environments/{}",

@@ -185,17 +185,17 @@ impl ControlPlane {
             data.date_updated = now();
             rec.encode(&data);
             let write = rec.clone();
-            let (account, service) = (rec.account_sid.clone(), rec.sid.clone());
+            self.db(move |s| s.commit(vec![Write::Update(write)]))
+                .await?;
             // IncludeCredentials is read at the edge, which learns of it through the
-            // Service's Environments (the change feed follows Environments): they are
-            // rewritten in the same commit, for the next Function call.
-            self.db(move |s| {
-                let envs = s.list(&ListQuery::children(Kind::Environment, &account, &service))?;
-                let mut writes = vec![Write::Update(write)];
-                writes.extend(envs.into_iter().map(Write::Update));
-                s.commit(writes)
-            })
-            .await?;
+            // Service's Environments (the change feed follows Environments).
+            let (account, service) = (rec.account_sid.clone(), rec.sid.clone());
+            let envs = self
+                .db(move |s| s.list(&ListQuery::children(Kind::Environment, &account, &service)))
+                .await?;
+            for env in envs {
+                self.touch_environment(&env.sid).await;
+            }
             self.changed().await;
             Ok(json_response(
                 StatusCode::OK,

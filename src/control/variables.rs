@@ -103,9 +103,9 @@ impl ControlPlane {
     }
 
     // Functions read Variables at the edge, which learns of changes through its Environment
-    // (the change feed follows Environments): each change rewrites the Environment record in
-    // the same commit, and is waited for at the edge in this process (`changed`), so the
-    // next call has it.
+    // (the change feed follows Environments): after each change the Environment's record is
+    // rewritten (`touch_environment`), and the edge in this process is waited for
+    // (`changed`), so the next call has it.
     pub(super) async fn create_variable(
         &self,
         ctx: &Ctx,
@@ -136,11 +136,9 @@ impl ControlPlane {
             );
             rec.created = created;
             rec.unique = vec![key_of(&env.sid, key)];
-            match self
-                .commit(vec![Write::Insert(rec.clone()), Write::Update(env)])
-                .await?
-            {
+            match self.commit(vec![Write::Insert(rec.clone())]).await? {
                 Ok(()) => {
+                    self.touch_environment(&env.sid).await;
                     self.changed().await;
                     Ok(json_response(
                         StatusCode::CREATED,
@@ -172,7 +170,6 @@ impl ControlPlane {
             check_value(v)?;
         }
         super::retrying(|| async move {
-            let (_, env_rec, _) = self.environment(ctx, svc, env).await?;
             let mut rec = self.variable(ctx, svc, env, id).await?;
             let mut data: VariableData = rec.decode()?;
             if let Some(k) = key {
@@ -187,11 +184,10 @@ impl ControlPlane {
                 rec.parent_sid.as_deref().unwrap_or_default(),
                 &data.key,
             )];
-            match self
-                .commit(vec![Write::Update(rec.clone()), Write::Update(env_rec)])
-                .await?
-            {
+            match self.commit(vec![Write::Update(rec.clone())]).await? {
                 Ok(()) => {
+                    self.touch_environment(rec.parent_sid.as_deref().unwrap_or_default())
+                        .await;
                     self.changed().await;
                     Ok(json_response(
                         StatusCode::OK,
@@ -212,10 +208,11 @@ impl ControlPlane {
         id: &str,
     ) -> ApiResult {
         super::retrying(|| async move {
-            let (_, env_rec, _) = self.environment(ctx, svc, env).await?;
             let rec = self.variable(ctx, svc, env, id).await?;
-            self.db(move |s| s.commit(vec![Write::Delete(rec.sid), Write::Update(env_rec)]))
+            let env_sid = rec.parent_sid.clone().unwrap_or_default();
+            self.db(move |s| s.commit(vec![Write::Delete(rec.sid)]))
                 .await?;
+            self.touch_environment(&env_sid).await;
             self.changed().await;
             Ok(super::no_content())
         })
