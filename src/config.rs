@@ -482,7 +482,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "SIGIL_FUNCTION_USER",
-        default_value = "nobody",
+        default_value = DEFAULT_FUNCTION_USER,
         help_heading = "Functions"
     )]
     pub function_user: String,
@@ -490,6 +490,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SIGIL_FUNCTION_DEBUG", default_value_t = false, action = ArgAction::Set, help_heading = "Functions")]
     pub function_debug: bool,
 }
+
+/// The user Function workers run as when sigil runs as root, unless told otherwise.
+const DEFAULT_FUNCTION_USER: &str = "nobody";
 
 /// The uid and gid of `name`, from the password database.
 fn user_ids(name: &str) -> Option<(u32, u32)> {
@@ -841,6 +844,33 @@ impl Config {
             ));
         }
         let cache_dir = args.cache_dir.unwrap_or_else(|| args.data.clone());
+        // Workers run as another user when sigil is root; a missing default user (a minimal
+        // system) leaves the assets served and Function calls saying why they cannot run.
+        let (user, unavailable) = if rustix::process::geteuid().is_root() {
+            match user_ids(&args.function_user) {
+                Some((0, _)) => {
+                    return Err(ConfigError(
+                        "--function-user must not be root: Functions run unprivileged".into(),
+                    ))
+                }
+                Some(ids) => (Some(ids), None),
+                None if args.function_user == DEFAULT_FUNCTION_USER => (
+                    None,
+                    Some(format!(
+                        "sigil runs as root and this machine has no user \
+                         {DEFAULT_FUNCTION_USER:?} to run Function workers as: set --function-user"
+                    )),
+                ),
+                None => {
+                    return Err(ConfigError(format!(
+                        "--function-user {:?} is not a user of this machine",
+                        args.function_user
+                    )))
+                }
+            }
+        } else {
+            (None, None)
+        };
         let functions_dir = args
             .functions_dir
             .clone()
@@ -969,24 +999,8 @@ impl Config {
                     }
                     n => n,
                 },
-                user: if rustix::process::geteuid().is_root() {
-                    match user_ids(&args.function_user) {
-                        Some((0, _)) => {
-                            return Err(ConfigError(
-                                "--function-user must not be root: Functions run unprivileged".into(),
-                            ))
-                        }
-                        Some(ids) => Some(ids),
-                        None => {
-                            return Err(ConfigError(format!(
-                                "--function-user {:?} is not a user of this machine",
-                                args.function_user
-                            )))
-                        }
-                    }
-                } else {
-                    None
-                },
+                user,
+                unavailable,
                 debug: args.function_debug,
             },
         })
@@ -1070,6 +1084,24 @@ mod tests {
             function_user: "nobody".into(),
             function_debug: false,
         }
+    }
+
+    #[test]
+    fn function_workers_never_run_as_root() {
+        // The user switch applies when sigil is root (as CI runs it).
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let with_user = |user: &str| {
+            let mut a = args("localhost", None);
+            a.function_user = user.into();
+            Config::from_args(a)
+        };
+        let c = with_user("nobody").expect("nobody exists here");
+        assert!(c.functions.user.is_some_and(|(uid, _)| uid != 0));
+        assert!(c.functions.unavailable.is_none());
+        assert!(with_user("root").is_err());
+        assert!(with_user("sigil-no-such-user").is_err());
     }
 
     #[test]

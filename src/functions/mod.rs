@@ -60,6 +60,8 @@ pub struct FunctionsConfig {
     pub concurrency: usize,
     /// User and group workers run as, when sigil runs as root.
     pub user: Option<(u32, u32)>,
+    /// Why Functions cannot run here at all (sigil runs as root and has no user for them).
+    pub unavailable: Option<String>,
     /// Stack traces in error replies.
     pub debug: bool,
 }
@@ -186,22 +188,29 @@ impl Functions {
         logs: Arc<LogSink>,
     ) -> Functions {
         let runner = config.dir.join("runner.js");
-        let spawn = node_info(&config.node).and_then(|(node, major, flag)| {
-            tree::make_dir(&config.dir).map_err(|e| e.to_string())?;
-            if config.user.is_some() {
-                tree::reachable_by_others(&config.dir)?;
-            }
-            write_runner(&runner).map_err(|e| format!("{}: {e}", runner.display()))?;
-            Ok(Spawn {
-                node,
-                major,
-                permission_flag: flag,
-                runner,
-                memory_mb: config.memory_mb,
-                user: config.user,
-                debug: config.debug,
-            })
-        });
+        let usable = match &config.unavailable {
+            Some(why) => Err(why.clone()),
+            None => Ok(()),
+        };
+        let spawn =
+            usable
+                .and_then(|()| node_info(&config.node))
+                .and_then(|(node, major, flag)| {
+                    tree::make_dir(&config.dir).map_err(|e| e.to_string())?;
+                    if config.user.is_some() {
+                        tree::reachable_by_others(&config.dir)?;
+                    }
+                    write_runner(&runner).map_err(|e| format!("{}: {e}", runner.display()))?;
+                    Ok(Spawn {
+                        node,
+                        major,
+                        permission_flag: flag,
+                        runner,
+                        memory_mb: config.memory_mb,
+                        user: config.user,
+                        debug: config.debug,
+                    })
+                });
         let spawn = match spawn {
             Ok(s) => Some(s),
             Err(why) => {
