@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -22,15 +21,7 @@ struct Deployed {
 }
 
 fn functions_project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("dir");
-    copy_dir(
-        Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/functions-project"
-        )),
-        dir.path(),
-    );
-    dir
+    fixture_project("functions-project")
 }
 
 fn deploy(extra: &[&str]) -> Deployed {

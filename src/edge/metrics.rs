@@ -122,12 +122,7 @@ impl Metrics {
                 logs.1,
             ),
         ];
-        for (name, help, v) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        }
+        write_families(&mut out, "counter", &counters);
         let gauges = [
             (
                 "sigil_active_connections",
@@ -140,10 +135,23 @@ impl Metrics {
                 i64::try_from(sites).unwrap_or(i64::MAX),
             ),
         ];
-        for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        }
+        write_families(&mut out, "gauge", &gauges);
         out
+    }
+}
+
+/// Writes Prometheus families of one type (`counter` or `gauge`): each one's `# HELP`,
+/// `# TYPE` and value.
+pub fn write_families<V: std::fmt::Display>(
+    out: &mut String,
+    kind: &str,
+    families: &[(&str, &str, V)],
+) {
+    for (name, help, v) in families {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
     }
 }
 

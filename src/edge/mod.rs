@@ -33,7 +33,7 @@ use self::http::range::{self, RangeOutcome};
 use self::metrics::Metrics;
 use self::routes::{EdgeAsset, Representation, RouteTable, Site};
 use crate::functions::Functions;
-use crate::logsink::{Admit, LogSink};
+use crate::logsink::LogSink;
 use crate::manifest::Visibility;
 use crate::Body;
 
@@ -619,23 +619,13 @@ impl Edge {
             );
         }
         if let Some(site) = site.filter(|_| self.config.request_logs) {
-            let now = crate::clock::now();
-            if let Admit::Yes { skipped } = self.logs.admit(&site.log_window, now) {
-                let entry = |level: &str, message: String, function_sid: Option<String>| {
-                    site.log_entry(now, level, message, function_sid)
-                };
-                if skipped > 0 {
-                    self.logs
-                        .record(entry("warn", crate::logsink::skipped_note(skipped), None));
-                }
-                let level = match status {
-                    500.. => "error",
-                    400.. => "warn",
-                    _ => "info",
-                };
-                let message = format!("{} {} {status} {sent}", line.method, line.uri.path());
-                self.logs.record(entry(level, message, function_sid));
-            }
+            let level = match status {
+                500.. => "error",
+                400.. => "warn",
+                _ => "info",
+            };
+            let message = || format!("{} {} {status} {sent}", line.method, line.uri.path());
+            site.log(&self.logs, level, message, function_sid);
         }
         resp
     }

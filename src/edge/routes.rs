@@ -314,8 +314,28 @@ impl Modified {
 }
 
 impl Site {
-    /// A line of its Logs resource.
-    pub fn log_entry(
+    /// Writes a line of its Logs resource through `logs`, within `--request-logs-rate`:
+    /// `message` is made only when the line is admitted, and a line after some were left out
+    /// is preceded by a note of how many.
+    pub fn log(
+        &self,
+        logs: &crate::logsink::LogSink,
+        level: &str,
+        message: impl FnOnce() -> String,
+        function_sid: Option<String>,
+    ) {
+        let now = crate::clock::now();
+        let crate::logsink::Admit::Yes { skipped } = logs.admit(&self.log_window, now) else {
+            return;
+        };
+        if skipped > 0 {
+            let note = crate::logsink::skipped_note(skipped);
+            logs.record(self.log_entry(now, "warn", note, None));
+        }
+        logs.record(self.log_entry(now, level, message(), function_sid));
+    }
+
+    fn log_entry(
         &self,
         now: i64,
         level: &str,

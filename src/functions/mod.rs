@@ -31,7 +31,7 @@ use self::worker::{CallError, Spawn, Worker};
 use crate::edge::access::Tokens;
 use crate::edge::cache::BlobCache;
 use crate::edge::routes::{EdgeAsset, RouteTable, Site};
-use crate::logsink::{Admit, LogSink};
+use crate::logsink::LogSink;
 use crate::Body;
 
 /// sigil's runner, written to the functions directory at start.
@@ -238,38 +238,43 @@ impl Functions {
 
     /// The Prometheus lines of the Functions runtime.
     pub fn render_metrics(&self) -> String {
-        let counter = |name: &str, help: &str, value: u64| {
-            format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n")
-        };
-        [
-            counter(
-                "sigil_function_workers_started_total",
-                "Node workers started for Functions.",
-                self.started.load(Relaxed),
-            ),
-            counter(
-                "sigil_function_timeouts_total",
-                "Function calls past --function-timeout (504; the worker killed).",
-                self.timeouts.load(Relaxed),
-            ),
-            counter(
-                "sigil_function_worker_deaths_total",
-                "Function calls whose worker died (500): an uncaught exception, the memory cap.",
-                self.deaths.load(Relaxed),
-            ),
-            counter(
-                "sigil_function_over_concurrency_total",
-                "Function calls refused over --function-concurrency (429).",
-                self.over_cap.load(Relaxed),
-            ),
-            format!(
-                "# HELP sigil_function_workers_idle Warm Node workers waiting for a call.\n\
-                 # TYPE sigil_function_workers_idle gauge\n\
-                 sigil_function_workers_idle {}\n",
-                self.idle_workers()
-            ),
-        ]
-        .concat()
+        let mut out = String::new();
+        crate::edge::metrics::write_families(
+            &mut out,
+            "counter",
+            &[
+                (
+                    "sigil_function_workers_started_total",
+                    "Node workers started for Functions.",
+                    self.started.load(Relaxed),
+                ),
+                (
+                    "sigil_function_timeouts_total",
+                    "Function calls past --function-timeout (504; the worker killed).",
+                    self.timeouts.load(Relaxed),
+                ),
+                (
+                    "sigil_function_worker_deaths_total",
+                    "Function calls whose worker died (500): an uncaught exception, the memory cap.",
+                    self.deaths.load(Relaxed),
+                ),
+                (
+                    "sigil_function_over_concurrency_total",
+                    "Function calls refused over --function-concurrency (429).",
+                    self.over_cap.load(Relaxed),
+                ),
+            ],
+        );
+        crate::edge::metrics::write_families(
+            &mut out,
+            "gauge",
+            &[(
+                "sigil_function_workers_idle",
+                "Warm Node workers waiting for a call.",
+                self.idle_workers(),
+            )],
+        );
+        out
     }
 
     /// Runs the Function `asset` of `site` for a request whose access is decided; the Build's
@@ -288,14 +293,14 @@ impl Functions {
             authority,
         } = call;
         self.sweeper();
-        let Some(spawn) = self.spawn_for(site.code.as_ref().map_or("", |c| &c.runtime)) else {
+        let Some(code) = site.code.as_ref() else {
+            return problem(StatusCode::NOT_FOUND, "no such Function in this Build");
+        };
+        let Some(spawn) = self.spawn_for(&code.runtime) else {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Functions cannot run here: Node.js is not available (see sigil's log)",
             );
-        };
-        let Some(code) = site.code.as_ref() else {
-            return problem(StatusCode::NOT_FOUND, "no such Function in this Build");
         };
         let event = match event::build(parts.uri.query(), &parts.headers, &body) {
             Ok(e) => e,
@@ -475,19 +480,7 @@ impl Functions {
             _ => "info",
         };
         tracing::info!(target: "sigil::function", site = %site.domain, function = %asset.path, level, "{message}");
-        let now = crate::clock::now();
-        if let Admit::Yes { skipped } = self.logs.admit(&site.log_window, now) {
-            if skipped > 0 {
-                self.logs.record(site.log_entry(
-                    now,
-                    "warn",
-                    crate::logsink::skipped_note(skipped),
-                    None,
-                ));
-            }
-            self.logs
-                .record(site.log_entry(now, level, message, asset.function_sid.clone()));
-        }
+        site.log(&self.logs, level, || message, asset.function_sid.clone());
     }
 
     fn gate(&self, environment_sid: &str) -> Arc<Semaphore> {

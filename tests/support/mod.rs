@@ -329,14 +329,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// A copy of the sample Serverless Toolkit project (tests/fixtures/toolkit-project) in a
 /// scratch directory.
 pub fn toolkit_project() -> tempfile::TempDir {
+    fixture_project("toolkit-project")
+}
+
+/// A copy of the project `tests/fixtures/{name}` in a scratch directory.
+pub fn fixture_project(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("dir");
-    copy_dir(
-        Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/toolkit-project"
-        )),
-        dir.path(),
-    );
+    let fixtures = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"));
+    copy_dir(&fixtures.join(name), dir.path());
     dir
 }
 
