@@ -147,6 +147,19 @@ pub struct BuildManifest {
     /// The Node.js runtime named (`node22`, …); empty in records written before it was read.
     #[serde(default)]
     pub runtime: String,
+    /// Its installed dependency tree, packed: how an edge that did not install it gets it.
+    /// Absent in Builds without Functions and in those made before trees were packed.
+    #[serde(default)]
+    pub dependency_tree: Option<BlobRef>,
+}
+
+/// A blob a Build refers to by address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef {
+    /// sha256 of the content, lowercase hex.
+    pub sha256: String,
+    /// Its length.
+    pub size: u64,
 }
 
 /// A `{name, version}` npm dependency of a Build.

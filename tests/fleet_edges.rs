@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -423,6 +424,14 @@ fn the_official_tools_work_through_an_edge() {
     let dir = keep.path().join("edge");
     let mut cmd = edge_command(&fleet, &dir, &ctl);
     cmd.args(["--http", &format!("127.0.0.1:{port}")]);
+    // A functions directory of its own, and no npm: the Build's dependency tree must come
+    // from the bucket, packed by the control plane that installed it.
+    std::fs::create_dir_all(support::functions_dir()).expect("functions dir");
+    let own = tempfile::tempdir_in(support::functions_dir()).expect("dir");
+    std::fs::set_permissions(own.path(), std::fs::Permissions::from_mode(0o755)).expect("mode");
+    cmd.arg("--functions-dir")
+        .arg(own.path())
+        .args(["--npm", "/bin/false"]);
     let edge = Sigil::spawn_command(cmd, &dir);
 
     // Python: every call of the SDK's Serverless v1 surface the interop script makes.
@@ -467,8 +476,18 @@ fn the_official_tools_work_through_an_edge() {
             .body,
         std::fs::read(fixture.join("assets/logo.txt")).expect("fixture")
     );
-    // And runs its Function: the code from the bucket, a worker on the edge.
+    // And runs its Function: the code and the dependency tree from the bucket, a worker on
+    // the edge.
     support::expect_toolkit_hello(&client, &domain);
+    let sets: Vec<_> = std::fs::read_dir(own.path().join("deps"))
+        .expect("the edge unpacked a set")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert!(
+        sets.iter()
+            .any(|p| p.join("node_modules/twilio/package.json").is_file()),
+        "{sets:?}"
+    );
 }
 
 /// A rotated auth token reaches every edge through the feed: once the secondary token is

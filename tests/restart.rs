@@ -151,6 +151,20 @@ fn each_acknowledged_write_survives_an_immediate_kill() {
     }
 }
 
+/// Every file under `dir`, at any depth.
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// Where the blob of `content` lives under `data`.
 fn blob_path(data: &std::path::Path, content: &[u8]) -> std::path::PathBuf {
     use sha2::Digest;
@@ -190,6 +204,39 @@ fn unreferenced_blobs_are_collected_at_start_and_a_second_server_is_refused() {
         "text/plain",
     );
     api.delete(&format!("/v1/Services/{gone}")).expect(204);
+    // A Build with a Function: its dependency tree, packed, is a blob only the Build refers
+    // to (the largest here by far).
+    let code = api.service("code");
+    let (_, fv) = api.version(
+        &code,
+        "Functions",
+        "/f",
+        "public",
+        b"exports.handler = (c, e, cb) => cb(null, 'ok');",
+        "application/javascript",
+    );
+    let zb = api
+        .post(
+            &format!("/v1/Services/{code}/Builds"),
+            &[("FunctionVersions", fv.as_str())],
+        )
+        .expect(201)
+        .s("sid");
+    assert_eq!(
+        api.wait_build_within(&code, &zb, std::time::Duration::from_secs(300)),
+        "completed"
+    );
+    let largest = || {
+        walk_files(&data.join("blobs"))
+            .into_iter()
+            .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .expect("blobs")
+    };
+    let tree = largest();
+    assert!(
+        std::fs::metadata(&tree).expect("tree").len() > 1 << 20,
+        "{tree:?}"
+    );
     // A blob whose upload never reached the metadata (a full disk, a kill in between).
     let orphan = blob_path(&data, b"an orphan");
     std::fs::create_dir_all(orphan.parent().expect("fan")).expect("fan dir");
@@ -238,6 +285,7 @@ fn unreferenced_blobs_are_collected_at_start_and_a_second_server_is_refused() {
     assert!(!blob_path(&data, b"content of a deleted Service").exists());
     assert!(blob_path(&data, page.as_bytes()).exists());
     assert!(blob_path(&data, b"uploaded, not built").exists());
+    assert!(tree.exists(), "the packed dependency tree is kept");
     assert_eq!(
         blob_count(),
         before - 2,

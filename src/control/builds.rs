@@ -18,6 +18,7 @@ use super::resources::ResourceKind;
 use super::versions::VersionData;
 use super::{json_response, ApiError, ApiResult, ControlPlane, Ctx, ListFilter};
 use crate::clock::{iso, now};
+use crate::manifest::BlobRef;
 use crate::manifest::{is_text, Encoded, Entry, Visibility};
 use crate::sid::Prefix;
 use crate::store::{Kind, ListQuery, Record, StoreError, Write};
@@ -79,6 +80,9 @@ pub struct BuildData {
     /// Build is `building`, complete once it is `completed`.
     #[serde(default)]
     pub encodings: BTreeMap<String, Vec<Encoded>>,
+    /// The installed dependency tree, packed ([`crate::manifest::BuildManifest`]).
+    #[serde(default)]
+    pub dependency_tree: Option<BlobRef>,
     /// Last change, Unix seconds.
     pub date_updated: i64,
 }
@@ -378,6 +382,7 @@ impl ControlPlane {
             status: BuildStatus::Building,
             failure: None,
             encodings: BTreeMap::new(),
+            dependency_tree: None,
             date_updated: created,
         };
         let mut rec = Record::new(
@@ -435,11 +440,17 @@ impl ControlPlane {
                 Err(e) => return Err(ApiError::unavailable(e)),
             }
         }
+        let mut dependency_tree = None;
         let missing = match missing {
-            None if !data.function_versions.is_empty() => self
-                .install_build_dependencies(&data.dependencies)
-                .await
-                .err(),
+            None if !data.function_versions.is_empty() => {
+                match self.install_build_dependencies(&data.dependencies).await? {
+                    Ok(tree) => {
+                        dependency_tree = tree;
+                        None
+                    }
+                    Err(why) => Some(why),
+                }
+            }
             other => other,
         };
         let (failure, encodings) = match missing {
@@ -453,7 +464,7 @@ impl ControlPlane {
             },
         };
 
-        let (failure, encodings) = (&failure, &encodings);
+        let (failure, encodings, dependency_tree) = (&failure, &encodings, &dependency_tree);
         // Conditional on the version read: of two processes finishing one Build, one writes
         // the result and the other, reading again, finds it finished.
         super::retrying(|| async move {
@@ -476,6 +487,7 @@ impl ControlPlane {
             };
             data.failure = failure.clone();
             data.encodings = encodings.clone();
+            data.dependency_tree = dependency_tree.clone();
             data.date_updated = now();
             rec.encode(&data);
             self.db(move |s| s.commit(vec![Write::Update(rec)])).await
@@ -484,16 +496,33 @@ impl ControlPlane {
     }
 
     /// Installs a Build's dependency set (Twilio's rules: registry packages only, `twilio`
-    /// added) where the edge's workers find it; the error says what npm said.
-    async fn install_build_dependencies(&self, declared: &[Dependency]) -> Result<(), String> {
-        let set = crate::functions::deps::set(declared)
-            .map_err(|why| format!("Some dependencies could not be validated: {why}"))?;
-        let Some((dir, npm)) = self.dependencies.get() else {
-            return Ok(());
+    /// added) where the edge's workers find it, and stores it packed for edges elsewhere;
+    /// the inner error (the Build's failure) says what npm said; the outer one is blob
+    /// storage's, which leaves the Build `building`, to be finished later.
+    async fn install_build_dependencies(
+        &self,
+        declared: &[Dependency],
+    ) -> Result<Result<Option<BlobRef>, String>, ApiError> {
+        let set = match crate::functions::deps::set(declared) {
+            Ok(set) => set,
+            Err(why) => {
+                return Ok(Err(format!(
+                    "Some dependencies could not be validated: {why}"
+                )))
+            }
         };
-        crate::functions::deps::install(dir, npm, &set)
-            .await
-            .map(|_| ())
+        let Some((dir, npm)) = self.dependencies.get() else {
+            return Ok(Ok(None));
+        };
+        let installed = match crate::functions::deps::install(dir, npm, &set).await {
+            Ok(installed) => installed,
+            Err(why) => return Ok(Err(why)),
+        };
+        match crate::functions::deps::packed(&installed, &self.blobs).await {
+            Ok(tree) => Ok(Ok(Some(tree))),
+            Err(crate::functions::deps::PackError::Store(e)) => Err(ApiError::unavailable(e)),
+            Err(crate::functions::deps::PackError::Pack(why)) => Ok(Err(why)),
+        }
     }
 
     /// The br and gzip variants of every distinct text asset: those an earlier Build of the

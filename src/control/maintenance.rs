@@ -142,12 +142,36 @@ impl ControlPlane {
     }
 
     /// Runs the upkeep every [`EVERY`] in whichever process holds the lease.
+    /// Without an edge in this process, the dependency sets installed here serve only as a
+    /// cache for the next Build: each is removed once unused for
+    /// [`crate::functions::disk::GRACE`] (an edge sharing the directory keeps what it serves
+    /// and cleans up itself).
+    async fn remove_unused_dependency_sets(&self) {
+        let Some((dir, _)) = self.dependencies.get() else {
+            return;
+        };
+        if self.feed.is_some() {
+            return;
+        }
+        let dir = dir.clone();
+        let none = HashSet::new();
+        let removed = tokio::task::spawn_blocking(move || {
+            crate::functions::disk::remove_unused(&dir, &none, &none, crate::functions::disk::GRACE)
+        })
+        .await
+        .unwrap_or(0);
+        if removed > 0 {
+            tracing::info!(removed, "unused dependency sets removed");
+        }
+    }
+
     pub fn spawn_maintenance(self: &Arc<Self>, retention_secs: i64) {
         let this = Arc::clone(self);
         let holder = crate::sid::random_hex(16);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(EVERY).await;
+                this.remove_unused_dependency_sets().await;
                 let (store, me) = (Arc::clone(&this.store), holder.clone());
                 let now = crate::clock::now();
                 let leased = tokio::task::spawn_blocking(move || {

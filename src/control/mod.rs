@@ -86,8 +86,9 @@ tokio::task_local! {
     static CHANGED: std::cell::Cell<Option<i64>>;
 }
 
-/// Every blob digest the metadata refers to: each version's content, and each Build's entries
-/// and their precompressed variants (a Build outlives the Asset whose version it holds).
+/// Every blob digest the metadata refers to: each version's content, and each Build's entries,
+/// their precompressed variants and its packed dependency tree (a Build outlives the Asset
+/// whose version it holds).
 pub fn referenced_blobs(
     store: &dyn Metadata,
 ) -> Result<std::collections::HashSet<String>, StoreError> {
@@ -103,6 +104,8 @@ pub fn referenced_blobs(
         function_versions: Vec<Digest>,
         #[serde(default)]
         encodings: std::collections::BTreeMap<String, Vec<Digest>>,
+        #[serde(default)]
+        dependency_tree: Option<Digest>,
     }
     let mut live = std::collections::HashSet::new();
     for kind in [Kind::AssetVersion, Kind::FunctionVersion] {
@@ -118,7 +121,12 @@ pub fn referenced_blobs(
             .into_iter()
             .chain(build.function_versions);
         let variants = build.encodings.into_values().flatten();
-        live.extend(entries.chain(variants).map(|d| d.sha256));
+        live.extend(
+            entries
+                .chain(variants)
+                .chain(build.dependency_tree)
+                .map(|d| d.sha256),
+        );
         Ok(())
     })?;
     Ok(live)

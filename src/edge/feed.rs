@@ -390,6 +390,14 @@ impl Follower {
                 wanted.push((&rep.sha256, rep.size));
             }
         }
+        // What its Functions run with, so that they too run on when the bucket is away.
+        if let Some(code) = &site.code {
+            let entries = code.functions.iter().chain(&code.private_assets);
+            wanted.extend(entries.map(|e| (e.sha256.as_str(), e.size)));
+            if let Some(tree) = &code.dependency_tree {
+                wanted.push((&tree.sha256, tree.size));
+            }
+        }
         wanted.sort_unstable();
         wanted.dedup();
         let cache = &self.edge.cache;

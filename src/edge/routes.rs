@@ -211,6 +211,8 @@ pub struct Code {
     pub dependencies: Vec<Dependency>,
     /// The Node.js runtime named.
     pub runtime: String,
+    /// The installed dependency tree, packed, when the Build has one.
+    pub dependency_tree: Option<crate::manifest::BlobRef>,
 }
 
 impl Code {
@@ -229,6 +231,7 @@ impl Code {
                 .collect(),
             dependencies: b.dependencies.clone(),
             runtime: b.runtime.clone(),
+            dependency_tree: b.dependency_tree.clone(),
         }))
     }
 }

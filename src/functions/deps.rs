@@ -3,12 +3,15 @@
 //! is what the Build declares plus `twilio` when it names none (Twilio adds it); the
 //! `@twilio/runtime-handler` entry is left out, since sigil's runner stands in for it.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::manifest::Dependency;
+use crate::edge::cache::BlobCache;
+use crate::manifest::{BlobRef, Dependency};
+use crate::store::BlobStore;
 
 /// The `twilio` version a Build gets when it declares none.
 pub const DEFAULT_TWILIO: &str = "^5";
@@ -16,6 +19,10 @@ pub const DEFAULT_TWILIO: &str = "^5";
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
 /// How much of npm's error output a failed Build reports.
 const ERROR_CHARS: usize = 1500;
+/// Most bytes a packed tree may unpack to, and most entries it may hold: a tree that says
+/// more is refused rather than allowed to fill the disk.
+const MAX_UNPACKED: u64 = 2 << 30;
+const MAX_ENTRIES: usize = 500_000;
 
 /// Why a dependency is refused before npm is asked: only packages from the public
 /// registry, by name and version range (Twilio's rule; a `file:`, git or URL version would
@@ -118,6 +125,7 @@ pub async fn install(
 ) -> Result<PathBuf, String> {
     let dir = dir_of(functions_dir, set);
     if dir.join("node_modules").is_dir() {
+        super::disk::touch(&dir);
         return Ok(dir);
     }
     let parent = dir.parent().expect("deps/<hash> has a parent");
@@ -165,12 +173,7 @@ pub async fn install(
         let (from, to) = (tmp.clone(), dir.clone());
         tokio::task::spawn_blocking(move || {
             super::tree::open_to_workers(&from).map_err(|e| e.to_string())?;
-            match std::fs::rename(&from, &to) {
-                Ok(()) => Ok(()),
-                // Installed meanwhile by another Build of the same set.
-                Err(_) if to.join("node_modules").is_dir() => Ok(()),
-                Err(e) => Err(format!("{}: {e}", to.display())),
-            }
+            place(&from, &to)
         })
         .await
         .map_err(|e| e.to_string())?
@@ -180,6 +183,181 @@ pub async fn install(
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result.map(|()| dir)
+}
+
+/// Why a tree was not packed.
+#[derive(Debug)]
+pub enum PackError {
+    /// Reading the tree failed: the Build fails, saying this.
+    Pack(String),
+    /// Blob storage failed: try again later.
+    Store(crate::store::BlobError),
+}
+
+/// The packed form of the set installed at `dir` (its `node_modules`), stored in `blobs`
+/// (and so in the bucket, in a fleet): what travels to edges that did not install it.
+/// Packed once per set; a later Build of the same set reuses the blob while it exists.
+pub async fn packed(dir: &Path, blobs: &BlobStore) -> Result<BlobRef, PackError> {
+    let record = dir.with_extension("packed");
+    if let Some(known) = std::fs::read(&record)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<BlobRef>(&b).ok())
+    {
+        if blobs
+            .contains(&known.sha256, known.size)
+            .await
+            .unwrap_or(false)
+        {
+            return Ok(known);
+        }
+    }
+    let from = dir.to_path_buf();
+    let bytes = tokio::task::spawn_blocking(move || pack(&from))
+        .await
+        .map_err(|e| PackError::Pack(e.to_string()))?
+        .map_err(|e| PackError::Pack(format!("could not pack the dependency tree: {e}")))?;
+    let stored = blobs.put(&bytes).await.map_err(PackError::Store)?;
+    let packed = BlobRef {
+        sha256: stored.sha256,
+        size: stored.size,
+    };
+    // Only a shortcut: a record that is lost or stale costs one more packing.
+    let _ = std::fs::write(&record, serde_json::to_vec(&packed).unwrap_or_default());
+    Ok(packed)
+}
+
+/// `dir/node_modules` as a gzipped tar: directories and regular files only (npm's `.bin`
+/// links are left out: workers may not spawn processes), in name order, with fixed owners,
+/// modes and times, so the same tree packs to the same bytes and blob.
+fn pack(dir: &Path) -> std::io::Result<Vec<u8>> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    let mut stack = vec![PathBuf::from("node_modules")];
+    while let Some(rel) = stack.pop() {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_mtime(0);
+        header.set_size(0);
+        tar.append_data(&mut header, &rel, std::io::empty())?;
+        let mut entries: Vec<(std::ffi::OsString, std::fs::FileType)> =
+            std::fs::read_dir(dir.join(&rel))?
+                .map(|e| e.and_then(|e| Ok((e.file_name(), e.file_type()?))))
+                .collect::<std::io::Result<_>>()?;
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        // Directories go on the stack in reverse, so they come out in name order.
+        for (name, kind) in entries.iter().rev() {
+            let path = rel.join(name);
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() {
+                let file = std::fs::File::open(dir.join(&path))?;
+                let meta = file.metadata()?;
+                let mut header = tar::Header::new_ustar();
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(if meta.permissions().mode() & 0o111 != 0 {
+                    0o755
+                } else {
+                    0o644
+                });
+                header.set_mtime(0);
+                header.set_size(meta.len());
+                tar.append_data(&mut header, &path, file)?;
+            }
+        }
+    }
+    tar.into_inner()?.finish()
+}
+
+/// Unpacks a tree [`pack`] made into `dir` (which then holds `node_modules`): into a
+/// temporary directory, then renamed into place, so a directory that exists is whole. Only
+/// directories and regular files under `node_modules/` by plain relative names are
+/// accepted, within [`MAX_UNPACKED`] bytes and [`MAX_ENTRIES`] entries.
+fn unpack(packed: &[u8], dir: &Path) -> Result<(), String> {
+    let parent = dir.parent().expect("deps/<hash> has a parent");
+    super::tree::make_dir(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let tmp = parent.join(format!(
+        ".unpack-{}-{}",
+        dir.file_name().and_then(|n| n.to_str()).unwrap_or("deps"),
+        crate::sid::request_sid()
+    ));
+    let result = (|| {
+        super::tree::make_dir(&tmp).map_err(|e| e.to_string())?;
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(packed));
+        let (mut bytes, mut count) = (0u64, 0usize);
+        for entry in archive.entries().map_err(|e| e.to_string())? {
+            let mut entry = entry.map_err(|e| format!("a damaged dependency tree: {e}"))?;
+            let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+            let plain = path.starts_with("node_modules")
+                && path
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+            let kind = entry.header().entry_type();
+            if !plain || !(kind.is_dir() || kind.is_file()) {
+                return Err(format!(
+                    "the dependency tree holds {} ({kind:?}), which it may not",
+                    path.display()
+                ));
+            }
+            count += 1;
+            bytes += entry.size();
+            if count > MAX_ENTRIES || bytes > MAX_UNPACKED {
+                return Err("the dependency tree is larger than an edge unpacks".into());
+            }
+            entry
+                .unpack(tmp.join(&path))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        if !tmp.join("node_modules").is_dir() {
+            return Err("the dependency tree has no node_modules".into());
+        }
+        super::tree::open_to_workers(&tmp).map_err(|e| e.to_string())?;
+        place(&tmp, dir)
+    })();
+    if tmp.exists() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+/// Renames a whole set directory into place; one placed meanwhile (by another Build of the
+/// same set) is as good.
+fn place(from: &Path, to: &Path) -> Result<(), String> {
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(_) if to.join("node_modules").is_dir() => Ok(()),
+        Err(e) => Err(format!("{}: {e}", to.display())),
+    }
+}
+
+/// The directory holding `set`'s `node_modules` on an edge: there already (installed by a
+/// control plane sharing the directory, or earlier), else unpacked from the Build's packed
+/// `tree` (fetched like any blob), else — for Builds recorded before trees were packed —
+/// installed with npm here.
+pub async fn obtain(
+    functions_dir: &Path,
+    npm: &Path,
+    set: &[Dependency],
+    tree: Option<&BlobRef>,
+    cache: &BlobCache,
+) -> Result<PathBuf, String> {
+    let dir = dir_of(functions_dir, set);
+    if dir.join("node_modules").is_dir() {
+        super::disk::touch(&dir);
+        return Ok(dir);
+    }
+    let Some(tree) = tree else {
+        return install(functions_dir, npm, set).await;
+    };
+    let blob = cache
+        .load(&tree.sha256, tree.size)
+        .await
+        .map_err(|e| format!("the Build's dependency tree could not be read: {e}"))?;
+    let to = dir.clone();
+    tokio::task::spawn_blocking(move || unpack(blob.bytes(), &to))
+        .await
+        .map_err(|e| e.to_string())??;
+    Ok(dir)
 }
 
 #[cfg(test)]
@@ -251,5 +429,116 @@ mod tests {
         assert_eq!(dir_of(base, &a), dir_of(base, &b));
         assert_ne!(dir_of(base, &a), dir_of(base, &c));
         assert!(dir_of(base, &a).starts_with("/f/deps"));
+    }
+
+    fn tree_with_files(root: &Path) {
+        let pkg = root.join("node_modules/pkg");
+        std::fs::create_dir_all(pkg.join("lib/deep")).unwrap();
+        std::fs::write(pkg.join("index.js"), "module.exports = 1;\n").unwrap();
+        std::fs::write(pkg.join("lib/deep/x.json"), "{}").unwrap();
+        std::fs::write(pkg.join("cli.js"), "#!/usr/bin/env node\n").unwrap();
+        std::fs::set_permissions(pkg.join("cli.js"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        std::fs::create_dir_all(root.join("node_modules/.bin")).unwrap();
+        std::os::unix::fs::symlink("../pkg/cli.js", root.join("node_modules/.bin/pkg")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", pkg.join("passwd")).unwrap();
+    }
+
+    #[test]
+    fn a_tree_packs_to_the_same_bytes_and_unpacks_whole() {
+        let from = tempfile::tempdir().unwrap();
+        tree_with_files(from.path());
+        let packed = pack(from.path()).unwrap();
+        assert_eq!(pack(from.path()).unwrap(), packed, "deterministic");
+
+        let to = tempfile::tempdir().unwrap();
+        let dir = to.path().join("deps/abc");
+        unpack(&packed, &dir).unwrap();
+        let pkg = dir.join("node_modules/pkg");
+        assert_eq!(
+            std::fs::read_to_string(pkg.join("index.js")).unwrap(),
+            "module.exports = 1;\n"
+        );
+        assert_eq!(std::fs::read(pkg.join("lib/deep/x.json")).unwrap(), b"{}");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&pkg.join("cli.js")), 0o755);
+        assert_eq!(mode(&pkg.join("index.js")), 0o644);
+        assert_eq!(mode(&pkg.join("lib")), 0o755);
+        // Links are left out, whether inside the tree or out of it.
+        assert!(pkg.join("passwd").symlink_metadata().is_err());
+        assert!(dir
+            .join("node_modules/.bin/pkg")
+            .symlink_metadata()
+            .is_err());
+        // Nothing temporary is left beside it.
+        let left: Vec<_> = std::fs::read_dir(to.path().join("deps"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["abc"]);
+        // A second unpacking of the same set finds it there.
+        unpack(&packed, &dir).unwrap();
+    }
+
+    /// A tar with one entry whose name is written raw (the `tar` crate refuses to write
+    /// such names itself).
+    fn raw_tar(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        for (name, kind, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.as_mut_bytes()[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_entry_type(*kind);
+            header.set_mode(0o644);
+            header.set_size(data.len() as u64);
+            if *kind == tar::EntryType::Symlink {
+                header.set_link_name("/etc").unwrap();
+            }
+            header.set_cksum();
+            tar.append(&header, *data).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn an_unpacked_tree_stays_inside_node_modules() {
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let dir_entry = ("node_modules", Directory, &b""[..]);
+        for (entries, why) in [
+            (
+                vec![dir_entry, ("node_modules/../escape.js", Regular, &b"x"[..])],
+                "a parent step",
+            ),
+            (
+                vec![dir_entry, ("/etc/cron.d/x", Regular, b"x")],
+                "an absolute path",
+            ),
+            (
+                vec![dir_entry, ("elsewhere.js", Regular, b"x")],
+                "outside node_modules",
+            ),
+            (
+                vec![dir_entry, ("node_modules/link", Symlink, b"")],
+                "a link",
+            ),
+            (
+                vec![dir_entry, ("node_modules/fifo", tar::EntryType::Fifo, b"")],
+                "a fifo",
+            ),
+            (vec![("node_modules.js", Regular, b"x")], "no node_modules"),
+            (vec![], "nothing at all"),
+        ] {
+            let to = tempfile::tempdir().unwrap();
+            let dir = to.path().join("deps/abc");
+            assert!(unpack(&raw_tar(&entries), &dir).is_err(), "{why}");
+            assert!(!dir.exists(), "{why}: nothing placed");
+            assert!(!to.path().join("escape.js").exists(), "{why}");
+            let left = std::fs::read_dir(to.path().join("deps")).unwrap().count();
+            assert_eq!(left, 0, "{why}: the temporary directory is removed");
+        }
+        let to = tempfile::tempdir().unwrap();
+        assert!(unpack(b"not a tar at all", &to.path().join("deps/abc")).is_err());
+        let good = raw_tar(&[dir_entry, ("node_modules/a.js", Regular, b"1")]);
+        unpack(&good, &to.path().join("deps/abc")).unwrap();
     }
 }

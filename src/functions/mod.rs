@@ -11,11 +11,12 @@
 
 pub mod cookies;
 pub mod deps;
+pub mod disk;
 pub mod event;
 pub mod tree;
 pub mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
@@ -42,6 +43,8 @@ const QUEUE_WAIT: Duration = Duration::from_secs(2);
 const IDLE: Duration = Duration::from_secs(300);
 /// How often pools are looked over.
 const SWEEP: Duration = Duration::from_secs(5);
+/// Every how many sweeps unused directories are looked for (10 minutes).
+const DISK_SWEEP_ROUNDS: u64 = 120;
 
 /// Functions settings (`sigil serve` flags).
 #[derive(Debug, Clone)]
@@ -126,6 +129,9 @@ pub struct Functions {
     tokens: Arc<Tokens>,
     logs: Arc<LogSink>,
     trees: Mutex<HashMap<String, Arc<OnceCell<Arc<Tree>>>>>,
+    /// Held (shared) while a Build's directory is made, and (alone) while unused ones are
+    /// removed: what is being made is never taken.
+    disk: tokio::sync::RwLock<()>,
     pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
     gates: Mutex<HashMap<String, Arc<Semaphore>>>,
     sweeping: std::sync::Once,
@@ -226,6 +232,7 @@ impl Functions {
             logs,
             runtimes: Mutex::default(),
             trees: Mutex::default(),
+            disk: tokio::sync::RwLock::new(()),
             pools: Mutex::default(),
             gates: Mutex::default(),
             sweeping: std::sync::Once::new(),
@@ -509,10 +516,16 @@ impl Functions {
             Arc::clone(trees.entry(site.build_sid.clone()).or_default())
         };
         cell.get_or_try_init(|| async {
+            let _making = self.disk.read().await;
             let set = deps::set(&code.dependencies)?;
-            // Installed when the Build was made, where the control plane shares this
-            // directory; an edge of its own installs the set now.
-            let dir = deps::install(&self.config.dir, &self.config.npm, &set).await?;
+            let dir = deps::obtain(
+                &self.config.dir,
+                &self.config.npm,
+                &set,
+                code.dependency_tree.as_ref(),
+                cache,
+            )
+            .await?;
             tree::materialise(&self.config.dir, &site.build_sid, code, dir, cache)
                 .await
                 .map(Arc::new)
@@ -527,15 +540,59 @@ impl Functions {
             let weak: Weak<Functions> = Arc::downgrade(self);
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(SWEEP);
-                loop {
+                for round in 0u64.. {
                     tick.tick().await;
                     let Some(functions) = weak.upgrade() else {
                         return;
                     };
                     functions.sweep();
+                    if round % DISK_SWEEP_ROUNDS == DISK_SWEEP_ROUNDS - 1 {
+                        let _ =
+                            tokio::task::spawn_blocking(move || functions.remove_unused()).await;
+                    }
                 }
             });
         });
+    }
+
+    /// Removes the Build directories and dependency sets no served Build uses
+    /// ([`disk::remove_unused`]); on a blocking thread.
+    fn remove_unused(&self) {
+        let _alone = self.disk.blocking_write();
+        let mut builds = HashSet::new();
+        let mut sets = HashSet::new();
+        let mut keep_set = |dir: &std::path::Path| {
+            if let Some(name) = dir.file_name().and_then(|n| n.to_str()) {
+                sets.insert(name.to_owned());
+            }
+        };
+        for site in self.routes.sites().iter() {
+            builds.insert(site.build_sid.clone());
+            if let Some(set) = site
+                .code
+                .as_ref()
+                .and_then(|c| deps::set(&c.dependencies).ok())
+            {
+                keep_set(&deps::dir_of(&self.config.dir, &set));
+            }
+        }
+        // Pools still draining, and trees made for them.
+        let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        builds.extend(pools.keys().map(|(_, build)| build.clone()));
+        drop(pools);
+        for (build, cell) in self.trees.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            builds.insert(build.clone());
+            if let Some(tree) = cell.get() {
+                keep_set(&tree.deps);
+            }
+        }
+        let removed = disk::remove_unused(&self.config.dir, &builds, &sets, disk::GRACE);
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "unused Build directories and dependency sets removed"
+            );
+        }
     }
 
     fn sweep(&self) {

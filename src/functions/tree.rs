@@ -103,6 +103,7 @@ pub async fn materialise(
             .collect(),
     };
     if root.join(COMPLETE).is_file() {
+        super::disk::touch(&root);
         return Ok(tree);
     }
     // The bytes first (a blob may be fetched from the bucket), then the files, written off

@@ -1076,7 +1076,14 @@ impl Api {
     }
 
     pub fn wait_build(&self, svc: &str, build: &str) -> String {
-        for _ in 0..300 {
+        self.wait_build_within(svc, build, Duration::from_secs(6))
+    }
+
+    /// The status of a Build once it is no longer `building`, waiting at most `within`
+    /// (a Build with Functions waits for npm).
+    pub fn wait_build_within(&self, svc: &str, build: &str, within: Duration) -> String {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
             let st = self
                 .get(&format!("/v1/Services/{svc}/Builds/{build}/Status"))
                 .expect(200)
@@ -1086,7 +1093,7 @@ impl Api {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("build {build} still building after 6 s");
+        panic!("build {build} still building after {within:?}");
     }
 }
 
