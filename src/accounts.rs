@@ -52,11 +52,13 @@ fn new_token() -> String {
     random_hex(16)
 }
 
-fn sha256_hex(text: &str) -> String {
+/// sha256 of `text`, lowercase hex.
+pub fn sha256_hex(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))
 }
 
-fn ct_eq(a: &str, b: &str) -> bool {
+/// Whether two strings are equal, in time that does not depend on where they differ.
+pub fn ct_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 

@@ -15,7 +15,10 @@
 //!   — versioned records, conditional batches, leases — with its embedded SQLite and shared
 //!   PostgreSQL implementations; `sigil copy-store`.
 //! - [`control`]: the Serverless v1 API, one file per resource, plus pagination, errors,
-//!   forms, authentication, and the periodic upkeep (retention, collection).
+//!   forms, authentication (Basic, or a Console session with its CSRF token), and the
+//!   periodic upkeep (retention, collection).
+//! - [`console`]: the Console's static files (HTML, CSS, JavaScript modules), embedded and
+//!   served at `/console/` with a strict Content-Security-Policy; a client of the v1 API.
 //! - [`edge`]: serving Sites — routes, access, HTTP semantics, the blob and disk cache — and,
 //!   for a fleet, the change-feed follower (prefetch, then flip), the route snapshot and the
 //!   API proxy. It depends on the shared core ([`manifest`], [`store`], [`logsink`],
@@ -36,6 +39,7 @@ pub mod asset_path;
 pub mod body;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod manifest;
 pub mod server;

@@ -1,4 +1,5 @@
-//! HTTP Basic authentication of API requests (Account SID + auth token, or API key + secret).
+//! Authentication of API requests: HTTP Basic (Account SID + auth token, or API key +
+//! secret), or a Console session cookie ([`super::sessions`]).
 
 use base64::Engine;
 use http::{header, HeaderMap};
@@ -20,9 +21,17 @@ pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_owned(), pass.to_owned()))
 }
 
-/// The Account the request's credentials grant, or 401 / 20003.
-pub async fn authenticate(cp: &ControlPlane, headers: &HeaderMap) -> Result<String, ApiError> {
+/// The Account the request's credentials grant, or 401 / 20003 (403 for a session's
+/// change without its CSRF token). Basic credentials win over a session cookie.
+pub async fn authenticate(
+    cp: &ControlPlane,
+    method: &http::Method,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
     if headers.get(header::AUTHORIZATION).is_none() {
+        if let Some(account) = cp.session_account(method, headers).await? {
+            return Ok(account);
+        }
         return Err(ApiError::unauthorized(
             "Authentication Error - No credentials provided",
         ));

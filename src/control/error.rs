@@ -64,6 +64,11 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, 20003, message)
     }
 
+    /// 403 / 20403: authenticated, but this request may not do this.
+    pub fn forbidden(message: &str) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, 20403, message)
+    }
+
     /// 405 / 20004 with the route's methods.
     pub fn method_not_allowed(method: &http::Method, allow: &'static str) -> ApiError {
         ApiError {

@@ -3,7 +3,7 @@
 //! are older than the retention (`--retention-days`, as Twilio keeps them 30 days), the blobs
 //! nothing refers to any more (local files and bucket objects, after a grace period so that a
 //! blob whose record is being written stays), Builds left `building` by a process that
-//! died, and the change feed's entries older than a week.
+//! died, Console sessions past their end, and the change feed's entries older than a week.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -71,6 +71,8 @@ impl ControlPlane {
         let store = Arc::clone(&self.store);
         let (logs, versions, stale) = tokio::task::spawn_blocking(move || {
             let logs = store.purge_before(Kind::Log, now - super::logs::RETENTION_SECS)?;
+            // Console sessions past their end (they are refused from then on anyway).
+            store.purge_before(Kind::ConsoleSession, now - super::sessions::TTL_SECS)?;
             // An edge that was away longer than this reads everything afresh when it is back.
             store.prune_changes(now - FEED_RETENTION_SECS)?;
             let mut held = HashSet::new();

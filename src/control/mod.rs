@@ -19,6 +19,7 @@ pub mod maintenance;
 pub mod page;
 pub mod resources;
 pub mod services;
+pub mod sessions;
 pub mod variables;
 pub mod versions;
 
@@ -181,6 +182,7 @@ enum Route {
     Versions(String, ResourceKind, String),
     Version(String, ResourceKind, String, String),
     FunctionVersionContent(String, String, String),
+    AssetVersionContent(String, String, String),
     Builds(String),
     Build(String, String),
     BuildStatus(String, String),
@@ -243,6 +245,9 @@ impl Route {
             ["Services", svc, "Functions", f, "Versions", v, "Content"] => {
                 Route::FunctionVersionContent(o(svc), o(f), o(v))
             }
+            ["Services", svc, "Assets", a, "Versions", v, "Content"] => {
+                Route::AssetVersionContent(o(svc), o(a), o(v))
+            }
             _ => return None,
         })
     }
@@ -261,6 +266,7 @@ impl Route {
             Route::Environment(..) | Route::Build(..) => "GET, DELETE",
             Route::Version(..)
             | Route::FunctionVersionContent(..)
+            | Route::AssetVersionContent(..)
             | Route::BuildStatus(..)
             | Route::Deployment(..)
             | Route::Logs(..)
@@ -420,6 +426,8 @@ impl ControlPlane {
             let _ = self.ready.subscribe().wait_for(|open| *open).await;
         }
         let request_sid = crate::sid::request_sid();
+        // The Console's calls: a 401 must not make the browser ask for Basic credentials.
+        let unchallenged = sessions::from_console(req.headers());
         let (changed, routed) = CHANGED
             .scope(std::cell::Cell::new(None), async {
                 let routed = self.route(req).await;
@@ -431,6 +439,9 @@ impl ControlPlane {
             Err(e) => e.into_response(),
         };
         let h = resp.headers_mut();
+        if unchallenged {
+            h.remove(header::WWW_AUTHENTICATE);
+        }
         if let Some(position) = changed {
             h.insert(FEED_POSITION, HeaderValue::from(position));
         }
@@ -464,10 +475,25 @@ impl ControlPlane {
                 &serde_json::json!({"status": "ok"}),
             ));
         }
+        if path == "/console/session" {
+            return match *req.method() {
+                Method::POST => {
+                    let headers = req.headers().clone();
+                    let form = read_form(req).await?;
+                    self.sign_in(&headers, &form).await
+                }
+                Method::GET => self.session_info(req.headers()).await,
+                Method::DELETE => self.sign_out(req.headers()).await,
+                ref m => Err(ApiError::method_not_allowed(m, "GET, POST, DELETE")),
+            };
+        }
+        if path == "/console" || path.starts_with("/console/") {
+            return Ok(crate::console::serve(req.method(), &path));
+        }
         if req.method() == Method::OPTIONS {
             return Ok(cors_preflight());
         }
-        let account = auth::authenticate(self, req.headers()).await?;
+        let account = auth::authenticate(self, req.method(), req.headers()).await?;
         let short = path.strip_prefix("/v1").unwrap_or(&path).to_owned();
         let query = Params::parse(req.uri().query().unwrap_or("").as_bytes())?;
         let ctx = Ctx {
@@ -509,6 +535,9 @@ impl ControlPlane {
             Route::Version(svc, kind, r, v) => self.fetch_version(ctx, &svc, kind, &r, &v).await,
             Route::FunctionVersionContent(svc, f, v) => {
                 self.fetch_function_content(ctx, &svc, &f, &v).await
+            }
+            Route::AssetVersionContent(svc, a, v) => {
+                self.fetch_asset_content(ctx, &svc, &a, &v).await
             }
             Route::Builds(svc) => self.list_builds(ctx, &svc).await,
             Route::Build(svc, b) => self.fetch_build(ctx, &svc, &b).await,

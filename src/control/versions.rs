@@ -465,6 +465,44 @@ impl ControlPlane {
         ))
     }
 
+    /// `GET …/Assets/{Sid}/Versions/{Sid}/Content`: the Version's bytes as uploaded, with
+    /// its Content-Type. A sigil addition (Twilio's API cannot read an Asset back): what lets
+    /// a client — the Console among them — make a new Version of the same content with
+    /// another visibility or path.
+    pub(super) async fn fetch_asset_content(
+        &self,
+        ctx: &Ctx,
+        svc: &str,
+        asset: &str,
+        id: &str,
+    ) -> ApiResult {
+        let (_, data) = self
+            .version(ctx, svc, ResourceKind::Asset, asset, id)
+            .await?;
+        let bytes = self
+            .blobs
+            .read(&data.sha256, data.size)
+            .await
+            .map_err(blob_error)?;
+        let mut resp = Response::new(crate::Body::new(Bytes::from(bytes)));
+        let ctype = data
+            .content_type
+            .as_deref()
+            .and_then(|t| HeaderValue::from_str(t).ok())
+            .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, ctype);
+        h.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        Ok(resp)
+    }
+
     /// `POST …/{Functions|Assets}/{Sid}/Versions` (multipart: `Path`, `Visibility`, `Content`).
     pub(super) async fn upload_version<B>(
         &self,

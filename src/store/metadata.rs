@@ -23,6 +23,8 @@ pub enum Kind {
     Account,
     /// An API key of an Account.
     ApiKey,
+    /// A Console session, under the Account or API key it was signed in with.
+    ConsoleSession,
     /// A Service.
     Service,
     /// An Environment of a Service.
@@ -51,6 +53,7 @@ impl Kind {
         match self {
             Kind::Account => "account",
             Kind::ApiKey => "api_key",
+            Kind::ConsoleSession => "console_session",
             Kind::Service => "service",
             Kind::Environment => "environment",
             Kind::Function => "function",
@@ -65,9 +68,10 @@ impl Kind {
     }
 
     /// Every kind, in an order where a record's parent's kind comes before its own.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Account,
         Kind::ApiKey,
+        Kind::ConsoleSession,
         Kind::Service,
         Kind::Environment,
         Kind::Function,

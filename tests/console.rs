@@ -1,0 +1,285 @@
+//! The Console: its sessions and CSRF rule through the API (reqwest), then the whole Console
+//! in Debian's headless Chromium driven by Selenium (tests/interop/console.py), which saves a
+//! screenshot of each main screen under `target/tmp/console-screenshots`.
+
+mod support;
+
+use std::process::Command;
+
+use reqwest::blocking::{Client, Response};
+use support::*;
+
+fn field(out: &str, name: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} not in {out}"))
+        .to_owned()
+}
+
+fn client() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Signs in with `user`/`pass` as the Console does.
+fn sign_in(sigil: &Sigil, user: &str, pass: &str, extra: &[(&str, &str)]) -> Response {
+    let mut rb = client()
+        .post(format!("{}/console/session", sigil.api))
+        .header("X-Requested-With", "sigil-console")
+        .form(&[("AccountSid", user), ("AuthToken", pass)]);
+    for (k, v) in extra {
+        rb = rb.header(*k, *v);
+    }
+    rb.send().expect("sign in")
+}
+
+fn session_cookie(resp: &Response) -> (String, String) {
+    let set = resp
+        .headers()
+        .get("set-cookie")
+        .expect("a cookie")
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let pair = set.split(';').next().expect("name=value").to_owned();
+    (pair, set)
+}
+
+/// A call of the v1 API with only the session cookie (and `csrf`, when given).
+fn with_session(
+    sigil: &Sigil,
+    method: reqwest::Method,
+    path: &str,
+    cookie: &str,
+    csrf: Option<&str>,
+    form: &[(&str, &str)],
+) -> Response {
+    let mut rb = client()
+        .request(method, format!("{}{path}", sigil.api))
+        .header("Cookie", cookie)
+        .header("X-Requested-With", "sigil-console");
+    if let Some(t) = csrf {
+        rb = rb.header("X-Sigil-CSRF", t);
+    }
+    if !form.is_empty() {
+        rb = rb.form(form);
+    }
+    rb.send().expect("request")
+}
+
+#[test]
+fn sessions_stand_in_for_basic_credentials_and_changes_need_the_csrf_token() {
+    let sigil = Sigil::start();
+    let api = sigil.client();
+    let post = reqwest::Method::POST;
+    let get = reqwest::Method::GET;
+
+    // Only from the Console (a cross-site form cannot set the header).
+    let bare = client()
+        .post(format!("{}/console/session", sigil.api))
+        .form(&[("AccountSid", ACCOUNT_SID), ("AuthToken", AUTH_TOKEN)])
+        .send()
+        .expect("sign in");
+    assert_eq!(bare.status(), 403);
+    assert!(bare.headers().get("set-cookie").is_none());
+
+    // Wrong credentials: one message whichever part was wrong, and no Basic challenge (a
+    // browser would pop up its own dialog).
+    let unknown = format!("AC{}", "1".repeat(32));
+    for (user, pass) in [
+        (ACCOUNT_SID, "0".repeat(32)),
+        (unknown.as_str(), AUTH_TOKEN.to_owned()),
+        ("", String::new()),
+    ] {
+        let resp = sign_in(&sigil, user, &pass, &[]);
+        assert_eq!(resp.status(), 401, "{user}");
+        assert!(resp.headers().get("www-authenticate").is_none());
+        assert!(resp.headers().get("set-cookie").is_none());
+        let body: serde_json::Value = resp.json().expect("json");
+        assert_eq!(body["message"], "Those credentials were not accepted");
+    }
+
+    let resp = sign_in(&sigil, ACCOUNT_SID, AUTH_TOKEN, &[]);
+    assert_eq!(resp.status(), 201);
+    let (cookie, set) = session_cookie(&resp);
+    assert!(
+        set.contains("; HttpOnly")
+            && set.contains("; SameSite=Strict")
+            && set.contains("; Path=/")
+            && set.contains("; Max-Age=28800")
+            && !set.contains("Secure"),
+        "{set}"
+    );
+    let body: serde_json::Value = resp.json().expect("json");
+    let csrf = body["csrf_token"].as_str().expect("a token").to_owned();
+    assert_eq!(body["account_sid"], ACCOUNT_SID);
+    assert!(!set.contains(&csrf), "the CSRF token is not the cookie");
+    // Over HTTPS (as the edge forwards it), the cookie is Secure.
+    let https = sign_in(
+        &sigil,
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+        &[("X-Forwarded-Proto", "https")],
+    );
+    assert!(session_cookie(&https).1.ends_with("; Secure"));
+
+    // Reads with the cookie alone; changes only with the token, compared whole.
+    let svc = api.service("mine");
+    let list = with_session(&sigil, get.clone(), "/v1/Services", &cookie, None, &[]);
+    assert_eq!(list.status(), 200);
+    assert!(list.text().expect("body").contains(&svc));
+    let form = [("UniqueName", "by-session"), ("FriendlyName", "x")];
+    let last = if csrf.ends_with('0') { '1' } else { '0' };
+    let wrong = format!("{}{last}", &csrf[..csrf.len() - 1]);
+    for token in [None, Some(""), Some(wrong.as_str()), Some(&csrf[..8])] {
+        let resp = with_session(&sigil, post.clone(), "/v1/Services", &cookie, token, &form);
+        assert_eq!(resp.status(), 403, "{token:?}");
+        assert!(resp.text().expect("body").contains("CSRF"));
+    }
+    let made = with_session(
+        &sigil,
+        post.clone(),
+        "/v1/Services",
+        &cookie,
+        Some(&csrf),
+        &form,
+    );
+    assert_eq!(made.status(), 201);
+    // The token a reload asks for is the same one.
+    let info = with_session(&sigil, get.clone(), "/console/session", &cookie, None, &[]);
+    let info: serde_json::Value = info.json().expect("json");
+    assert_eq!(info["csrf_token"], csrf.as_str());
+    // Basic credentials win over a cookie: the other account sees its own.
+    let out = sigil.account_cli(&["create"]);
+    let (other, other_token) = (field(&out, "account_sid"), field(&out, "auth_token"));
+    let theirs = client()
+        .get(format!("{}/v1/Services", sigil.api))
+        .basic_auth(&other, Some(&other_token))
+        .header("Cookie", &cookie)
+        .send()
+        .expect("get");
+    assert_eq!(theirs.status(), 200);
+    assert!(!theirs.text().expect("body").contains(&svc));
+    // A cookie that names no session.
+    let forged = format!("sigil_console={}", "ab".repeat(32));
+    let resp = with_session(&sigil, get.clone(), "/v1/Services", &forged, None, &[]);
+    assert_eq!(resp.status(), 401);
+
+    // Signing out needs the token too, then ends the session for every request.
+    let del = reqwest::Method::DELETE;
+    let resp = with_session(&sigil, del.clone(), "/console/session", &cookie, None, &[]);
+    assert_eq!(resp.status(), 403);
+    let resp = with_session(&sigil, del, "/console/session", &cookie, Some(&csrf), &[]);
+    assert_eq!(resp.status(), 204);
+    assert!(session_cookie(&resp).1.contains("Max-Age=0"));
+    let resp = with_session(&sigil, get.clone(), "/v1/Services", &cookie, None, &[]);
+    assert_eq!(resp.status(), 401);
+
+    // Signed in with an API key: deleting the key ends the session.
+    let key = sigil.account_cli(&["key", "create", "--account", ACCOUNT_SID]);
+    let (sk, secret) = (field(&key, "api_key_sid"), field(&key, "api_key_secret"));
+    let resp = sign_in(&sigil, &sk, &secret, &[]);
+    assert_eq!(resp.status(), 201);
+    let (by_key, _) = session_cookie(&resp);
+    let resp = with_session(&sigil, get.clone(), "/v1/Services", &by_key, None, &[]);
+    assert_eq!(resp.status(), 200);
+    sigil.account_cli(&["key", "delete", "--account", ACCOUNT_SID, "--key", &sk]);
+    let resp = with_session(&sigil, get, "/v1/Services", &by_key, None, &[]);
+    assert_eq!(resp.status(), 401);
+}
+
+#[test]
+fn the_console_is_served_with_its_policy_here_and_through_the_edge() {
+    let sigil = Sigil::start();
+    let resp = client()
+        .get(format!("{}/console", sigil.api))
+        .send()
+        .expect("get");
+    assert_eq!(resp.status(), 308);
+    assert_eq!(resp.headers()["location"], "/console/");
+    // Through the edge, at the API's host name.
+    let page = client()
+        .get(format!("http://{}/console/", sigil.http))
+        .header("Host", "serverless.localhost")
+        .send()
+        .expect("get");
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert!(page.text().expect("html").contains("app.js"));
+    let js = client()
+        .get(format!("{}/console/app.js", sigil.api))
+        .send()
+        .expect("get");
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+}
+
+#[test]
+fn an_asset_versions_content_can_be_read_back() {
+    let sigil = Sigil::start();
+    let api = sigil.client();
+    let svc = api.service("readback");
+    let bytes = b"\x00\x01binary\xff".to_vec();
+    let (asset, version) = api.version(&svc, "Assets", "/b.bin", "private", &bytes, "image/x-test");
+    let path = format!("/v1/Services/{svc}/Assets/{asset}/Versions/{version}/Content");
+    let resp = client()
+        .get(format!("{}{path}", sigil.api))
+        .basic_auth(ACCOUNT_SID, Some(AUTH_TOKEN))
+        .send()
+        .expect("get");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/x-test");
+    assert_eq!(resp.headers()["content-disposition"], "attachment");
+    assert_eq!(resp.bytes().expect("body").to_vec(), bytes);
+    // Another account's is not found; so is an unknown Version.
+    let out = sigil.account_cli(&["create"]);
+    api.with_creds(&field(&out, "account_sid"), &field(&out, "auth_token"))
+        .get(&path)
+        .expect_error(404, 20404);
+    api.get(&format!(
+        "/v1/Services/{svc}/Assets/{asset}/Versions/ZN{}/Content",
+        "0".repeat(32)
+    ))
+    .expect_error(404, 20404);
+}
+
+/// The Console in Debian's Chromium, driven by Selenium (`tests/interop/console.py`).
+#[test]
+fn the_console_works_in_a_real_browser() {
+    let sigil = Sigil::start();
+    let out = sigil.account_cli(&["create"]);
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/console.py");
+    let run = Command::new("python3")
+        .arg(script)
+        .env("SIGIL_API_URL", &sigil.api)
+        .env("SIGIL_ACCOUNT_SID", ACCOUNT_SID)
+        .env("SIGIL_AUTH_TOKEN", AUTH_TOKEN)
+        .env("SIGIL_OTHER_SID", field(&out, "account_sid"))
+        .env("SIGIL_OTHER_TOKEN", field(&out, "auth_token"))
+        .env("SIGIL_EDGE_HTTP", sigil.http.to_string())
+        .env("SIGIL_SCREENSHOTS", &shots)
+        .output()
+        .expect(
+            "python3 runs (with selenium, chromium and chromium-driver installed: see .ci/run)",
+        );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success() && stdout.contains("checks passed"),
+        "the browser test failed (screenshots in {}):\n{stdout}\n{}",
+        shots.display(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for name in ["01-sign-in", "03-assets-uploaded", "05-environment-history"] {
+        assert!(shots.join(format!("{name}.png")).is_file(), "{name}");
+    }
+}
