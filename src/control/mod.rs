@@ -748,6 +748,14 @@ mod tests {
             ))
         );
         assert_eq!(
+            Route::parse("/v1/Services/x/Assets/ZH1/Versions/ZN1/Content"),
+            Some(Route::AssetVersionContent(
+                "x".into(),
+                "ZH1".into(),
+                "ZN1".into()
+            ))
+        );
+        assert_eq!(
             Route::parse("/v1/Services/my%2Dname/Assets"),
             Some(Route::Resources("my-name".into(), ResourceKind::Asset))
         );
@@ -758,7 +766,8 @@ mod tests {
             "/v1/Services/",
             "/v1/Services//Assets",
             "/v1/Services/x/Widgets",
-            "/v1/Services/x/Assets/ZH1/Versions/ZN1/Content",
+            "/v1/Services/x/Assets/ZH1/Versions/ZN1/Contents",
+            "/v1/Services/x/Widgets/ZH1/Versions/ZN1/Content",
             "/v1/Services/%FF",
         ] {
             assert_eq!(Route::parse(bad), None, "{bad}");

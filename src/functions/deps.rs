@@ -274,6 +274,16 @@ fn pack(dir: &Path) -> std::io::Result<Vec<u8>> {
 /// directories and regular files under `node_modules/` by plain relative names are
 /// accepted, within [`MAX_UNPACKED`] bytes and [`MAX_ENTRIES`] entries.
 fn unpack(packed: &[u8], dir: &Path) -> Result<(), String> {
+    unpack_within(packed, dir, MAX_UNPACKED, MAX_ENTRIES)
+}
+
+/// [`unpack`] with the limits given.
+fn unpack_within(
+    packed: &[u8],
+    dir: &Path,
+    max_bytes: u64,
+    max_entries: usize,
+) -> Result<(), String> {
     let parent = dir.parent().expect("deps/<hash> has a parent");
     super::tree::make_dir(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     let tmp = parent.join(format!(
@@ -301,7 +311,7 @@ fn unpack(packed: &[u8], dir: &Path) -> Result<(), String> {
             }
             count += 1;
             bytes += entry.size();
-            if count > MAX_ENTRIES || bytes > MAX_UNPACKED {
+            if count > max_entries || bytes > max_bytes {
                 return Err("the dependency tree is larger than an edge unpacks".into());
             }
             entry
@@ -540,5 +550,31 @@ mod tests {
         assert!(unpack(b"not a tar at all", &to.path().join("deps/abc")).is_err());
         let good = raw_tar(&[dir_entry, ("node_modules/a.js", Regular, b"1")]);
         unpack(&good, &to.path().join("deps/abc")).unwrap();
+    }
+
+    #[test]
+    fn a_tree_over_either_limit_is_refused() {
+        use tar::EntryType::{Directory, Regular};
+        // 4 entries, 10 bytes.
+        let packed = raw_tar(&[
+            ("node_modules", Directory, b""),
+            ("node_modules/a.js", Regular, b"12345"),
+            ("node_modules/b.js", Regular, b"123"),
+            ("node_modules/c.js", Regular, b"12"),
+        ]);
+        for (bytes, entries, ok) in [
+            (10, 4, true),
+            (9, 4, false),
+            (10, 3, false),
+            (1_000, 1_000, true),
+            (9, 1_000, false),
+            (1_000, 3, false),
+        ] {
+            let to = tempfile::tempdir().unwrap();
+            let dir = to.path().join("deps/abc");
+            let got = unpack_within(&packed, &dir, bytes, entries);
+            assert_eq!(got.is_ok(), ok, "{bytes} bytes, {entries} entries: {got:?}");
+            assert_eq!(dir.join("node_modules/c.js").is_file(), ok);
+        }
     }
 }
