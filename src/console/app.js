@@ -364,13 +364,22 @@ function drawAdder(box, state) {
       const path = h('input', { type: 'text', value: `/${file.name}`, 'aria-label': `Path for ${file.name}`, oninput: check });
       const visibility = visibilitySelect('public', { 'aria-label': `Visibility for ${file.name}`, onchange: check });
       const progress = h('progress', { max: 1, value: 0, 'aria-label': `Upload progress of ${file.name}` });
-      staged.push({ file, path, visibility, progress });
-      tbody.append(h('tr', {}, h('td', { 'data-label': 'File' }, file.name), h('td', { 'data-label': 'Path' }, path),
-        h('td', { 'data-label': 'Visibility' }, visibility), h('td', { 'data-label': 'Progress' }, progress)));
+      const one = { file, path, visibility, progress };
+      const tr = h('tr', {}, h('td', { 'data-label': 'File' }, file.name), h('td', { 'data-label': 'Path' }, path),
+        h('td', { 'data-label': 'Visibility' }, visibility), h('td', { 'data-label': 'Progress' }, progress),
+        h('td', { class: 'actions' }, h('button', {
+          type: 'button', 'aria-label': `Remove ${file.name}`,
+          onclick: () => { staged.splice(staged.indexOf(one), 1); tr.remove(); check(); },
+        }, 'Remove')));
+      staged.push(one);
+      tbody.append(tr);
     }
     check();
   };
-  const picker = h('input', { type: 'file', multiple: true, id: 'file-picker', onchange: (e) => stage(e.target.files) });
+  const picker = h('input', {
+    type: 'file', multiple: true, id: 'file-picker',
+    onchange: (e) => { stage(e.target.files); e.target.value = ''; },
+  });
   const drop = h('div', { class: 'drop', id: 'drop' }, 'Drop files here, or ', h('label', { for: 'file-picker', class: 'inline' }, 'choose files'), ' ', picker);
   drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
   drop.addEventListener('dragleave', () => drop.classList.remove('over'));
@@ -406,7 +415,8 @@ function drawAdder(box, state) {
   });
   fill(box, 
     h('h3', {}, 'Upload File'), drop, warn,
-    h('table', { class: 'stack staged' }, h('thead', {}, h('tr', {}, h('th', {}, 'File'), h('th', {}, 'Path'), h('th', {}, 'Visibility'), h('th', {}, 'Progress'))), tbody),
+    h('table', { class: 'stack staged', id: 'staged' }, h('thead', {}, h('tr', {}, h('th', {}, 'File'), h('th', {}, 'Path'), h('th', {}, 'Visibility'), h('th', {}, 'Progress'),
+      h('th', {}, h('span', { class: 'visually-hidden' }, 'Remove')))), tbody),
     upload,
     h('h3', {}, 'New text Asset'), text);
 }

@@ -159,6 +159,8 @@ def main():
         f.write(public_bytes)
     with open(os.path.join(files, "secret.xml"), "wb") as f:
         f.write(protected_bytes)
+    with open(os.path.join(files, "big.bin"), "wb") as f:
+        f.truncate(11 * 1024 * 1024)
 
     driver = browser()
     try:
@@ -198,18 +200,37 @@ def main():
         wait(driver, EC.element_to_be_clickable((By.LINK_TEXT, "dev"))).click()
         wait(driver, EC.presence_of_element_located((By.ID, "add")))
 
-        # Add+ -> Upload File: two files, one protected, progress to the end.
+        # Add+ -> Upload File: a file dropped, a file too large to be private (the warning, no
+        # upload until it is removed), then two picked at once, one protected.
         driver.find_element(By.ID, "add").click()
+        driver.execute_script(
+            "const dt = new DataTransfer();"
+            "dt.items.add(new File(['dropped bytes'], 'dropped.txt', {type: 'text/plain'}));"
+            "document.getElementById('drop').dispatchEvent("
+            "  new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));")
+        wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, "input[aria-label='Path for dropped.txt']")))
+        check(True, "a dropped file is staged")
         picker = driver.find_element(By.ID, "file-picker")
+        picker.send_keys(os.path.join(files, "big.bin"))
+        Select(driver.find_element(By.CSS_SELECTOR, "select[aria-label='Visibility for big.bin']")).select_by_value("private")
+        warn = wait(driver, lambda d: [w for w in d.find_elements(By.CSS_SELECTOR, "#adder .warn") if w.is_displayed()])
+        check("10 MB" in warn[0].text and not driver.find_element(By.ID, "upload").is_enabled(),
+              f"a private file over 10 MB is warned about before the upload: {warn[0].text!r}")
+        driver.find_element(By.CSS_SELECTOR, "button[aria-label='Remove big.bin']").click()
+        check(driver.find_element(By.ID, "upload").is_enabled(), "removed, the upload may go")
         picker.send_keys(os.path.join(files, "hello.html") + "\n" + os.path.join(files, "secret.xml"))
+        staged = [i.get_attribute("value") for i in driver.find_elements(By.CSS_SELECTOR, "#staged input[type=text]")]
+        check(staged == ["/dropped.txt", "/hello.html", "/secret.xml"], f"three files staged: {staged}")
         Select(driver.find_element(By.CSS_SELECTOR, "select[aria-label='Visibility for secret.xml']")).select_by_value("protected")
         driver.find_element(By.ID, "upload").click()
-        wait(driver, lambda d: len(marks(d, "assets")) == 2)
-        check(marks(driver, "assets") == ["not deployed yet"] * 2, "uploaded Assets show gray circles")
+        wait(driver, lambda d: len(marks(d, "assets")) == 3)
+        check(marks(driver, "assets") == ["not deployed yet"] * 3, "uploaded Assets show gray circles")
         shot(driver, "03-assets-uploaded")
 
         deploy_all(driver)
-        check(marks(driver, "assets") == ["deployed"] * 2, "Deploy All turns the circles into checks")
+        check(marks(driver, "assets") == ["deployed"] * 3, "Deploy All turns the circles into checks")
+        status, body = edge_get(copy_url(driver, "/dropped.txt"))
+        check(status == 200 and body == b"dropped bytes", f"the dropped file is served ({status})")
 
         url = copy_url(driver, "/hello.html")
         status, body = edge_get(url)
