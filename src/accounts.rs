@@ -229,7 +229,8 @@ pub fn create_secondary(store: &dyn Metadata, account_sid: &str) -> Result<Strin
     Ok(token)
 }
 
-/// Promotes the secondary token to primary; the old primary stops working.
+/// Promotes the secondary token to primary; the old primary stops working, and so do the
+/// Console sessions signed in with the account's tokens.
 pub fn promote_secondary(store: &dyn Metadata, account_sid: &str) -> Result<(), AccountError> {
     let (mut rec, mut data) = load(store, account_sid)?;
     let secondary = data
@@ -238,19 +239,34 @@ pub fn promote_secondary(store: &dyn Metadata, account_sid: &str) -> Result<(), 
         .ok_or_else(|| AccountError::NoSecondary(rec.sid.clone()))?;
     data.auth_token = secondary;
     rec.encode(&data);
-    store.commit(vec![Write::Update(rec)])?;
+    let mut writes = token_sessions_ended(store, &rec.sid)?;
+    writes.push(Write::Update(rec));
+    store.commit(writes)?;
     Ok(())
 }
 
-/// Removes the secondary token.
+/// Removes the secondary token, ending the Console sessions signed in with a token.
 pub fn remove_secondary(store: &dyn Metadata, account_sid: &str) -> Result<(), AccountError> {
     let (mut rec, mut data) = load(store, account_sid)?;
     if data.secondary_auth_token.take().is_none() {
         return Err(AccountError::NoSecondary(rec.sid));
     }
     rec.encode(&data);
-    store.commit(vec![Write::Update(rec)])?;
+    let mut writes = token_sessions_ended(store, &rec.sid)?;
+    writes.push(Write::Update(rec));
+    store.commit(writes)?;
     Ok(())
+}
+
+/// The deletions of the Console sessions signed in with the account's auth tokens (those
+/// signed in with an API key live under the key and end with it).
+fn token_sessions_ended(store: &dyn Metadata, account_sid: &str) -> Result<Vec<Write>, StoreError> {
+    let sessions = store.list(&ListQuery::children(
+        Kind::ConsoleSession,
+        account_sid,
+        account_sid,
+    ))?;
+    Ok(sessions.into_iter().map(|r| Write::Delete(r.sid)).collect())
 }
 
 /// Checks HTTP Basic credentials: an Account SID with its primary or secondary auth token, or

@@ -35,14 +35,20 @@ fn sign_in(sigil: &Sigil, user: &str, pass: &str, extra: &[(&str, &str)]) -> Res
     rb.send().expect("sign in")
 }
 
+fn set_cookies(resp: &Response) -> Vec<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .collect()
+}
+
+/// The session cookie a response sets (`name=value`), and the whole Set-Cookie value.
 fn session_cookie(resp: &Response) -> (String, String) {
-    let set = resp
-        .headers()
-        .get("set-cookie")
-        .expect("a cookie")
-        .to_str()
-        .expect("ascii")
-        .to_owned();
+    let set = set_cookies(resp)
+        .into_iter()
+        .find(|c| !c.split(';').next().unwrap_or("").ends_with('='))
+        .expect("a session cookie");
     let pair = set.split(';').next().expect("name=value").to_owned();
     (pair, set)
 }
@@ -123,7 +129,37 @@ fn sessions_stand_in_for_basic_credentials_and_changes_need_the_csrf_token() {
         AUTH_TOKEN,
         &[("X-Forwarded-Proto", "https")],
     );
-    assert!(session_cookie(&https).1.ends_with("; Secure"));
+    let (secure_pair, secure_set) = session_cookie(&https);
+    assert!(
+        secure_pair.starts_with("__Host-sigil_console=") && secure_set.ends_with("; Secure"),
+        "{secure_set}"
+    );
+    // Signing in clears what else there was: both names, and one planted for the parent
+    // domain by a page on a sibling host.
+    let clears = set_cookies(&https);
+    assert!(
+        clears
+            .iter()
+            .any(|c| c.starts_with("sigil_console=; Domain=localhost;") && c.contains("Max-Age=0")),
+        "{clears:?}"
+    );
+    // A second session cookie (planted, or left over) makes neither count.
+    let planted = format!("sigil_console={}", "cd".repeat(32));
+    for both in [
+        format!("{planted}; {cookie}"),
+        format!("{cookie}; {planted}"),
+        format!("{cookie}; {secure_pair}"),
+    ] {
+        let resp = with_session(
+            &sigil,
+            reqwest::Method::GET,
+            "/v1/Services",
+            &both,
+            None,
+            &[],
+        );
+        assert_eq!(resp.status(), 401, "{both}");
+    }
 
     // Reads with the cookie alone; changes only with the token, compared whole.
     let svc = api.service("mine");
@@ -173,9 +209,19 @@ fn sessions_stand_in_for_basic_credentials_and_changes_need_the_csrf_token() {
     assert_eq!(resp.status(), 403);
     let resp = with_session(&sigil, del, "/console/session", &cookie, Some(&csrf), &[]);
     assert_eq!(resp.status(), 204);
-    assert!(session_cookie(&resp).1.contains("Max-Age=0"));
+    assert!(set_cookies(&resp).iter().all(|c| c.contains("Max-Age=0")));
     let resp = with_session(&sigil, get.clone(), "/v1/Services", &cookie, None, &[]);
     assert_eq!(resp.status(), 401);
+
+    // Rotating the auth token ends the sessions signed in with a token.
+    let resp = sign_in(&sigil, ACCOUNT_SID, AUTH_TOKEN, &[]);
+    let (by_token, _) = session_cookie(&resp);
+    let ok = with_session(&sigil, get.clone(), "/v1/Services", &by_token, None, &[]);
+    assert_eq!(ok.status(), 200);
+    sigil.account_cli(&["token", "secondary", "--account", ACCOUNT_SID]);
+    sigil.account_cli(&["token", "promote", "--account", ACCOUNT_SID]);
+    let gone = with_session(&sigil, get.clone(), "/v1/Services", &by_token, None, &[]);
+    assert_eq!(gone.status(), 401);
 
     // Signed in with an API key: deleting the key ends the session.
     let key = sigil.account_cli(&["key", "create", "--account", ACCOUNT_SID]);
@@ -238,6 +284,10 @@ fn an_asset_versions_content_can_be_read_back() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "image/x-test");
     assert_eq!(resp.headers()["content-disposition"], "attachment");
+    assert_eq!(
+        resp.headers()["content-security-policy"],
+        "sandbox; default-src 'none'"
+    );
     assert_eq!(resp.bytes().expect("body").to_vec(), bytes);
     // Another account's is not found; so is an unknown Version.
     let out = sigil.account_cli(&["create"]);

@@ -10,6 +10,8 @@ const main = document.getElementById('main');
 const crumbs = document.getElementById('crumbs');
 let account = null;
 let refresher = null;
+// Counts page changes: work started for an earlier page stops.
+let generation = 0;
 
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -490,7 +492,13 @@ async function deployAllTo(state, button, status) {
     if (last && last.runtime) body.Runtime = last.runtime;
     say('building');
     let build = await api.call('POST', `/Services/${state.svc}/Builds`, body);
+    // Polled until it ends, for at most 15 minutes (npm may take 10), and only while this
+    // page is shown.
+    const page = generation;
+    const until = Date.now() + 15 * 60 * 1000;
     for (;;) {
+      if (page !== generation) return;
+      if (Date.now() > until) throw new Error('the Build is still building after 15 minutes; see its status later');
       const st = await api.buildStatus(state.svc, build.sid);
       say(st.status);
       if (st.status !== 'building') { build = st; break; }
@@ -608,13 +616,17 @@ async function drawChart(card, state) {
 // Routing
 
 async function route() {
+  generation += 1;
   clearInterval(refresher);
   refresher = null;
   if (!account) account = await api.session();
   if (!account) return signInPage();
   document.getElementById('who').textContent = account.account_sid;
   document.getElementById('sign-out').hidden = false;
-  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
+  // SIDs and names from the URL go into API paths: encoded, so a crafted link cannot change
+  // the request's target.
+  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean)
+    .map((p) => { try { return encodeURIComponent(decodeURIComponent(p)); } catch (_) { return encodeURIComponent(p); } });
   try {
     if (parts[0] === 'services' && parts[1] && parts[2] === 'environments' && parts[3]) {
       await environmentPage(parts[1], parts[3]);

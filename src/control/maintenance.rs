@@ -23,8 +23,9 @@ pub const EVERY: Duration = Duration::from_secs(300);
 const LEASE_SECS: i64 = 1800;
 /// Blobs placed or uploaded less than this long ago are never collected.
 pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
-/// A Build `building` for longer than this is finished by the upkeep (its process died).
-const STALE_BUILD_SECS: i64 = 600;
+/// A Build `building` for longer than this is finished by the upkeep (its process died):
+/// longer than an npm install may take (10 minutes) and its packing.
+const STALE_BUILD_SECS: i64 = 900;
 
 /// How long the change feed keeps a change.
 const FEED_RETENTION_SECS: i64 = 7 * 24 * 3600;
@@ -145,9 +146,9 @@ impl ControlPlane {
 
     /// Runs the upkeep every [`EVERY`] in whichever process holds the lease.
     /// Without an edge in this process, the dependency sets installed here serve only as a
-    /// cache for the next Build: each is removed once unused for
-    /// [`crate::functions::disk::GRACE`] (an edge sharing the directory keeps what it serves
-    /// and cleans up itself).
+    /// cache for the next Build: those untouched for [`crate::functions::disk::GRACE`] are
+    /// removed (an edge sharing the directory marks what it serves as used at each of its
+    /// sweeps, and cleans up itself).
     async fn remove_unused_dependency_sets(&self) {
         let Some((dir, _)) = self.dependencies.get() else {
             return;
@@ -155,10 +156,13 @@ impl ControlPlane {
         if self.feed.is_some() {
             return;
         }
-        let dir = dir.clone();
-        let none = HashSet::new();
+        let deps = dir.join("deps");
         let removed = tokio::task::spawn_blocking(move || {
-            crate::functions::disk::remove_unused(&dir, &none, &none, crate::functions::disk::GRACE)
+            crate::functions::disk::remove_unused(
+                &deps,
+                &HashSet::new(),
+                crate::functions::disk::GRACE,
+            )
         })
         .await
         .unwrap_or(0);

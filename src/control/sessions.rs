@@ -17,8 +17,12 @@ use crate::accounts::{ct_eq, sha256_hex};
 use crate::sid::Prefix;
 use crate::store::{Kind, Record, Write};
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP.
 pub const COOKIE: &str = "sigil_console";
+/// Its name over HTTPS: with the `__Host-` prefix, a browser takes it only from this host,
+/// `Secure` and without `Domain`, so a page on a sibling host (an Environment's site) cannot
+/// plant one of its own.
+pub const SECURE_COOKIE: &str = "__Host-sigil_console";
 /// The request header that carries the session's CSRF token.
 pub const CSRF_HEADER: &str = "x-sigil-csrf";
 /// What the Console's requests carry, and a sign-in request must: a header a cross-site
@@ -41,17 +45,35 @@ pub fn from_console(headers: &HeaderMap) -> bool {
     headers.get(SIGN_IN_HEADER).and_then(|v| v.to_str().ok()) == Some("sigil-console")
 }
 
-/// The cookie's secret, if the request carries one.
-fn cookie_secret(headers: &HeaderMap) -> Option<&str> {
-    headers
+/// What session cookie a request carries.
+#[derive(Debug, PartialEq, Eq)]
+enum Presented<'a> {
+    /// None.
+    Nothing,
+    /// One, well-formed: its secret.
+    One(&'a str),
+    /// A malformed one, or more than one (a sibling host's page may have planted one for the
+    /// parent domain): never a session, whichever came first.
+    Unusable,
+}
+
+/// The session cookie a request carries.
+fn presented(headers: &HeaderMap) -> Presented<'_> {
+    let mut values = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.trim())
-        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|(name, _)| *name == COOKIE || *name == SECURE_COOKIE)
+        .map(|(_, value)| value.trim());
+    match (values.next(), values.next()) {
+        (None, _) => Presented::Nothing,
+        (Some(v), None) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Presented::One(v)
+        }
+        _ => Presented::Unusable,
+    }
 }
 
 /// The record a cookie secret names.
@@ -68,12 +90,31 @@ fn over_https(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
 }
 
+/// The session cookie: `__Host-` named and `Secure` over HTTPS.
 fn cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
+    let (name, secure) = if secure {
+        (SECURE_COOKIE, "; Secure")
+    } else {
+        (COOKIE, "")
+    };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
     ))
     .expect("hex and fixed attributes make a valid header")
+}
+
+/// Set-Cookie values that end every session cookie this browser may hold for the host: both
+/// names, and one planted for the parent `domain` by a sibling host's page.
+fn cleared(secure: bool, domain: &str) -> Vec<HeaderValue> {
+    let mut out = vec![cookie("", 0, false)];
+    if secure {
+        out.push(cookie("", 0, true));
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("{COOKIE}=; Domain={domain}; Path=/; Max-Age=0"))
+    {
+        out.push(v);
+    }
+    out
 }
 
 fn rejected() -> ApiError {
@@ -116,10 +157,14 @@ impl ControlPlane {
             StatusCode::CREATED,
             &serde_json::json!({"account_sid": account, "csrf_token": csrf, "expires_in": TTL_SECS}),
         );
-        resp.headers_mut().insert(
-            header::SET_COOKIE,
-            cookie(&secret, TTL_SECS, over_https(headers)),
-        );
+        let secure = over_https(headers);
+        let h = resp.headers_mut();
+        // Whatever cookies were there (a stale one, one planted for the parent domain) go;
+        // then the new session's.
+        for clear in cleared(secure, &self.domain) {
+            h.append(header::SET_COOKIE, clear);
+        }
+        h.append(header::SET_COOKIE, cookie(&secret, TTL_SECS, secure));
         Ok(resp)
     }
 
@@ -142,14 +187,15 @@ impl ControlPlane {
         self.session_account(&Method::DELETE, headers)
             .await?
             .ok_or_else(no_session)?;
-        if let Some(secret) = cookie_secret(headers) {
+        if let Presented::One(secret) = presented(headers) {
             let sid = record_sid(secret);
             self.db(move |s| s.commit(vec![Write::Delete(sid)])).await?;
         }
         let mut resp = http::Response::new(crate::Body::new(bytes::Bytes::new()));
         *resp.status_mut() = StatusCode::NO_CONTENT;
-        resp.headers_mut()
-            .insert(header::SET_COOKIE, cookie("", 0, over_https(headers)));
+        for clear in cleared(over_https(headers), &self.domain) {
+            resp.headers_mut().append(header::SET_COOKIE, clear);
+        }
         Ok(resp)
     }
 
@@ -160,7 +206,7 @@ impl ControlPlane {
         method: &Method,
         headers: &HeaderMap,
     ) -> Result<Option<String>, ApiError> {
-        if cookie_secret(headers).is_none() {
+        if presented(headers) == Presented::Nothing {
             return Ok(None);
         }
         let (account, data) = self.session(headers).await?.ok_or_else(no_session)?;
@@ -183,7 +229,7 @@ impl ControlPlane {
         &self,
         headers: &HeaderMap,
     ) -> Result<Option<(String, SessionData)>, ApiError> {
-        let Some(secret) = cookie_secret(headers) else {
+        let Presented::One(secret) = presented(headers) else {
             return Ok(None);
         };
         let sid = record_sid(secret);
@@ -216,20 +262,34 @@ mod tests {
     }
 
     #[test]
-    fn the_cookie_is_found_among_others_and_must_be_64_hex() {
+    fn one_well_formed_cookie_is_a_session_two_are_none() {
         let good = "ab".repeat(32);
+        let other = "cd".repeat(32);
         for (header, want) in [
-            (format!("{COOKIE}={good}"), Some(good.as_str())),
-            (format!("a=1; {COOKIE}={good}; b=2"), Some(good.as_str())),
-            (format!("x{COOKIE}={good}"), None),
-            (format!("{COOKIE}={}", &good[..63]), None),
-            (format!("{COOKIE}={}g", &good[..63]), None),
-            (format!("{COOKIE}="), None),
-            ("other=1".to_owned(), None),
+            (format!("{COOKIE}={good}"), Presented::One(&good)),
+            (format!("{SECURE_COOKIE}={good}"), Presented::One(&good)),
+            (format!("a=1; {COOKIE}={good}; b=2"), Presented::One(&good)),
+            (format!("x{COOKIE}={good}"), Presented::Nothing),
+            ("other=1".to_owned(), Presented::Nothing),
+            (format!("{COOKIE}={}", &good[..63]), Presented::Unusable),
+            (format!("{COOKIE}={}g", &good[..63]), Presented::Unusable),
+            (format!("{COOKIE}="), Presented::Unusable),
+            // A planted cookie first and the real one second, or the reverse: neither.
+            (
+                format!("{COOKIE}={other}; {COOKIE}={good}"),
+                Presented::Unusable,
+            ),
+            (
+                format!("{SECURE_COOKIE}={good}; {COOKIE}={other}"),
+                Presented::Unusable,
+            ),
         ] {
-            assert_eq!(cookie_secret(&with_cookie(&header)), want, "{header}");
+            assert_eq!(presented(&with_cookie(&header)), want, "{header}");
         }
-        assert_eq!(cookie_secret(&HeaderMap::new()), None);
+        let mut two_headers = with_cookie(&format!("{COOKIE}={good}"));
+        two_headers.append(header::COOKIE, format!("{COOKIE}={other}").parse().unwrap());
+        assert_eq!(presented(&two_headers), Presented::Unusable);
+        assert_eq!(presented(&HeaderMap::new()), Presented::Nothing);
     }
 
     #[test]
@@ -248,10 +308,17 @@ mod tests {
             plain.to_str().unwrap(),
             format!("{COOKIE}=v; Path=/; HttpOnly; SameSite=Strict; Max-Age=10")
         );
-        assert!(cookie("v", 10, true)
-            .to_str()
-            .unwrap()
-            .ends_with("; Secure"));
+        assert_eq!(
+            cookie("v", 10, true).to_str().unwrap(),
+            format!("{SECURE_COOKIE}=v; Path=/; HttpOnly; SameSite=Strict; Max-Age=10; Secure")
+        );
+        let clear: Vec<String> = cleared(true, "example.com")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(clear.len(), 3);
+        assert!(clear.iter().all(|c| c.contains("Max-Age=0")));
+        assert!(clear[2].contains("; Domain=example.com;"), "{clear:?}");
         let mut h = HeaderMap::new();
         assert!(!over_https(&h));
         h.insert("x-forwarded-proto", "https".parse().unwrap());

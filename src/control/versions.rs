@@ -500,6 +500,11 @@ impl ControlPlane {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         );
+        // Content a user uploaded, on the API's origin: never a page that runs there.
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("sandbox; default-src 'none'"),
+        );
         Ok(resp)
     }
 

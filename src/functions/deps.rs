@@ -188,52 +188,86 @@ pub async fn install(
 /// Why a tree was not packed.
 #[derive(Debug)]
 pub enum PackError {
-    /// Reading the tree failed: the Build fails, saying this.
+    /// The tree cannot be packed (too large for edges to unpack, unreadable): the Build
+    /// fails, saying this.
     Pack(String),
-    /// Blob storage failed: try again later.
-    Store(crate::store::BlobError),
+    /// Blob storage failed, or the set vanished meanwhile: try again later.
+    Store(String),
 }
 
 /// The packed form of the set installed at `dir` (its `node_modules`), stored in `blobs`
-/// (and so in the bucket, in a fleet): what travels to edges that did not install it.
-/// Packed once per set; a later Build of the same set reuses the blob while it exists.
+/// (and so in the bucket, in a fleet): what travels to edges that did not install it. The
+/// same tree packs to the same bytes, so a Build of a known set stores nothing new — and
+/// storing it again refreshes the blob against the collection's grace period.
 pub async fn packed(dir: &Path, blobs: &BlobStore) -> Result<BlobRef, PackError> {
-    let record = dir.with_extension("packed");
-    if let Some(known) = std::fs::read(&record)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<BlobRef>(&b).ok())
-    {
-        if blobs
-            .contains(&known.sha256, known.size)
-            .await
-            .unwrap_or(false)
-        {
-            return Ok(known);
-        }
-    }
-    let from = dir.to_path_buf();
-    let bytes = tokio::task::spawn_blocking(move || pack(&from))
+    // Written to a file beside the sets (never whole in memory), then streamed into the
+    // blob store.
+    let tmp = dir.with_file_name(format!(".pack-{}", crate::sid::request_sid()));
+    let result = async {
+        let (from, to) = (dir.to_path_buf(), tmp.clone());
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::create(&to)?;
+            pack_into(&from, file, MAX_UNPACKED, MAX_ENTRIES)
+        })
         .await
         .map_err(|e| PackError::Pack(e.to_string()))?
-        .map_err(|e| PackError::Pack(format!("could not pack the dependency tree: {e}")))?;
-    let stored = blobs.put(&bytes).await.map_err(PackError::Store)?;
-    let packed = BlobRef {
-        sha256: stored.sha256,
-        size: stored.size,
-    };
-    // Only a shortcut: a record that is lost or stale costs one more packing.
-    let _ = std::fs::write(&record, serde_json::to_vec(&packed).unwrap_or_default());
-    Ok(packed)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => PackError::Store(format!(
+                "the dependency set was removed while it was packed: {e}"
+            )),
+            _ => PackError::Pack(format!("could not pack the dependency tree: {e}")),
+        })?;
+        let store = |e: crate::store::BlobError| PackError::Store(e.to_string());
+        let mut file = tokio::fs::File::open(&tmp)
+            .await
+            .map_err(|e| PackError::Store(e.to_string()))?;
+        let mut writer = blobs.writer(u64::MAX).await.map_err(store)?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf)
+                .await
+                .map_err(|e| PackError::Store(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            writer.write(&buf[..n]).await.map_err(store)?;
+        }
+        let stored = writer.finish().await.map_err(store)?;
+        Ok(BlobRef {
+            sha256: stored.sha256,
+            size: stored.size,
+        })
+    }
+    .await;
+    let _ = std::fs::remove_file(&tmp);
+    result
 }
 
-/// `dir/node_modules` as a gzipped tar: directories and regular files only (npm's `.bin`
-/// links are left out: workers may not spawn processes), in name order, with fixed owners,
-/// modes and times, so the same tree packs to the same bytes and blob.
-fn pack(dir: &Path) -> std::io::Result<Vec<u8>> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+/// Packs `dir/node_modules` into `out` as a gzipped tar: directories and regular files only
+/// (npm's `.bin` links are left out: workers may not spawn processes), in name order, with
+/// fixed owners, modes and times, so the same tree packs to the same bytes and blob. A tree
+/// over `max_bytes` or `max_entries` — more than an edge would unpack — is refused.
+fn pack_into(
+    dir: &Path,
+    out: impl std::io::Write,
+    max_bytes: u64,
+    max_entries: usize,
+) -> std::io::Result<()> {
+    let too_large = || {
+        std::io::Error::other(format!(
+            "the installed dependency tree is larger than edges unpack ({max_bytes} bytes or \
+             {max_entries} entries)"
+        ))
+    };
+    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
+    let (mut bytes, mut count) = (0u64, 0usize);
     let mut stack = vec![PathBuf::from("node_modules")];
     while let Some(rel) = stack.pop() {
+        count += 1;
+        if count > max_entries {
+            return Err(too_large());
+        }
         let mut header = tar::Header::new_ustar();
         header.set_entry_type(tar::EntryType::Directory);
         header.set_mode(0o755);
@@ -253,6 +287,11 @@ fn pack(dir: &Path) -> std::io::Result<Vec<u8>> {
             } else if kind.is_file() {
                 let file = std::fs::File::open(dir.join(&path))?;
                 let meta = file.metadata()?;
+                count += 1;
+                bytes += meta.len();
+                if count > max_entries || bytes > max_bytes {
+                    return Err(too_large());
+                }
                 let mut header = tar::Header::new_ustar();
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_mode(if meta.permissions().mode() & 0o111 != 0 {
@@ -266,10 +305,10 @@ fn pack(dir: &Path) -> std::io::Result<Vec<u8>> {
             }
         }
     }
-    tar.into_inner()?.finish()
+    tar.into_inner()?.finish()?.flush()
 }
 
-/// Unpacks a tree [`pack`] made into `dir` (which then holds `node_modules`): into a
+/// Unpacks a tree [`pack_into`] made into `dir` (which then holds `node_modules`): into a
 /// temporary directory, then renamed into place, so a directory that exists is whole. Only
 /// directories and regular files under `node_modules/` by plain relative names are
 /// accepted, within [`MAX_UNPACKED`] bytes and [`MAX_ENTRIES`] entries.
@@ -458,8 +497,18 @@ mod tests {
     fn a_tree_packs_to_the_same_bytes_and_unpacks_whole() {
         let from = tempfile::tempdir().unwrap();
         tree_with_files(from.path());
+        let pack = |dir: &Path| {
+            let mut out = Vec::new();
+            pack_into(dir, &mut out, MAX_UNPACKED, MAX_ENTRIES).map(|()| out)
+        };
         let packed = pack(from.path()).unwrap();
         assert_eq!(pack(from.path()).unwrap(), packed, "deterministic");
+        // A tree over either limit is refused when packed, as it would be when unpacked: the
+        // Build fails instead of edges. (8 entries: 5 directories, 3 files; 42 bytes.)
+        for (bytes, entries, ok) in [(42, 8, true), (41, 8, false), (42, 7, false)] {
+            let got = pack_into(from.path(), std::io::sink(), bytes, entries);
+            assert_eq!(got.is_ok(), ok, "{bytes} bytes, {entries} entries: {got:?}");
+        }
 
         let to = tempfile::tempdir().unwrap();
         let dir = to.path().join("deps/abc");

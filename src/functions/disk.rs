@@ -1,9 +1,10 @@
 //! What the functions directory keeps for Builds that are no longer served: their
 //! directories (`builds/<ZB>`) and dependency sets (`deps/<sha256>`), removed once unused
-//! for [`GRACE`], so the directory does not grow with every Build ever deployed. A directory
-//! is "used" while a served Build needs it; its modification time is refreshed whenever it
-//! is put to use (a rollback to an old Build, a new Build of a known set), so one put to use
-//! just now is never taken.
+//! for [`GRACE`], so the directory does not grow with every Build ever deployed. "Unused"
+//! is read from the modification time: every sweep marks what its process serves as used
+//! now, and a directory is also marked whenever it is put to use (a rollback to an old Build,
+//! a new Build of a known set). So several processes may share one functions directory: each
+//! keeps what it serves young, and only what none has used for an hour goes.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -19,47 +20,48 @@ pub fn touch(dir: &Path) {
     }
 }
 
-/// Removes from `functions_dir` the Build directories not named in `builds`, the dependency
-/// sets not named in `sets` (with their `.packed` records) and the leftovers of writes
-/// interrupted by a crash, each only when untouched for `grace`: how many entries went.
-pub fn remove_unused(
-    functions_dir: &Path,
-    builds: &HashSet<String>,
-    sets: &HashSet<String>,
-    grace: Duration,
-) -> usize {
+/// In `dir` (`builds/` or `deps/` of a functions directory): marks the entries named in
+/// `keep` as used now, then removes the others untouched for `grace` — and the leftovers of
+/// writes interrupted by a crash — each first renamed aside, so that it vanishes at once
+/// rather than file by file. How many went.
+pub fn remove_unused(dir: &Path, keep: &HashSet<String>, grace: Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     let mut removed = 0;
-    for (sub, keep) in [("builds", builds), ("deps", sets)] {
-        let Ok(entries) = std::fs::read_dir(functions_dir.join(sub)) else {
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = entry.path();
+        if keep.contains(name) {
+            touch(&path);
             continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= grace);
+        if !old && !name.starts_with(".gone-") {
+            continue;
+        }
+        let gone = if name.starts_with(".gone-") {
+            path.clone()
+        } else {
+            dir.join(format!(".gone-{name}"))
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let owner = name.strip_suffix(".packed").unwrap_or(name);
-            if keep.contains(owner) {
-                continue;
-            }
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age >= grace);
-            if !old {
-                continue;
-            }
-            let path = entry.path();
-            let gone = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                std::fs::remove_dir_all(&path)
+        let result = std::fs::rename(&path, &gone).and_then(|()| {
+            if gone.is_dir() {
+                std::fs::remove_dir_all(&gone)
             } else {
-                std::fs::remove_file(&path)
-            };
-            match gone {
-                Ok(()) => removed += 1,
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "could not remove an unused Functions directory")
-                }
+                std::fs::remove_file(&gone)
+            }
+        });
+        match result {
+            Ok(()) => removed += 1,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove an unused Functions directory")
             }
         }
     }
@@ -76,47 +78,45 @@ mod tests {
     }
 
     #[test]
-    fn only_what_is_unused_and_old_goes() {
+    fn only_what_is_unused_and_old_goes_and_what_is_kept_is_young_again() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path();
         let hour = Duration::from_secs(3600);
-        let mk = |rel: &str, age: Duration| {
-            let p = dir.join(rel);
-            if rel.ends_with(".packed") {
-                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-                std::fs::write(&p, b"{}").unwrap();
-            } else {
-                std::fs::create_dir_all(p.join("node_modules/x")).unwrap();
-            }
+        let mk = |name: &str, age: Duration| {
+            let p = dir.join(name);
+            std::fs::create_dir_all(p.join("node_modules/x")).unwrap();
+            std::fs::write(p.join("node_modules/x/index.js"), b"1").unwrap();
             aged(&p, age);
             p
         };
-        let served_build = mk("builds/ZBserved", 2 * hour);
-        let old_build = mk("builds/ZBold", 2 * hour);
-        let new_build = mk("builds/ZBnew", Duration::from_secs(60));
-        let crashed = mk("builds/.tmp-ZBx-1", 2 * hour);
-        let used_set = mk("deps/aaaa", 2 * hour);
-        let used_record = mk("deps/aaaa.packed", 2 * hour);
-        let old_set = mk("deps/bbbb", 2 * hour);
-        let old_record = mk("deps/bbbb.packed", 2 * hour);
-        let new_set = mk("deps/cccc", Duration::from_secs(60));
-        let half_unpacked = mk("deps/.unpack-dddd-1", 2 * hour);
+        let kept = mk("ZBserved", 2 * hour);
+        let old = mk("ZBold", 2 * hour);
+        let young = mk("ZBnew", Duration::from_secs(60));
+        let crashed = mk(".tmp-ZBx-1", 2 * hour);
+        let half_removed = mk(".gone-ZBy", Duration::from_secs(1));
+        let file = dir.join(".pack-RQ1");
+        std::fs::write(&file, b"x").unwrap();
+        aged(&file, 2 * hour);
 
-        let builds = HashSet::from(["ZBserved".to_owned()]);
-        let sets = HashSet::from(["aaaa".to_owned()]);
-        assert_eq!(remove_unused(dir, &builds, &sets, hour), 5);
-        for kept in [&served_build, &new_build, &used_set, &used_record, &new_set] {
-            assert!(kept.exists(), "{kept:?} kept");
-        }
-        for gone in [&old_build, &crashed, &old_set, &old_record, &half_unpacked] {
+        let keep = HashSet::from(["ZBserved".to_owned()]);
+        assert_eq!(remove_unused(dir, &keep, hour), 4);
+        assert!(kept.exists() && young.exists());
+        for gone in [&old, &crashed, &half_removed, &file] {
             assert!(!gone.exists(), "{gone:?} removed");
         }
+        let names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with(".gone-")), "{names:?}");
+        // What is kept was marked used: unkept, it stays another hour.
+        assert_eq!(remove_unused(dir, &HashSet::new(), hour), 0);
+        assert!(kept.exists());
         // Touched now, an old directory is young again.
-        aged(&new_set, 2 * hour);
-        touch(&new_set);
-        assert_eq!(remove_unused(dir, &builds, &sets, hour), 0);
-        assert!(new_set.exists());
-        // A functions directory with nothing in it yet is no error.
-        assert_eq!(remove_unused(&dir.join("absent"), &builds, &sets, hour), 0);
+        aged(&young, 2 * hour);
+        touch(&young);
+        assert_eq!(remove_unused(dir, &HashSet::new(), hour), 0);
+        // A directory that is not there yet is no error.
+        assert_eq!(remove_unused(&dir.join("absent"), &keep, hour), 0);
     }
 }

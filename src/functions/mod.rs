@@ -556,9 +556,12 @@ impl Functions {
     }
 
     /// Removes the Build directories and dependency sets no served Build uses
-    /// ([`disk::remove_unused`]); on a blocking thread.
+    /// ([`disk::remove_unused`]); on a blocking thread. Skipped while a Build's directory is
+    /// being made (it runs again at the next round).
     fn remove_unused(&self) {
-        let _alone = self.disk.blocking_write();
+        let Ok(_alone) = self.disk.try_write() else {
+            return;
+        };
         let mut builds = HashSet::new();
         let mut sets = HashSet::new();
         let mut keep_set = |dir: &std::path::Path| {
@@ -586,7 +589,8 @@ impl Functions {
                 keep_set(&tree.deps);
             }
         }
-        let removed = disk::remove_unused(&self.config.dir, &builds, &sets, disk::GRACE);
+        let removed = disk::remove_unused(&self.config.dir.join("builds"), &builds, disk::GRACE)
+            + disk::remove_unused(&self.config.dir.join("deps"), &sets, disk::GRACE);
         if removed > 0 {
             tracing::info!(
                 removed,

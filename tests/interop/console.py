@@ -16,7 +16,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 import urllib.parse
 
 from selenium import webdriver
@@ -294,8 +293,12 @@ def main():
 
         # Another account never sees these Services.
         sign_in(driver, OTHER_SID, OTHER_TOKEN)
-        wait(driver, EC.presence_of_element_located((By.ID, "services")))
-        time.sleep(0.5)
+        form = wait(driver, EC.presence_of_element_located((By.ID, "create-service")))
+        form.find_element(By.NAME, "UniqueName").send_keys("others-own")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        # The list is drawn once it is fetched: wait for its rows (the other account made
+        # one Service of its own for this check).
+        wait(driver, lambda d: "others-own" in d.find_element(By.ID, "services").text)
         text = driver.find_element(By.ID, "services").text
         check("console-demo" not in text and "with-csrf" not in text, "another account's Services are not shown")
         driver.get(f"{API}/console/#/services/console-demo")
