@@ -1,6 +1,7 @@
 //! The Console: its sessions and CSRF rule through the API (reqwest), then the whole Console
-//! in Debian's headless Chromium driven by Selenium (tests/interop/console.py), which saves a
-//! screenshot of each main screen under `target/tmp/console-screenshots`.
+//! in Debian's headless Chromium and Firefox ESR driven by Selenium
+//! (tests/interop/console.py), which saves a screenshot of each main screen under
+//! `target/tmp/console-screenshots[-firefox]`.
 
 mod support;
 
@@ -301,16 +302,31 @@ fn an_asset_versions_content_can_be_read_back() {
     .expect_error(404, 20404);
 }
 
-/// The Console in Debian's Chromium, driven by Selenium (`tests/interop/console.py`).
-#[test]
-fn the_console_works_in_a_real_browser() {
+/// Runs `tests/interop/console.py` in `browser` against a fresh server: its screenshots go
+/// to `target/tmp/console-screenshots[-firefox]`.
+fn browser_test(browser: &str) {
     let sigil = Sigil::start();
     let out = sigil.account_cli(&["create"]);
-    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    let suffix = if browser == "chromium" {
+        ""
+    } else {
+        "-firefox"
+    };
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("console-screenshots{suffix}"));
     let _ = std::fs::remove_dir_all(&shots);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/console.py");
+    // `cargo install geckodriver` puts it in cargo's bin directory, which need not be on PATH.
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")))
+        .map(|home| home.join("bin/geckodriver"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| "geckodriver".into());
     let run = Command::new("python3")
         .arg(script)
+        .env("SIGIL_BROWSER", browser)
+        .env("SIGIL_GECKODRIVER", cargo_bin)
         .env("SIGIL_API_URL", &sigil.api)
         .env("SIGIL_ACCOUNT_SID", ACCOUNT_SID)
         .env("SIGIL_AUTH_TOKEN", AUTH_TOKEN)
@@ -319,17 +335,27 @@ fn the_console_works_in_a_real_browser() {
         .env("SIGIL_EDGE_HTTP", sigil.http.to_string())
         .env("SIGIL_SCREENSHOTS", &shots)
         .output()
-        .expect(
-            "python3 runs (with selenium, chromium and chromium-driver installed: see .ci/run)",
-        );
+        .expect("python3 runs (with selenium and the browsers installed: see .ci/run)");
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
         run.status.success() && stdout.contains("checks passed"),
-        "the browser test failed (screenshots in {}):\n{stdout}\n{}",
+        "the {browser} test failed (screenshots in {}):\n{stdout}\n{}",
         shots.display(),
         String::from_utf8_lossy(&run.stderr)
     );
     for name in ["01-sign-in", "03-assets-uploaded", "05-environment-history"] {
         assert!(shots.join(format!("{name}.png")).is_file(), "{name}");
     }
+}
+
+/// The Console in Debian's Chromium, driven by Selenium (`tests/interop/console.py`).
+#[test]
+fn the_console_works_in_a_real_browser() {
+    browser_test("chromium");
+}
+
+/// The same in Debian's Firefox ESR, through geckodriver.
+#[test]
+fn the_console_works_in_firefox() {
+    browser_test("firefox");
 }
