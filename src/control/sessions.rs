@@ -27,7 +27,7 @@ pub const SECURE_COOKIE: &str = "__Host-sigil_console";
 pub const CSRF_HEADER: &str = "x-sigil-csrf";
 /// What the Console's requests carry, and a sign-in request must: a header a cross-site
 /// form cannot send, so nobody signs a visitor into an account of theirs.
-const SIGN_IN_HEADER: &str = "x-requested-with";
+const CONSOLE_HEADER: &str = "x-requested-with";
 /// How long a session lasts.
 pub const TTL_SECS: i64 = 8 * 3600;
 
@@ -42,7 +42,7 @@ struct SessionData {
 /// Whether the Console sent the request (it marks every call with a header that a
 /// cross-site form cannot send).
 pub fn from_console(headers: &HeaderMap) -> bool {
-    headers.get(SIGN_IN_HEADER).and_then(|v| v.to_str().ok()) == Some("sigil-console")
+    headers.get(CONSOLE_HEADER).and_then(|v| v.to_str().ok()) == Some("sigil-console")
 }
 
 /// What session cookie a request carries.

@@ -436,6 +436,24 @@ impl ControlPlane {
         Ok(self.version_response(StatusCode::OK, kind, &rec, &data))
     }
 
+    /// A Version (the caller's, of this resource) and its content.
+    async fn version_content(
+        &self,
+        ctx: &Ctx,
+        svc: &str,
+        kind: ResourceKind,
+        res: &str,
+        id: &str,
+    ) -> Result<(Record, VersionData, Vec<u8>), ApiError> {
+        let (rec, data) = self.version(ctx, svc, kind, res, id).await?;
+        let bytes = self
+            .blobs
+            .read(&data.sha256, data.size)
+            .await
+            .map_err(blob_error)?;
+        Ok((rec, data, bytes))
+    }
+
     pub(super) async fn fetch_function_content(
         &self,
         ctx: &Ctx,
@@ -443,14 +461,9 @@ impl ControlPlane {
         function: &str,
         id: &str,
     ) -> ApiResult {
-        let (rec, data) = self
-            .version(ctx, svc, ResourceKind::Function, function, id)
+        let (rec, data, bytes) = self
+            .version_content(ctx, svc, ResourceKind::Function, function, id)
             .await?;
-        let bytes = self
-            .blobs
-            .read(&data.sha256, data.size)
-            .await
-            .map_err(blob_error)?;
         let path = Self::version_path(ResourceKind::Function, &rec, &data);
         Ok(json_response(
             StatusCode::OK,
@@ -476,14 +489,9 @@ impl ControlPlane {
         asset: &str,
         id: &str,
     ) -> ApiResult {
-        let (_, data) = self
-            .version(ctx, svc, ResourceKind::Asset, asset, id)
+        let (_, data, bytes) = self
+            .version_content(ctx, svc, ResourceKind::Asset, asset, id)
             .await?;
-        let bytes = self
-            .blobs
-            .read(&data.sha256, data.size)
-            .await
-            .map_err(blob_error)?;
         let mut resp = Response::new(crate::Body::new(Bytes::from(bytes)));
         let ctype = data
             .content_type
