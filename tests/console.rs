@@ -188,6 +188,9 @@ fn sessions_stand_in_for_basic_credentials_and_changes_need_the_csrf_token() {
     let info = with_session(&sigil, get.clone(), "/console/session", &cookie, None, &[]);
     let info: serde_json::Value = info.json().expect("json");
     assert_eq!(info["csrf_token"], csrf.as_str());
+    // It ends 8 hours after sign-in.
+    let left = info["expires_in"].as_i64().expect("seconds");
+    assert!((8 * 3600 - 60..=8 * 3600).contains(&left), "{left}");
     // Basic credentials win over a cookie: the other account sees its own.
     let out = sigil.account_cli(&["create"]);
     let (other, other_token) = (field(&out, "account_sid"), field(&out, "auth_token"));

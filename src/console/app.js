@@ -222,10 +222,11 @@ async function environmentPage(svc, envSid) {
     [state.assets, state.functions] = await Promise.all([withNewest(svc, 'Assets'), withNewest(svc, 'Functions')]);
     drawAssets(assetsCard, state);
     drawFunctions(functionsCard, state);
-    drawDeployments(deploysCard, state);
+    await drawDeployments(deploysCard, state);
   };
   await state.redraw();
-  drawChart(chartCard, state);
+  // The chart and the Logs fill in when they arrive; a failure shows in their card.
+  drawChart(chartCard, state).catch((e) => fill(chartCard, h('h2', {}, 'Requests in the last hour'), h('p', { class: 'error' }, errorText(e))));
   drawLogs(logsCard, state);
   refresher = setInterval(() => {
     if (document.hidden) return;
