@@ -262,6 +262,44 @@ fn the_console_is_served_with_its_policy_here_and_through_the_edge() {
         .to_owned();
     assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
     assert!(page.text().expect("html").contains("app.js"));
+    // Signing in through the edge: over its TLS port the cookie is `__Host-` and `Secure`;
+    // over plain HTTP it is not, whatever an untrusted client claims in X-Forwarded-Proto.
+    let ca = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/ca.pem")).expect("ca");
+    let tls = Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("pem"))
+        .resolve("serverless.localhost", sigil.https)
+        .build()
+        .expect("client");
+    let form = [("AccountSid", ACCOUNT_SID), ("AuthToken", AUTH_TOKEN)];
+    let over_tls = tls
+        .post(format!(
+            "https://serverless.localhost:{}/console/session",
+            sigil.https.port()
+        ))
+        .header("X-Requested-With", "sigil-console")
+        .form(&form)
+        .send()
+        .expect("sign in over TLS");
+    assert_eq!(over_tls.status(), 201);
+    let (pair, set) = session_cookie(&over_tls);
+    assert!(
+        pair.starts_with("__Host-sigil_console=") && set.ends_with("; Secure"),
+        "{set}"
+    );
+    let claimed = client()
+        .post(format!("http://{}/console/session", sigil.http))
+        .header("Host", "serverless.localhost")
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Requested-With", "sigil-console")
+        .form(&form)
+        .send()
+        .expect("sign in over HTTP");
+    assert_eq!(claimed.status(), 201);
+    let (pair, set) = session_cookie(&claimed);
+    assert!(
+        pair.starts_with("sigil_console=") && !set.contains("Secure"),
+        "{set}"
+    );
     let js = client()
         .get(format!("{}/console/app.js", sigil.api))
         .send()

@@ -333,18 +333,7 @@ impl Edge {
             }
         };
         let host = host_name(&authority);
-        if self
-            .config
-            .api_hosts
-            .iter()
-            .any(|h| h.as_str() == host.as_ref())
-        {
-            return Handled::Later(Pending(Box::new(Later::Api(req, *conn))));
-        }
-        let Some(site) = self.routes.lookup(&host) else {
-            let outcome = Outcome::NotFound;
-            return Handled::Now(self.finish(None, &line, outcome, None, started));
-        };
+        // The scheme the client used: a trusted proxy's word, else this connection's.
         let scheme = match trusted
             .then(|| forwarded_value(req.headers(), "x-forwarded-proto"))
             .flatten()
@@ -352,6 +341,19 @@ impl Edge {
             Some(p) if p.eq_ignore_ascii_case("https") => "https",
             Some(p) if p.eq_ignore_ascii_case("http") => "http",
             _ => conn.scheme,
+        };
+        if self
+            .config
+            .api_hosts
+            .iter()
+            .any(|h| h.as_str() == host.as_ref())
+        {
+            let conn = Conn { scheme, ..*conn };
+            return Handled::Later(Pending(Box::new(Later::Api(req, conn))));
+        }
+        let Some(site) = self.routes.lookup(&host) else {
+            let outcome = Outcome::NotFound;
+            return Handled::Now(self.finish(None, &line, outcome, None, started));
         };
         let asset = match route(&site, &req) {
             Ok(asset) => asset,

@@ -51,9 +51,15 @@ struct InProcess(Arc<ControlPlane>);
 impl ApiHandler for InProcess {
     fn handle(
         &self,
-        req: Request<ApiBody>,
-        _conn: Conn,
+        mut req: Request<ApiBody>,
+        conn: Conn,
     ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send + '_>> {
+        // As a proxied request would say it (the edge has decided the scheme, trusting only
+        // its trusted proxies): the Console's cookie is `Secure` behind HTTPS.
+        req.headers_mut().insert(
+            "x-forwarded-proto",
+            http::HeaderValue::from_static(conn.scheme),
+        );
         Box::pin(self.0.handle(req))
     }
 }
