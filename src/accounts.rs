@@ -232,6 +232,10 @@ pub fn create_secondary(store: &dyn Metadata, account_sid: &str) -> Result<Strin
 /// Promotes the secondary token to primary; the old primary stops working, and so do the
 /// Console sessions signed in with the account's tokens.
 pub fn promote_secondary(store: &dyn Metadata, account_sid: &str) -> Result<(), AccountError> {
+    again_if_stale(|| promote_once(store, account_sid))
+}
+
+fn promote_once(store: &dyn Metadata, account_sid: &str) -> Result<(), AccountError> {
     let (mut rec, mut data) = load(store, account_sid)?;
     let secondary = data
         .secondary_auth_token
@@ -247,6 +251,10 @@ pub fn promote_secondary(store: &dyn Metadata, account_sid: &str) -> Result<(), 
 
 /// Removes the secondary token, ending the Console sessions signed in with a token.
 pub fn remove_secondary(store: &dyn Metadata, account_sid: &str) -> Result<(), AccountError> {
+    again_if_stale(|| remove_secondary_once(store, account_sid))
+}
+
+fn remove_secondary_once(store: &dyn Metadata, account_sid: &str) -> Result<(), AccountError> {
     let (mut rec, mut data) = load(store, account_sid)?;
     if data.secondary_auth_token.take().is_none() {
         return Err(AccountError::NoSecondary(rec.sid));
@@ -256,6 +264,18 @@ pub fn remove_secondary(store: &dyn Metadata, account_sid: &str) -> Result<(), A
     writes.push(Write::Update(rec));
     store.commit(writes)?;
     Ok(())
+}
+
+/// Runs a read-then-write `op` again (a few times) when another writer changed what it read
+/// meanwhile: a session signed in or out, the upkeep purging one, a racing rotation.
+fn again_if_stale(mut op: impl FnMut() -> Result<(), AccountError>) -> Result<(), AccountError> {
+    let mut attempt = 1;
+    loop {
+        match op() {
+            Err(AccountError::Store(StoreError::Stale(_))) if attempt < 5 => attempt += 1,
+            other => return other,
+        }
+    }
 }
 
 /// The deletions of the Console sessions signed in with the account's auth tokens (those

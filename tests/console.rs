@@ -144,22 +144,26 @@ fn sessions_stand_in_for_basic_credentials_and_changes_need_the_csrf_token() {
             .any(|c| c.starts_with("sigil_console=; Domain=localhost;") && c.contains("Max-Age=0")),
         "{clears:?}"
     );
-    // A second session cookie (planted, or left over) makes neither count.
+    // Over plain HTTP, a second session cookie (planted for the parent domain by a sibling
+    // host's page, or left over) makes neither count. Over HTTPS only the `__Host-` cookie
+    // counts: a planted plain one is ignored, whether alone or beside the real one.
     let planted = format!("sigil_console={}", "cd".repeat(32));
-    for both in [
-        format!("{planted}; {cookie}"),
-        format!("{cookie}; {planted}"),
-        format!("{cookie}; {secure_pair}"),
+    for (cookies, https, want) in [
+        (format!("{planted}; {cookie}"), false, 401),
+        (format!("{cookie}; {planted}"), false, 401),
+        (cookie.clone(), true, 401),
+        (secure_pair.clone(), true, 200),
+        (format!("{planted}; {secure_pair}"), true, 200),
+        (secure_pair.clone(), false, 401),
     ] {
-        let resp = with_session(
-            &sigil,
-            reqwest::Method::GET,
-            "/v1/Services",
-            &both,
-            None,
-            &[],
-        );
-        assert_eq!(resp.status(), 401, "{both}");
+        let mut rb = client()
+            .get(format!("{}/v1/Services", sigil.api))
+            .header("Cookie", &cookies);
+        if https {
+            rb = rb.header("X-Forwarded-Proto", "https");
+        }
+        let resp = rb.send().expect("request");
+        assert_eq!(resp.status(), want, "{cookies} over https: {https}");
     }
 
     // Reads with the cookie alone; changes only with the token, compared whole.

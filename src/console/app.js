@@ -159,7 +159,9 @@ async function servicesPage() {
 }
 
 async function servicePage(svc) {
+  const page = generation;
   const service = await api.call('GET', `/Services/${svc}`);
+  if (page !== generation) return;
   setCrumbs(['Services', '#/'], [service.unique_name]);
   const list = h('tbody');
   show(h('h1', {}, service.friendly_name || service.unique_name),
@@ -200,10 +202,12 @@ async function withNewest(svc, kind) {
 }
 
 async function environmentPage(svc, envSid) {
+  const page = generation;
   const [service, env] = await Promise.all([
     api.call('GET', `/Services/${svc}`),
     api.call('GET', `/Services/${svc}/Environments/${envSid}`),
   ]);
+  if (page !== generation) return;
   setCrumbs(['Services', '#/'], [service.unique_name, `#/services/${svc}`], [env.unique_name]);
   const state = { svc, env, service };
   const assetsCard = h('section', { class: 'card', id: 'assets-pane', 'aria-labelledby': 'assets-h' });
@@ -225,6 +229,7 @@ async function environmentPage(svc, envSid) {
     await drawDeployments(deploysCard, state);
   };
   await state.redraw();
+  if (page !== generation) return;
   // The chart and the Logs fill in when they arrive; a failure shows in their card.
   drawChart(chartCard, state).catch((e) => fill(chartCard, h('h2', {}, 'Requests in the last hour'), h('p', { class: 'error' }, errorText(e))));
   drawLogs(logsCard, state);
@@ -473,6 +478,9 @@ async function editFunction(box, state, fn, version) {
 }
 
 async function deployAllTo(state, button, status) {
+  // Once started, the Build is deployed even if the page changes; only this page's view
+  // is redrawn.
+  const page = generation;
   button.disabled = true;
   status.className = 'build-status';
   const say = (text, cls = '') => {
@@ -493,12 +501,9 @@ async function deployAllTo(state, button, status) {
     if (last && last.runtime) body.Runtime = last.runtime;
     say('building');
     let build = await api.call('POST', `/Services/${state.svc}/Builds`, body);
-    // Polled until it ends, for at most 15 minutes (npm may take 10), and only while this
-    // page is shown.
-    const page = generation;
+    // Polled until it ends, for at most 15 minutes (npm may take 10).
     const until = Date.now() + 15 * 60 * 1000;
     for (;;) {
-      if (page !== generation) return;
       if (Date.now() > until) throw new Error('the Build is still building after 15 minutes; see its status later');
       const st = await api.buildStatus(state.svc, build.sid);
       say(st.status);
@@ -512,7 +517,8 @@ async function deployAllTo(state, button, status) {
     say('completed; deploying', 'completed');
     await api.call('POST', `/Services/${state.svc}/Environments/${state.env.sid}/Deployments`, { BuildSid: build.sid });
     say('deployed', 'completed');
-    await state.redraw();
+    if (page === generation) await state.redraw();
+    else toast(`Deployed Build ${build.sid}`);
   } catch (e) {
     say(`failed: ${errorText(e)}`, 'failed');
   } finally {
@@ -624,11 +630,14 @@ async function route() {
   if (!account) return signInPage();
   document.getElementById('who').textContent = account.account_sid;
   document.getElementById('sign-out').hidden = false;
-  // SIDs and names from the URL go into API paths: encoded, so a crafted link cannot change
-  // the request's target.
-  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean)
-    .map((p) => { try { return encodeURIComponent(decodeURIComponent(p)); } catch (_) { return encodeURIComponent(p); } });
+  const page = generation;
+  // SIDs and names from the URL go into API paths: only letters, digits, '-' and '_', so a
+  // crafted link cannot change the request's target.
+  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
   try {
+    if (!parts.every((p) => /^[A-Za-z0-9_-]+$/.test(p))) {
+      throw new Error('There is no such page.');
+    }
     if (parts[0] === 'services' && parts[1] && parts[2] === 'environments' && parts[3]) {
       await environmentPage(parts[1], parts[3]);
     } else if (parts[0] === 'services' && parts[1]) {
@@ -637,6 +646,7 @@ async function route() {
       await servicesPage();
     }
   } catch (e) {
+    if (page !== generation) return;
     if (e.status === 401) { account = null; return signInPage('Your session has ended: sign in again.'); }
     show(h('section', { class: 'card' }, h('h1', {}, 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, errorText(e)),
       h('p', {}, h('a', { href: '#/' }, 'Back to your Services'))));

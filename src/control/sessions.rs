@@ -52,20 +52,27 @@ enum Presented<'a> {
     Nothing,
     /// One, well-formed: its secret.
     One(&'a str),
-    /// A malformed one, or more than one (a sibling host's page may have planted one for the
-    /// parent domain): never a session, whichever came first.
+    /// A malformed one, or more than one (over plain HTTP a sibling host's page may have
+    /// planted one for the parent domain): never a session, whichever came first.
     Unusable,
 }
 
-/// The session cookie a request carries.
+/// The session cookie a request carries: over HTTPS only the `__Host-` one counts (a plain
+/// one may have been planted for the parent domain by a sibling host's page, and is
+/// ignored), over plain HTTP only the plain one.
 fn presented(headers: &HeaderMap) -> Presented<'_> {
+    let name = if over_https(headers) {
+        SECURE_COOKIE
+    } else {
+        COOKIE
+    };
     let mut values = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(name, _)| *name == COOKIE || *name == SECURE_COOKIE)
+        .filter(|(n, _)| *n == name)
         .map(|(_, value)| value.trim());
     match (values.next(), values.next()) {
         (None, _) => Presented::Nothing,
@@ -131,28 +138,48 @@ impl ControlPlane {
         }
         let user = form.get("AccountSid").unwrap_or("").trim().to_owned();
         let pass = form.get("AuthToken").unwrap_or("").to_owned();
-        let (u, p) = (user.clone(), pass);
-        let account = self
-            .db(move |s| crate::accounts::authenticate(s, &u, &p))
-            .await?
-            .ok_or_else(rejected)?;
-        // Filed under the API key when signed in with one.
-        let parent = Prefix::ApiKey
-            .parse(&user)
-            .unwrap_or_else(|| account.clone());
         let secret = crate::sid::random_hex(32);
         let csrf = crate::sid::random_hex(16);
-        let rec = Record::new(
-            Kind::ConsoleSession,
+        let (sid, data) = (
             record_sid(&secret),
-            account.clone(),
-            Some(parent),
-            &SessionData {
+            SessionData {
                 csrf: csrf.clone(),
                 expires: crate::clock::now() + TTL_SECS,
             },
         );
-        self.db(move |s| s.commit(vec![Write::Insert(rec)])).await?;
+        // The credentials are checked and the session written in one commit that also checks
+        // the credential's record is as read: a token rotated in between fails the commit,
+        // and the next attempt checks against the new tokens.
+        let account = super::retrying(|| {
+            let (user, pass, sid) = (user.clone(), pass.clone(), sid.clone());
+            let data = serde_json::to_value(&data).expect("session data serialises");
+            async move {
+                self.db(move |s| {
+                    let Some(account) = crate::accounts::authenticate(s, &user, &pass)? else {
+                        return Ok(None);
+                    };
+                    // Filed under the API key when signed in with one.
+                    let parent = Prefix::ApiKey
+                        .parse(&user)
+                        .unwrap_or_else(|| account.clone());
+                    let Some(credential) = s.get(&parent)? else {
+                        return Ok(None);
+                    };
+                    let rec = Record::new(
+                        Kind::ConsoleSession,
+                        sid,
+                        account.clone(),
+                        Some(parent),
+                        &data,
+                    );
+                    s.commit(vec![Write::check(&credential), Write::Insert(rec)])?;
+                    Ok(Some(account))
+                })
+                .await
+            }
+        })
+        .await?
+        .ok_or_else(rejected)?;
         let mut resp = json_response(
             StatusCode::CREATED,
             &serde_json::json!({"account_sid": account, "csrf_token": csrf, "expires_in": TTL_SECS}),
@@ -262,29 +289,62 @@ mod tests {
     }
 
     #[test]
-    fn one_well_formed_cookie_is_a_session_two_are_none() {
+    fn one_well_formed_cookie_of_the_schemes_name_is_a_session() {
         let good = "ab".repeat(32);
         let other = "cd".repeat(32);
-        for (header, want) in [
-            (format!("{COOKIE}={good}"), Presented::One(&good)),
-            (format!("{SECURE_COOKIE}={good}"), Presented::One(&good)),
-            (format!("a=1; {COOKIE}={good}; b=2"), Presented::One(&good)),
-            (format!("x{COOKIE}={good}"), Presented::Nothing),
-            ("other=1".to_owned(), Presented::Nothing),
-            (format!("{COOKIE}={}", &good[..63]), Presented::Unusable),
-            (format!("{COOKIE}={}g", &good[..63]), Presented::Unusable),
-            (format!("{COOKIE}="), Presented::Unusable),
-            // A planted cookie first and the real one second, or the reverse: neither.
+        let https = |mut h: HeaderMap| {
+            h.insert("x-forwarded-proto", "https".parse().unwrap());
+            h
+        };
+        for (header, over_https, want) in [
+            (format!("{COOKIE}={good}"), false, Presented::One(&good)),
             (
-                format!("{COOKIE}={other}; {COOKIE}={good}"),
+                format!("a=1; {COOKIE}={good}; b=2"),
+                false,
+                Presented::One(&good),
+            ),
+            (
+                format!("{SECURE_COOKIE}={good}"),
+                true,
+                Presented::One(&good),
+            ),
+            // The other scheme's name does not count: over HTTPS a plain cookie may have
+            // been planted for the parent domain by a sibling host's page.
+            (format!("{COOKIE}={good}"), true, Presented::Nothing),
+            (format!("{SECURE_COOKIE}={good}"), false, Presented::Nothing),
+            (
+                format!("{COOKIE}={other}; {SECURE_COOKIE}={good}"),
+                true,
+                Presented::One(&good),
+            ),
+            (format!("x{COOKIE}={good}"), false, Presented::Nothing),
+            ("other=1".to_owned(), false, Presented::Nothing),
+            (
+                format!("{COOKIE}={}", &good[..63]),
+                false,
                 Presented::Unusable,
             ),
             (
-                format!("{SECURE_COOKIE}={good}; {COOKIE}={other}"),
+                format!("{COOKIE}={}g", &good[..63]),
+                false,
+                Presented::Unusable,
+            ),
+            (format!("{COOKIE}="), false, Presented::Unusable),
+            // Two of the scheme's name (a planted one, on plain HTTP): neither.
+            (
+                format!("{COOKIE}={other}; {COOKIE}={good}"),
+                false,
+                Presented::Unusable,
+            ),
+            (
+                format!("{SECURE_COOKIE}={good}; {SECURE_COOKIE}={other}"),
+                true,
                 Presented::Unusable,
             ),
         ] {
-            assert_eq!(presented(&with_cookie(&header)), want, "{header}");
+            let h = with_cookie(&header);
+            let h = if over_https { https(h) } else { h };
+            assert_eq!(presented(&h), want, "{header} over_https={over_https}");
         }
         let mut two_headers = with_cookie(&format!("{COOKIE}={good}"));
         two_headers.append(header::COOKIE, format!("{COOKIE}={other}").parse().unwrap());

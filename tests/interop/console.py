@@ -323,6 +323,9 @@ def main():
         driver.get(f"{API}/console/#/services/console-demo")
         wait(driver, lambda d: "Something went wrong" in d.find_element(By.ID, "main").text)
         check(True, "another account's Service by name is not found")
+        driver.get(f"{API}/console/#/services/../environments/x")
+        wait(driver, lambda d: "There is no such page." in d.find_element(By.ID, "main").text)
+        check(True, "a crafted route never reaches the API")
         driver.find_element(By.ID, "sign-out").click()
         wait(driver, EC.presence_of_element_located((By.ID, "sign-in")))
         # Chromium's log of script errors (geckodriver has no such log).
