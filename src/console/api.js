@@ -28,8 +28,9 @@ async function failure(resp) {
   return new ApiError(resp.status, message, resp.headers.get('sigil-build-error'));
 }
 
-/** Calls `method` on `path` (under /v1, or absolute); `form` is sent url-encoded. */
-export async function call(method, path, form) {
+/** Sends `method` to `path` (under /v1, or absolute) with `form` url-encoded: the response,
+ * or an ApiError when it is not a success. */
+async function send(method, path, form) {
   const headers = { Accept: 'application/json', 'X-Requested-With': 'sigil-console' };
   let body;
   if (form) {
@@ -48,6 +49,12 @@ export async function call(method, path, form) {
   const resp = await fetch(url, { method, headers, body, credentials: 'same-origin' });
   remember(resp);
   if (!resp.ok) throw await failure(resp);
+  return resp;
+}
+
+/** Calls `method` on `path`: its JSON (or a Blob for other content; null for 204). */
+export async function call(method, path, form) {
+  const resp = await send(method, path, form);
   if (resp.status === 204) return null;
   const type = resp.headers.get('content-type') || '';
   return type.includes('json') ? resp.json() : resp.blob();
@@ -55,11 +62,7 @@ export async function call(method, path, form) {
 
 /** A Build's status, with sigil's reason when it failed (`error`). */
 export async function buildStatus(service, build) {
-  const resp = await fetch(`/v1/Services/${service}/Builds/${build}/Status`, {
-    headers: { Accept: 'application/json', 'X-Requested-With': 'sigil-console' },
-    credentials: 'same-origin',
-  });
-  if (!resp.ok) throw await failure(resp);
+  const resp = await send('GET', `/Services/${service}/Builds/${build}/Status`);
   const st = await resp.json();
   st.error = resp.headers.get('sigil-build-error');
   return st;
@@ -91,17 +94,7 @@ export async function session() {
 }
 
 export async function signIn(accountSid, authToken) {
-  const resp = await fetch('/console/session', {
-    method: 'POST',
-    headers: {
-      'Content-Type': 'application/x-www-form-urlencoded',
-      'X-Requested-With': 'sigil-console',
-    },
-    body: new URLSearchParams({ AccountSid: accountSid, AuthToken: authToken }).toString(),
-    credentials: 'same-origin',
-  });
-  if (!resp.ok) throw await failure(resp);
-  const s = await resp.json();
+  const s = await call('POST', '/console/session', { AccountSid: accountSid, AuthToken: authToken });
   csrf = s.csrf_token;
   return s;
 }

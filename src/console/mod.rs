@@ -35,16 +35,20 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// The answer to `method` on `path` (which starts with `/console`).
 pub fn serve(method: &Method, path: &str) -> Response<Body> {
     if path == "/console" {
-        return plain(StatusCode::PERMANENT_REDIRECT, "")
-            .with_header(header::LOCATION, HeaderValue::from_static("/console/"));
+        let mut resp = plain(StatusCode::PERMANENT_REDIRECT, "");
+        resp.headers_mut()
+            .insert(header::LOCATION, HeaderValue::from_static("/console/"));
+        return resp;
     }
     let name = path.strip_prefix("/console/").unwrap_or("");
     let Some((_, ctype, bytes)) = FILES.iter().find(|(n, _, _)| *n == name) else {
         return plain(StatusCode::NOT_FOUND, "Not found\n");
     };
     if method != Method::GET && method != Method::HEAD {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n")
-            .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n");
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
     }
     let body = if method == Method::HEAD {
         Bytes::new()
@@ -57,17 +61,6 @@ pub fn serve(method: &Method, path: &str) -> Response<Body> {
     resp.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     secured(resp)
-}
-
-trait WithHeader {
-    fn with_header(self, name: header::HeaderName, value: HeaderValue) -> Self;
-}
-
-impl WithHeader for Response<Body> {
-    fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
-        self.headers_mut().insert(name, value);
-        self
-    }
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {

@@ -128,13 +128,7 @@ pub async fn install(
         super::disk::touch(&dir);
         return Ok(dir);
     }
-    let parent = dir.parent().expect("deps/<hash> has a parent");
-    super::tree::make_dir(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-    let tmp = parent.join(format!(
-        ".tmp-{}-{}",
-        dir.file_name().and_then(|n| n.to_str()).unwrap_or("deps"),
-        crate::sid::request_sid()
-    ));
+    let tmp = temp_beside(&dir, "tmp")?;
     let result = async {
         super::tree::make_dir(&tmp).map_err(|e| e.to_string())?;
         std::fs::write(tmp.join("package.json"), package_json(set)).map_err(|e| e.to_string())?;
@@ -202,7 +196,7 @@ pub enum PackError {
 pub async fn packed(dir: &Path, blobs: &BlobStore) -> Result<BlobRef, PackError> {
     // Written to a file beside the sets (never whole in memory), then streamed into the
     // blob store.
-    let tmp = dir.with_file_name(format!(".pack-{}", crate::sid::request_sid()));
+    let tmp = temp_beside(dir, "pack").map_err(PackError::Pack)?;
     let result = async {
         let (from, to) = (dir.to_path_buf(), tmp.clone());
         tokio::task::spawn_blocking(move || {
@@ -323,13 +317,7 @@ fn unpack_within(
     max_bytes: u64,
     max_entries: usize,
 ) -> Result<(), String> {
-    let parent = dir.parent().expect("deps/<hash> has a parent");
-    super::tree::make_dir(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-    let tmp = parent.join(format!(
-        ".unpack-{}-{}",
-        dir.file_name().and_then(|n| n.to_str()).unwrap_or("deps"),
-        crate::sid::request_sid()
-    ));
+    let tmp = temp_beside(dir, "unpack")?;
     let result = (|| {
         super::tree::make_dir(&tmp).map_err(|e| e.to_string())?;
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(packed));
@@ -367,6 +355,19 @@ fn unpack_within(
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result
+}
+
+/// A fresh name beside the set directory `dir` (`deps/.{what}-<hash>-<id>`), its parent
+/// made: where a set is written before it is renamed into place. Interrupted, it is left for
+/// [`super::disk::remove_unused`].
+fn temp_beside(dir: &Path, what: &str) -> Result<PathBuf, String> {
+    let parent = dir.parent().expect("deps/<hash> has a parent");
+    super::tree::make_dir(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    Ok(parent.join(format!(
+        ".{what}-{}-{}",
+        dir.file_name().and_then(|n| n.to_str()).unwrap_or("deps"),
+        crate::sid::request_sid()
+    )))
 }
 
 /// Renames a whole set directory into place; one placed meanwhile (by another Build of the
