@@ -11,8 +11,6 @@
 //! is and with its port removed (or the default port added when it has none); every candidate
 //! against every token of the account; the comparison in constant time.
 
-use std::collections::BTreeMap;
-
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
@@ -41,21 +39,26 @@ pub struct Verdict {
     pub signature_problem: Option<&'static str>,
 }
 
-/// The string Twilio signs for `url` and form parameters.
+/// The form parameters as Twilio signs them: sorted by name, then value (both by code
+/// point, which is byte order in UTF-8), each `(name, value)` pair once.
+fn signed_pairs(params: &[(String, String)]) -> Vec<(&str, &str)> {
+    let mut pairs: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
+}
+
+/// The string Twilio signs for `url` and form parameters: the URL, then each name and value
+/// of [`signed_pairs`].
 pub fn signed_string(url: &str, params: &[(String, String)]) -> String {
-    let mut grouped: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (k, v) in params {
-        grouped.entry(k.as_str()).or_default().push(v.as_str());
-    }
     let mut out = String::with_capacity(url.len() + params.len() * 16);
     out.push_str(url);
-    for (k, mut values) in grouped {
-        values.sort_unstable();
-        values.dedup();
-        for v in values {
-            out.push_str(k);
-            out.push_str(v);
-        }
+    for (k, v) in signed_pairs(params) {
+        out.push_str(k);
+        out.push_str(v);
     }
     out
 }
@@ -66,7 +69,9 @@ pub fn sign(token: &str, data: &str) -> String {
 }
 
 fn hmac_sha1(token: &str, data: &str) -> [u8; 20] {
-    SigningKey::new(token).mac(data)
+    let mut mac = token.keyed();
+    mac.update(data.as_bytes());
+    mac.finalize().into_bytes().into()
 }
 
 /// An auth token ready to sign: its HMAC key schedule computed once, not per request.
@@ -78,12 +83,6 @@ impl SigningKey {
     pub fn new(token: &str) -> SigningKey {
         SigningKey(Hmac::new_from_slice(token.as_bytes()).expect("HMAC takes any key length"))
     }
-
-    fn mac(&self, data: &str) -> [u8; 20] {
-        let mut mac = self.0.clone();
-        mac.update(data.as_bytes());
-        mac.finalize().into_bytes().into()
-    }
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -94,25 +93,25 @@ impl std::fmt::Debug for SigningKey {
 
 /// A token, or a token's [`SigningKey`]: what [`validate`] checks signatures against.
 pub trait Token {
-    /// HMAC-SHA1 of `data` under this token.
-    fn mac(&self, data: &str) -> [u8; 20];
+    /// An HMAC-SHA1 keyed with this token, nothing fed to it yet.
+    fn keyed(&self) -> Hmac<Sha1>;
 }
 
 impl Token for SigningKey {
-    fn mac(&self, data: &str) -> [u8; 20] {
-        SigningKey::mac(self, data)
+    fn keyed(&self) -> Hmac<Sha1> {
+        self.0.clone()
     }
 }
 
 impl Token for str {
-    fn mac(&self, data: &str) -> [u8; 20] {
-        hmac_sha1(self, data)
+    fn keyed(&self) -> Hmac<Sha1> {
+        SigningKey::new(self).0
     }
 }
 
 impl<T: Token + ?Sized> Token for &T {
-    fn mac(&self, data: &str) -> [u8; 20] {
-        (**self).mac(data)
+    fn keyed(&self) -> Hmac<Sha1> {
+        (**self).keyed()
     }
 }
 
@@ -124,13 +123,21 @@ pub fn body_sha256(body: &[u8]) -> String {
 /// `url` split into its scheme and the rest, when it is absolute: a scheme of letters,
 /// digits, `+`, `-` and `.`, then `://` and a non-empty authority.
 fn absolute(url: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = url.split_once("://")?;
+    // The scheme ends at the first ':', which must begin "://" (a scheme running to a later
+    // "://" would hold a ':', which no scheme may).
+    let colon = memchr::memchr(b':', url.as_bytes())?;
+    let (scheme, rest) = (&url[..colon], url[colon..].strip_prefix("://")?);
     let valid_scheme = !scheme.is_empty()
         && scheme
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    (valid_scheme && authority_len > 0).then_some((scheme, rest))
+    (valid_scheme && authority_end(rest) > 0).then_some((scheme, rest))
+}
+
+/// Where the authority at the start of `rest` ends: at its first '/', '?' or '#', else at
+/// its end.
+fn authority_end(rest: &str) -> usize {
+    memchr::memchr3(b'/', b'?', b'#', rest.as_bytes()).unwrap_or(rest.len())
 }
 
 /// The URL as received with its scheme lower-cased (borrowed when it already is); `None`
@@ -151,8 +158,7 @@ pub fn url_variants(url: &str) -> Vec<String> {
         return Vec::new();
     };
     let scheme = scheme.to_ascii_lowercase();
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
+    let (authority, tail) = rest.split_at(authority_end(rest));
     // (Splitting at the '@' itself instead would change nothing: the halves are joined
     // again, and only a ':' moved across could be taken for the port's.)
     let (userinfo, hostport) = match authority.rfind('@') {
@@ -189,46 +195,86 @@ fn body_sha256_param(url: &str) -> Option<&str> {
         .find_map(|pair| pair.strip_prefix("bodySHA256="))
 }
 
-/// Validates `signature` for a request to `url` with `payload` against each of `tokens`.
+/// Validates `signature` for a request to `url` with `payload` against each of `tokens`,
+/// recording what was tried (for `sigil signature verify`).
 pub fn validate<T: Token>(
     tokens: &[T],
     url: &str,
     payload: Payload<'_>,
     signature: &str,
 ) -> Verdict {
+    let mut verdict = Verdict {
+        valid: false,
+        tried: Vec::new(),
+        body_problem: None,
+        signature_problem: None,
+    };
+    match check(tokens, url, payload, signature, Some(&mut verdict.tried)) {
+        Ok(valid) => verdict.valid = valid,
+        Err(Refusal::Body(problem)) => verdict.body_problem = Some(problem),
+        Err(Refusal::Signature(problem)) => verdict.signature_problem = Some(problem),
+        Err(Refusal::NotAbsolute) => {}
+    }
+    verdict
+}
+
+/// Whether `signature` is valid: [`validate`]'s answer alone, with no signed string built
+/// (the edge asks this on every protected request).
+pub fn is_valid<T: Token>(tokens: &[T], url: &str, payload: Payload<'_>, signature: &str) -> bool {
+    matches!(check(tokens, url, payload, signature, None), Ok(true))
+}
+
+/// Why a request was refused before any signature was compared.
+enum Refusal {
+    /// The body does not match the URL's `bodySHA256`.
+    Body(String),
+    /// The signature's form.
+    Signature(&'static str),
+    /// The URL is not absolute.
+    NotAbsolute,
+}
+
+/// The check behind [`validate`] and [`is_valid`]: Ok(whether a candidate URL and token
+/// match), each signed string pushed to `tried` when it is given.
+fn check<T: Token>(
+    tokens: &[T],
+    url: &str,
+    payload: Payload<'_>,
+    signature: &str,
+    mut tried: Option<&mut Vec<String>>,
+) -> Result<bool, Refusal> {
     let params: &[(String, String)] = match payload {
         Payload::Form(p) => p,
         Payload::Body(body) => {
-            let problem = match body_sha256_param(url) {
-                None => Some("the URL has no bodySHA256 parameter".to_owned()),
-                Some("") => Some("the URL's bodySHA256 parameter is empty".to_owned()),
+            match body_sha256_param(url) {
+                None => {
+                    return Err(Refusal::Body(
+                        "the URL has no bodySHA256 parameter".to_owned(),
+                    ))
+                }
+                Some("") => {
+                    return Err(Refusal::Body(
+                        "the URL's bodySHA256 parameter is empty".to_owned(),
+                    ))
+                }
                 Some(given) => {
                     let actual = body_sha256(body);
                     // Compared as written: Twilio sends lowercase hex.
-                    (!bool::from(given.as_bytes().ct_eq(actual.as_bytes()))).then(|| {
-                        format!("the body's sha256 is {actual}, the URL's bodySHA256 is {given}")
-                    })
+                    if !bool::from(given.as_bytes().ct_eq(actual.as_bytes())) {
+                        return Err(Refusal::Body(format!(
+                            "the body's sha256 is {actual}, the URL's bodySHA256 is {given}"
+                        )));
+                    }
                 }
-            };
-            if problem.is_some() {
-                return Verdict {
-                    valid: false,
-                    tried: Vec::new(),
-                    body_problem: problem,
-                    signature_problem: None,
-                };
             }
             &[]
         }
     };
     // Refused as Twilio's libraries refuse it: the header's value is compared as it is.
     if signature.trim() != signature {
-        return Verdict {
-            valid: false,
-            tried: Vec::new(),
-            body_problem: None,
-            signature_problem: Some("the header value has surrounding whitespace"),
-        };
+        return Err(Refusal::Signature(
+            "the header value has surrounding whitespace",
+        ));
     }
     // An HMAC-SHA1 is 20 bytes; anything that does not decode to exactly that never matches.
     let mut decoded = [0u8; 24];
@@ -237,42 +283,32 @@ pub fn validate<T: Token>(
         .ok()
         .filter(|&n| n == 20)
         .map(|_| &decoded[..20]);
-    let matches = |data: &str| {
+    let pairs = signed_pairs(params);
+    // The signed string is fed to the MAC in pieces, never built (the URL, then each name
+    // and value): only `tried` needs it whole.
+    let mut matches = |candidate: &str| {
+        if let Some(tried) = tried.as_deref_mut() {
+            tried.push(signed_string(candidate, params));
+        }
         tokens.iter().any(|token| {
-            let mac = token.mac(data);
+            let mut mac = token.keyed();
+            mac.update(candidate.as_bytes());
+            for (k, v) in &pairs {
+                mac.update(k.as_bytes());
+                mac.update(v.as_bytes());
+            }
+            let mac = mac.finalize().into_bytes();
             expected.is_some_and(|e| bool::from(e.ct_eq(&mac)))
         })
     };
     // The URL as received first: that is what Twilio signed unless a port was added or
     // removed on the way; the other candidate is built only when it does not match. Each
     // comparison is constant-time; stopping at a match reveals nothing the response does not.
-    let Some(first) = as_received(url) else {
-        return Verdict {
-            valid: false,
-            tried: Vec::new(),
-            body_problem: None,
-            signature_problem: None,
-        };
-    };
-    let first = signed_string(&first, params);
-    let mut valid = matches(&first);
-    let mut tried = vec![first];
-    if !valid {
-        for u in url_variants(url).iter().skip(1) {
-            let data = signed_string(u, params);
-            valid = matches(&data);
-            tried.push(data);
-            if valid {
-                break;
-            }
-        }
+    let first = as_received(url).ok_or(Refusal::NotAbsolute)?;
+    if matches(&first) {
+        return Ok(true);
     }
-    Verdict {
-        valid,
-        tried,
-        body_problem: None,
-        signature_problem: None,
-    }
+    Ok(url_variants(url).iter().skip(1).any(|u| matches(u)))
 }
 
 #[cfg(test)]
@@ -337,7 +373,17 @@ mod tests {
         ] {
             assert_eq!(url_variants(url), want, "{url}");
         }
-        for bad in ["/sms", "example.com/sms", "https:///x", "://x"] {
+        for bad in [
+            "/sms",
+            "example.com/sms",
+            "https:///x",
+            "https://?q=1",
+            "https://#f",
+            "://x",
+            "https:/x",
+            "a:b://x",
+            "h_t://x",
+        ] {
             assert!(url_variants(bad).is_empty(), "{bad}");
         }
     }

@@ -9,16 +9,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use http::HeaderValue;
 
 use crate::accounts::AccountData;
 use crate::manifest::Visibility;
-use crate::signature::{validate, Payload, SigningKey};
+use crate::signature::{is_valid, Payload, SigningKey};
 use crate::store::{Kind, Metadata, StoreError};
+
+/// An Account SID's signing keys (foldhash: the keys are the store's SIDs, not a client's).
+type Keys = HashMap<String, Vec<SigningKey>, foldhash::fast::RandomState>;
 
 /// Auth tokens by Account SID.
 #[derive(Default)]
 pub struct Tokens {
-    map: ArcSwap<HashMap<String, Vec<SigningKey>>>,
+    map: ArcSwap<Keys>,
     /// The same tokens as text, for the edge's route snapshot (writers only).
     text: std::sync::Mutex<HashMap<String, Vec<String>>>,
 }
@@ -70,7 +74,7 @@ impl Tokens {
         let Some(tokens) = map.get(account_sid) else {
             return false;
         };
-        validate(tokens, url, payload, signature).valid
+        is_valid(tokens, url, payload, signature)
     }
 }
 
@@ -93,8 +97,8 @@ pub struct Proof {
     pub url: String,
     /// What was signed besides it.
     pub payload: OwnedPayload,
-    /// The `X-Twilio-Signature` header, if any.
-    pub signature: Option<String>,
+    /// The `X-Twilio-Signature` header, if any (sharing the request's bytes).
+    pub signature: Option<HeaderValue>,
 }
 
 /// An owned [`Payload`].
@@ -117,7 +121,8 @@ pub fn decide(
         Visibility::Public => Access::Allowed,
         Visibility::Private => Access::Private,
         Visibility::Protected => {
-            let Some((p, signature)) = proof.and_then(|p| Some((p, p.signature.as_deref()?)))
+            let Some((p, signature)) =
+                proof.and_then(|p| Some((p, p.signature.as_ref()?.to_str().ok()?)))
             else {
                 return Access::MissingSignature;
             };
@@ -143,7 +148,9 @@ mod tests {
         Proof {
             url: url.to_owned(),
             payload: OwnedPayload::Form(Vec::new()),
-            signature: Some(crate::signature::sign(token, &signed)),
+            signature: Some(
+                HeaderValue::from_str(&crate::signature::sign(token, &signed)).expect("base64"),
+            ),
         }
     }
 

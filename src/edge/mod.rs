@@ -889,7 +889,10 @@ fn proof(
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
-    let url = format!("{scheme}://{authority}{target}");
+    let mut url = String::with_capacity(scheme.len() + 3 + authority.len() + target.len());
+    for piece in [scheme, "://", authority, target] {
+        url.push_str(piece);
+    }
     let is_form = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -912,11 +915,7 @@ fn proof(
     } else {
         OwnedPayload::Body(body)
     };
-    let signature = parts
-        .headers
-        .get("x-twilio-signature")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let signature = parts.headers.get("x-twilio-signature").cloned();
     Ok(Proof {
         url,
         payload,

@@ -229,7 +229,14 @@ fn request(
 ) -> Option<Request<Empty<Bytes>>> {
     let mut headers = HeaderMap::with_capacity(head.headers);
     for (name, value) in &fields[..head.headers] {
-        let name = HeaderName::from_bytes(&bytes[name.clone()]).ok()?;
+        let name = &bytes[name.clone()];
+        // The one non-standard header every webhook carries, named without an allocation
+        // (`http` copies any other name it does not know).
+        let name = if name.eq_ignore_ascii_case(b"x-twilio-signature") {
+            HeaderName::from_static("x-twilio-signature")
+        } else {
+            HeaderName::from_bytes(name).ok()?
+        };
         let value = HeaderValue::from_maybe_shared(bytes.slice(value.clone())).ok()?;
         headers.append(name, value);
     }
