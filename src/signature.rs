@@ -159,29 +159,22 @@ pub fn url_variants(url: &str) -> Vec<String> {
     };
     let scheme = scheme.to_ascii_lowercase();
     let (authority, tail) = rest.split_at(authority_end(rest));
-    // (Splitting at the '@' itself instead would change nothing: the halves are joined
-    // again, and only a ':' moved across could be taken for the port's.)
-    let (userinfo, hostport) = match authority.rfind('@') {
-        Some(i) => authority.split_at(i + 1),
-        None => ("", authority),
-    };
-    // A port follows the last ':' unless that colon is inside an IPv6 literal. (Only whether
-    // there is one matters below, not its digits.)
-    let (host, port) = match hostport.rfind(':') {
-        Some(i) if !hostport[i..].contains(']') => (&hostport[..i], Some(&hostport[i + 1..])),
-        _ => (hostport, None),
+    // A port follows the last ':' unless that colon is inside an IPv6 literal or in the
+    // userinfo, both of which end after it (at a ']' or an '@'). `host` keeps the userinfo.
+    let (host, has_port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains([']', '@']) => (&authority[..i], true),
+        _ => (authority, false),
     };
     let as_received = format!("{scheme}://{rest}");
-    let other = match port {
-        Some(_) => format!("{scheme}://{userinfo}{host}{tail}"),
-        None => {
-            let default = match scheme.as_str() {
-                "https" => "443",
-                "http" => "80",
-                _ => return vec![as_received],
-            };
-            format!("{scheme}://{userinfo}{host}:{default}{tail}")
-        }
+    let other = if has_port {
+        format!("{scheme}://{host}{tail}")
+    } else {
+        let default = match scheme.as_str() {
+            "https" => "443",
+            "http" => "80",
+            _ => return vec![as_received],
+        };
+        format!("{scheme}://{host}:{default}{tail}")
     };
     vec![as_received, other]
 }
@@ -363,6 +356,14 @@ mod tests {
             (
                 "http://a.com:80/p",
                 vec!["http://a.com:80/p", "http://a.com/p"],
+            ),
+            (
+                "https://u:p@[::1]:8443/p",
+                vec!["https://u:p@[::1]:8443/p", "https://u:p@[::1]/p"],
+            ),
+            (
+                "https://u:p@[::1]/p",
+                vec!["https://u:p@[::1]/p", "https://u:p@[::1]:443/p"],
             ),
             ("ftp://a.com/p", vec!["ftp://a.com/p"]),
             // An empty password: its ':' is not a port's.

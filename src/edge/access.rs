@@ -165,6 +165,9 @@ mod tests {
             tokens.export(),
             HashMap::from([(sid.clone(), vec![token.clone()])])
         );
+        // The primary token is what a Function's context.AUTH_TOKEN is.
+        assert_eq!(tokens.primary(&sid), Some(token.clone()));
+        assert_eq!(tokens.primary("AC9"), None);
         let signed = proof(&token, "https://a.localhost/x");
         let check = |tokens: &Tokens| decide(tokens, &sid, Visibility::Protected, Some(&signed));
         assert_eq!(check(&tokens), Access::Allowed);
@@ -175,6 +178,11 @@ mod tests {
             HashMap::from([("AC2".to_owned(), vec!["x".to_owned()])])
         );
         assert_eq!(check(&tokens), Access::BadSignature);
+        tokens.replace(HashMap::from([(
+            "AC3".to_owned(),
+            vec!["first".to_owned(), "second".to_owned()],
+        )]));
+        assert_eq!(tokens.primary("AC3").as_deref(), Some("first"));
     }
 
     /// Every visibility against every kind of proof: a valid signature opens only what is
