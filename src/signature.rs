@@ -51,16 +51,18 @@ fn signed_pairs(params: &[(String, String)]) -> Vec<(&str, &str)> {
     pairs
 }
 
-/// The string Twilio signs for `url` and form parameters: the URL, then each name and value
-/// of [`signed_pairs`].
+/// The pieces of the string Twilio signs, in order: the URL, then each name and value of
+/// `pairs` (from [`signed_pairs`]).
+fn signed_pieces<'a>(
+    url: &'a str,
+    pairs: &'a [(&'a str, &'a str)],
+) -> impl Iterator<Item = &'a str> {
+    std::iter::once(url).chain(pairs.iter().flat_map(|&(k, v)| [k, v]))
+}
+
+/// The string Twilio signs for `url` and form parameters.
 pub fn signed_string(url: &str, params: &[(String, String)]) -> String {
-    let mut out = String::with_capacity(url.len() + params.len() * 16);
-    out.push_str(url);
-    for (k, v) in signed_pairs(params) {
-        out.push_str(k);
-        out.push_str(v);
-    }
-    out
+    signed_pieces(url, &signed_pairs(params)).collect()
 }
 
 /// base64(HMAC-SHA1(token, data)).
@@ -277,18 +279,15 @@ fn check<T: Token>(
         .filter(|&n| n == 20)
         .map(|_| &decoded[..20]);
     let pairs = signed_pairs(params);
-    // The signed string is fed to the MAC in pieces, never built (the URL, then each name
-    // and value): only `tried` needs it whole.
+    // The signed string is fed to the MAC in pieces, never built: only `tried` needs it whole.
     let mut matches = |candidate: &str| {
         if let Some(tried) = tried.as_deref_mut() {
-            tried.push(signed_string(candidate, params));
+            tried.push(signed_pieces(candidate, &pairs).collect());
         }
         tokens.iter().any(|token| {
             let mut mac = token.keyed();
-            mac.update(candidate.as_bytes());
-            for (k, v) in &pairs {
-                mac.update(k.as_bytes());
-                mac.update(v.as_bytes());
+            for piece in signed_pieces(candidate, &pairs) {
+                mac.update(piece.as_bytes());
             }
             let mac = mac.finalize().into_bytes();
             expected.is_some_and(|e| bool::from(e.ct_eq(&mac)))
