@@ -51,18 +51,20 @@ fn signed_pairs(params: &[(String, String)]) -> Vec<(&str, &str)> {
     pairs
 }
 
-/// The pieces of the string Twilio signs, in order: the URL, then each name and value of
-/// `pairs` (from [`signed_pairs`]).
+/// The pieces of the string Twilio signs, in order: the URL's pieces, then each name and
+/// value of `pairs` (from [`signed_pairs`]).
 fn signed_pieces<'a>(
-    url: &'a str,
+    url: &'a [&'a str],
     pairs: &'a [(&'a str, &'a str)],
 ) -> impl Iterator<Item = &'a str> {
-    std::iter::once(url).chain(pairs.iter().flat_map(|&(k, v)| [k, v]))
+    url.iter()
+        .copied()
+        .chain(pairs.iter().flat_map(|&(k, v)| [k, v]))
 }
 
 /// The string Twilio signs for `url` and form parameters.
 pub fn signed_string(url: &str, params: &[(String, String)]) -> String {
-    signed_pieces(url, &signed_pairs(params)).collect()
+    signed_pieces(&[url], &signed_pairs(params)).collect()
 }
 
 /// base64(HMAC-SHA1(token, data)).
@@ -122,18 +124,84 @@ pub fn body_sha256(body: &[u8]) -> String {
     crate::sid::hex(&Sha256::digest(body))
 }
 
-/// `url` split into its scheme and the rest, when it is absolute: a scheme of letters,
-/// digits, `+`, `-` and `.`, then `://` and a non-empty authority.
-fn absolute(url: &str) -> Option<(&str, &str)> {
-    // The scheme ends at the first ':', which must begin "://" (a scheme running to a later
-    // "://" would hold a ':', which no scheme may).
-    let colon = memchr::memchr(b':', url.as_bytes())?;
-    let (scheme, rest) = (&url[..colon], url[colon..].strip_prefix("://")?);
-    let valid_scheme = !scheme.is_empty()
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
-    (valid_scheme && authority_end(rest) > 0).then_some((scheme, rest))
+/// The name of the header that carries the signature.
+pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-twilio-signature");
+
+/// An absolute URL as the check reads it: its scheme (lower-cased), its authority and the
+/// rest (path, query, fragment), each as received and nothing else normalised.
+#[derive(Debug, Clone)]
+pub struct Url<'a> {
+    scheme: std::borrow::Cow<'a, str>,
+    authority: &'a str,
+    tail: &'a str,
+}
+
+impl<'a> Url<'a> {
+    /// `url` when it is absolute: a scheme of letters, digits, `+`, `-` and `.`, then `://`
+    /// and a non-empty authority.
+    pub fn parse(url: &'a str) -> Option<Url<'a>> {
+        // The scheme ends at the first ':', which must begin "://" (a scheme running to a
+        // later "://" would hold a ':', which no scheme may).
+        let colon = memchr::memchr(b':', url.as_bytes())?;
+        let (scheme, rest) = (&url[..colon], url[colon..].strip_prefix("://")?);
+        let (authority, tail) = rest.split_at(authority_end(rest));
+        Url::from_parts(scheme, authority, tail)
+    }
+
+    /// The URL a server was asked for, from its scheme, the host it was named by (with the
+    /// port, as sent) and the request target; `None` when they make no absolute URL.
+    pub fn from_parts(scheme: &'a str, authority: &'a str, tail: &'a str) -> Option<Url<'a>> {
+        let valid_scheme = !scheme.is_empty()
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+        let valid_authority = !authority.is_empty() && authority_end(authority) == authority.len();
+        let valid_tail = tail.is_empty() || tail.starts_with(['/', '?', '#']);
+        if !(valid_scheme && valid_authority && valid_tail) {
+            return None;
+        }
+        let scheme = if scheme.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(scheme.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(scheme)
+        };
+        Some(Url {
+            scheme,
+            authority,
+            tail,
+        })
+    }
+
+    /// The URLs Twilio may have signed, each in pieces (never joined): as received, then
+    /// with its port removed or, when it has none, the scheme's default port added.
+    fn candidates(&self) -> impl Iterator<Item = [&str; 6]> {
+        let (scheme, authority, tail) = (&*self.scheme, self.authority, self.tail);
+        let received = [scheme, "://", authority, tail, "", ""];
+        // A port follows the last ':' unless that colon is inside an IPv6 literal or in the
+        // userinfo, both of which end after it (at a ']' or an '@'). The host keeps the
+        // userinfo.
+        let other = match authority.rfind(':') {
+            Some(i) if !authority[i..].contains([']', '@']) => {
+                Some([scheme, "://", &authority[..i], tail, "", ""])
+            }
+            _ => match scheme {
+                "https" => Some("443"),
+                "http" => Some("80"),
+                _ => None,
+            }
+            .map(|port| [scheme, "://", authority, ":", port, tail]),
+        };
+        std::iter::once(received).chain(other)
+    }
+
+    /// The first `bodySHA256` value in the URL's query, as written.
+    fn body_sha256_param(&self) -> Option<&'a str> {
+        let query = self.tail.split_once('?')?.1;
+        let query = query.split('#').next().unwrap_or(query);
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("bodySHA256="))
+    }
 }
 
 /// Where the authority at the start of `rest` ends: at its first '/', '?' or '#', else at
@@ -142,52 +210,10 @@ fn authority_end(rest: &str) -> usize {
     memchr::memchr3(b'/', b'?', b'#', rest.as_bytes()).unwrap_or(rest.len())
 }
 
-/// The URL as received with its scheme lower-cased (borrowed when it already is); `None`
-/// when `url` is not absolute.
-fn as_received(url: &str) -> Option<std::borrow::Cow<'_, str>> {
-    let (scheme, rest) = absolute(url)?;
-    Some(if scheme.bytes().any(|b| b.is_ascii_uppercase()) {
-        std::borrow::Cow::Owned(format!("{}://{rest}", scheme.to_ascii_lowercase()))
-    } else {
-        std::borrow::Cow::Borrowed(url)
-    })
-}
-
 /// The URL candidates for `url`: as received (scheme lower-cased), and with its port removed
 /// or, when it has none, the scheme's default port added. Empty when `url` is not absolute.
 pub fn url_variants(url: &str) -> Vec<String> {
-    let Some((scheme, rest)) = absolute(url) else {
-        return Vec::new();
-    };
-    let scheme = scheme.to_ascii_lowercase();
-    let (authority, tail) = rest.split_at(authority_end(rest));
-    // A port follows the last ':' unless that colon is inside an IPv6 literal or in the
-    // userinfo, both of which end after it (at a ']' or an '@'). `host` keeps the userinfo.
-    let (host, has_port) = match authority.rfind(':') {
-        Some(i) if !authority[i..].contains([']', '@']) => (&authority[..i], true),
-        _ => (authority, false),
-    };
-    let as_received = format!("{scheme}://{rest}");
-    let other = if has_port {
-        format!("{scheme}://{host}{tail}")
-    } else {
-        let default = match scheme.as_str() {
-            "https" => "443",
-            "http" => "80",
-            _ => return vec![as_received],
-        };
-        format!("{scheme}://{host}:{default}{tail}")
-    };
-    vec![as_received, other]
-}
-
-/// The first `bodySHA256` value in the URL's query, as written.
-fn body_sha256_param(url: &str) -> Option<&str> {
-    let query = url.split_once('?')?.1;
-    let query = query.split('#').next().unwrap_or(query);
-    query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("bodySHA256="))
+    Url::parse(url).map_or_else(Vec::new, |u| u.candidates().map(|c| c.concat()).collect())
 }
 
 /// Validates `signature` for a request to `url` with `payload` against each of `tokens`,
@@ -204,18 +230,25 @@ pub fn validate<T: Token>(
         body_problem: None,
         signature_problem: None,
     };
-    match check(tokens, url, payload, signature, Some(&mut verdict.tried)) {
+    let Some(url) = Url::parse(url) else {
+        return verdict;
+    };
+    match check(tokens, &url, payload, signature, Some(&mut verdict.tried)) {
         Ok(valid) => verdict.valid = valid,
         Err(Refusal::Body(problem)) => verdict.body_problem = Some(problem),
         Err(Refusal::Signature(problem)) => verdict.signature_problem = Some(problem),
-        Err(Refusal::NotAbsolute) => {}
     }
     verdict
 }
 
-/// Whether `signature` is valid: [`validate`]'s answer alone, with no signed string built
-/// (the edge asks this on every protected request).
-pub fn is_valid<T: Token>(tokens: &[T], url: &str, payload: Payload<'_>, signature: &str) -> bool {
+/// Whether `signature` is valid for a request to `url` with `payload` by one of `tokens`
+/// (the edge's check: nothing recorded).
+pub fn is_valid<T: Token>(
+    tokens: &[T],
+    url: &Url<'_>,
+    payload: Payload<'_>,
+    signature: &str,
+) -> bool {
     matches!(check(tokens, url, payload, signature, None), Ok(true))
 }
 
@@ -225,15 +258,13 @@ enum Refusal {
     Body(String),
     /// The signature's form.
     Signature(&'static str),
-    /// The URL is not absolute.
-    NotAbsolute,
 }
 
 /// The check behind [`validate`] and [`is_valid`]: Ok(whether a candidate URL and token
 /// match), each signed string pushed to `tried` when it is given.
 fn check<T: Token>(
     tokens: &[T],
-    url: &str,
+    url: &Url<'_>,
     payload: Payload<'_>,
     signature: &str,
     mut tried: Option<&mut Vec<String>>,
@@ -241,7 +272,7 @@ fn check<T: Token>(
     let params: &[(String, String)] = match payload {
         Payload::Form(p) => p,
         Payload::Body(body) => {
-            match body_sha256_param(url) {
+            match url.body_sha256_param() {
                 None => {
                     return Err(Refusal::Body(
                         "the URL has no bodySHA256 parameter".to_owned(),
@@ -266,7 +297,8 @@ fn check<T: Token>(
         }
     };
     // Refused as Twilio's libraries refuse it: the header's value is compared as it is.
-    if signature.trim() != signature {
+    // (`trim` returns a part of the value: the same length means nothing was trimmed.)
+    if signature.trim().len() != signature.len() {
         return Err(Refusal::Signature(
             "the header value has surrounding whitespace",
         ));
@@ -280,7 +312,7 @@ fn check<T: Token>(
         .map(|_| &decoded[..20]);
     let pairs = signed_pairs(params);
     // The signed string is fed to the MAC in pieces, never built: only `tried` needs it whole.
-    let mut matches = |candidate: &str| {
+    let mut matches = |candidate: &[&str]| {
         if let Some(tried) = tried.as_deref_mut() {
             tried.push(signed_pieces(candidate, &pairs).collect());
         }
@@ -294,13 +326,9 @@ fn check<T: Token>(
         })
     };
     // The URL as received first: that is what Twilio signed unless a port was added or
-    // removed on the way; the other candidate is built only when it does not match. Each
-    // comparison is constant-time; stopping at a match reveals nothing the response does not.
-    let first = as_received(url).ok_or(Refusal::NotAbsolute)?;
-    if matches(&first) {
-        return Ok(true);
-    }
-    Ok(url_variants(url).iter().skip(1).any(|u| matches(u)))
+    // removed on the way. Each comparison is constant-time; stopping at a match reveals
+    // nothing the response does not.
+    Ok(url.candidates().any(|c| matches(&c)))
 }
 
 #[cfg(test)]
@@ -385,6 +413,37 @@ mod tests {
             "h_t://x",
         ] {
             assert!(url_variants(bad).is_empty(), "{bad}");
+        }
+    }
+
+    /// The pieces a server holds make the URL the whole string makes; pieces that make no
+    /// absolute URL make none.
+    #[test]
+    fn url_from_parts() {
+        let joined = |u: Url<'_>| u.candidates().map(|c| c.concat()).collect::<Vec<_>>();
+        for (scheme, authority, tail, whole) in [
+            ("HTTP", "a.com:8080", "/p?q=1", "HTTP://a.com:8080/p?q=1"),
+            ("https", "a.com", "", "https://a.com"),
+            ("http", "[::1]", "?q", "http://[::1]?q"),
+            ("https", "a.com", "#f", "https://a.com#f"),
+        ] {
+            let url = Url::from_parts(scheme, authority, tail).expect(whole);
+            assert_eq!(joined(url), url_variants(whole), "{whole}");
+        }
+        for (scheme, authority, tail) in [
+            ("", "a.com", "/p"),
+            ("h_t", "a.com", "/p"),
+            ("https", "", "/p"),
+            ("https", "a.com/x", "/p"),
+            ("https", "a.com?", ""),
+            ("https", "a.com#", ""),
+            ("https", "a.com", "p"),
+            ("https", "a.com", "*"),
+        ] {
+            assert!(
+                Url::from_parts(scheme, authority, tail).is_none(),
+                "{scheme} {authority} {tail}"
+            );
         }
     }
 

@@ -13,7 +13,7 @@ use http::HeaderValue;
 
 use crate::accounts::AccountData;
 use crate::manifest::Visibility;
-use crate::signature::{is_valid, Payload, SigningKey};
+use crate::signature::{is_valid, Payload, SigningKey, Url};
 use crate::store::{Kind, Metadata, StoreError};
 
 /// An Account SID's signing keys (foldhash: the keys are the store's SIDs, not a client's).
@@ -69,7 +69,13 @@ impl Tokens {
     }
 
     /// Checks a signature for `account_sid`.
-    fn valid(&self, account_sid: &str, url: &str, payload: Payload<'_>, signature: &str) -> bool {
+    fn valid(
+        &self,
+        account_sid: &str,
+        url: &Url<'_>,
+        payload: Payload<'_>,
+        signature: &str,
+    ) -> bool {
         let map = self.map.load();
         let Some(tokens) = map.get(account_sid) else {
             return false;
@@ -91,14 +97,15 @@ pub enum Access {
     BadSignature,
 }
 
-/// What a protected request offers as proof of Twilio's signature.
-pub struct Proof {
-    /// The URL as the client asked for it (scheme, host as sent, raw path and query).
-    pub url: String,
+/// What a protected request offers as proof of Twilio's signature (borrowing the request).
+pub struct Proof<'a> {
+    /// The URL as the client asked for it (scheme, host as sent, raw path and query); `None`
+    /// when those make no absolute URL, which no signature matches.
+    pub url: Option<Url<'a>>,
     /// What was signed besides it.
     pub payload: OwnedPayload,
-    /// The `X-Twilio-Signature` header, if any (sharing the request's bytes).
-    pub signature: Option<HeaderValue>,
+    /// The `X-Twilio-Signature` header, if any.
+    pub signature: Option<&'a HeaderValue>,
 }
 
 /// An owned [`Payload`].
@@ -115,22 +122,24 @@ pub fn decide(
     tokens: &Tokens,
     account_sid: &str,
     visibility: Visibility,
-    proof: Option<&Proof>,
+    proof: Option<&Proof<'_>>,
 ) -> Access {
     match visibility {
         Visibility::Public => Access::Allowed,
         Visibility::Private => Access::Private,
         Visibility::Protected => {
-            let Some((p, signature)) =
-                proof.and_then(|p| Some((p, p.signature.as_ref()?.to_str().ok()?)))
+            let Some((p, signature)) = proof.and_then(|p| Some((p, p.signature?.to_str().ok()?)))
             else {
                 return Access::MissingSignature;
+            };
+            let Some(url) = &p.url else {
+                return Access::BadSignature;
             };
             let payload = match &p.payload {
                 OwnedPayload::Form(params) => Payload::Form(params),
                 OwnedPayload::Body(body) => Payload::Body(body),
             };
-            if tokens.valid(account_sid, &p.url, payload, signature) {
+            if tokens.valid(account_sid, url, payload, signature) {
                 Access::Allowed
             } else {
                 Access::BadSignature
@@ -143,14 +152,17 @@ pub fn decide(
 mod tests {
     use super::*;
 
-    fn proof(token: &str, url: &str) -> Proof {
+    /// The header value of `token`'s signature of a GET of `url`.
+    fn signed(token: &str, url: &str) -> HeaderValue {
         let signed = crate::signature::signed_string(url, &[]);
+        HeaderValue::from_str(&crate::signature::sign(token, &signed)).expect("base64")
+    }
+
+    fn proof<'a>(url: &'a str, signature: &'a HeaderValue) -> Proof<'a> {
         Proof {
-            url: url.to_owned(),
+            url: Url::parse(url),
             payload: OwnedPayload::Form(Vec::new()),
-            signature: Some(
-                HeaderValue::from_str(&crate::signature::sign(token, &signed)).expect("base64"),
-            ),
+            signature: Some(signature),
         }
     }
 
@@ -168,7 +180,8 @@ mod tests {
         // The primary token is what a Function's context.AUTH_TOKEN is.
         assert_eq!(tokens.primary(&sid), Some(token.clone()));
         assert_eq!(tokens.primary("AC9"), None);
-        let signed = proof(&token, "https://a.localhost/x");
+        let header = signed(&token, "https://a.localhost/x");
+        let signed = proof("https://a.localhost/x", &header);
         let check = |tokens: &Tokens| decide(tokens, &sid, Visibility::Protected, Some(&signed));
         assert_eq!(check(&tokens), Access::Allowed);
         // Replaced whole: what is not given is gone.
@@ -195,33 +208,40 @@ mod tests {
             ("AC2".to_owned(), vec!["two".to_owned(), "two-b".to_owned()]),
         ]));
         let url = "https://a.localhost/x";
+        let [one, two, two_b, wrong, empty] =
+            ["one", "two", "two-b", "wrong", ""].map(|t| signed(t, url));
         let none = Proof {
-            url: url.to_owned(),
-            payload: OwnedPayload::Form(Vec::new()),
             signature: None,
+            ..proof(url, &one)
+        };
+        // The right signature, but the request made no absolute URL.
+        let no_url = Proof {
+            url: None,
+            ..proof(url, &one)
         };
         use Access::{Allowed, BadSignature, MissingSignature};
         use Visibility::{Protected, Public};
         for (account, visibility, proof, want) in [
             ("AC1", Public, None, Allowed),
-            ("AC1", Public, Some(proof("wrong", url)), Allowed),
+            ("AC1", Public, Some(proof(url, &wrong)), Allowed),
             ("AC1", Visibility::Private, None, Access::Private),
             // A valid signature never opens a private asset.
             (
                 "AC1",
                 Visibility::Private,
-                Some(proof("one", url)),
+                Some(proof(url, &one)),
                 Access::Private,
             ),
             ("AC1", Protected, None, MissingSignature),
             ("AC1", Protected, Some(none), MissingSignature),
-            ("AC1", Protected, Some(proof("one", url)), Allowed),
-            ("AC2", Protected, Some(proof("two-b", url)), Allowed),
-            ("AC1", Protected, Some(proof("wrong", url)), BadSignature),
+            ("AC1", Protected, Some(no_url), BadSignature),
+            ("AC1", Protected, Some(proof(url, &one)), Allowed),
+            ("AC2", Protected, Some(proof(url, &two_b)), Allowed),
+            ("AC1", Protected, Some(proof(url, &wrong)), BadSignature),
             // Another account's token, and an account with no tokens here.
-            ("AC1", Protected, Some(proof("two", url)), BadSignature),
-            ("AC9", Protected, Some(proof("one", url)), BadSignature),
-            ("AC9", Protected, Some(proof("", url)), BadSignature),
+            ("AC1", Protected, Some(proof(url, &two)), BadSignature),
+            ("AC9", Protected, Some(proof(url, &one)), BadSignature),
+            ("AC9", Protected, Some(proof(url, &empty)), BadSignature),
         ] {
             assert_eq!(
                 decide(&tokens, account, visibility, proof.as_ref()),

@@ -231,7 +231,7 @@ fn host_name(authority: &str) -> std::borrow::Cow<'_, str> {
     let without_port = if authority.starts_with('[') {
         authority.split_inclusive(']').next().unwrap_or(authority)
     } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+        memchr::memrchr(b':', authority.as_bytes()).map_or(authority, |i| &authority[..i])
     };
     let name = without_port.trim_end_matches('.');
     if name.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -879,47 +879,48 @@ fn validators(h: &mut HeaderMap, asset: &EdgeAsset, rep: &Representation, site: 
 
 /// Builds what a protected request offers: the URL as the client asked for it, and its form
 /// parameters or body.
-fn proof(
-    parts: &::http::request::Parts,
+fn proof<'a>(
+    parts: &'a ::http::request::Parts,
     body: Bytes,
-    scheme: &str,
-    authority: &str,
-) -> Result<Proof, &'static str> {
+    scheme: &'a str,
+    authority: &'a str,
+) -> Result<Proof<'a>, &'static str> {
     let target = parts
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
-    let mut url = String::with_capacity(scheme.len() + 3 + authority.len() + target.len());
-    for piece in [scheme, "://", authority, target] {
-        url.push_str(piece);
-    }
-    let is_form = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
     // A `bodySHA256` in the URL says the body is validated by its hash (Twilio's JSON
     // webhooks), so such a request is never taken for an empty form: an empty body must hash
     // to it too.
-    let names_body_hash = parts
-        .uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p.starts_with("bodySHA256=")));
-    let payload = if is_form || (body.is_empty() && !names_body_hash) {
+    let names_body_hash = || {
+        parts
+            .uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p.starts_with("bodySHA256=")))
+    };
+    let is_form = || {
+        parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            })
+    };
+    let payload = if body.is_empty() && !names_body_hash() {
+        OwnedPayload::Form(Vec::new())
+    } else if is_form() {
         let params = crate::wire::decode_pairs(&body)
             .map_err(|_| "the form body is not UTF-8 after percent-decoding")?;
         OwnedPayload::Form(params)
     } else {
         OwnedPayload::Body(body)
     };
-    let signature = parts.headers.get("x-twilio-signature").cloned();
     Ok(Proof {
-        url,
+        url: crate::signature::Url::from_parts(scheme, authority, target),
         payload,
-        signature,
+        signature: parts.headers.get(crate::signature::HEADER),
     })
 }
 

@@ -40,8 +40,8 @@ pub fn valid_host(value: &str) -> bool {
                     .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.');
             (literal_ok, port)
         }
-        None => match value.split_once(':') {
-            Some((name, port)) => (reg_name(name), Some(port)),
+        None => match memchr::memchr(b':', value.as_bytes()) {
+            Some(i) => (reg_name(&value[..i]), Some(&value[i + 1..])),
             None => (reg_name(value), None),
         },
     };

@@ -232,8 +232,8 @@ fn request(
         let name = &bytes[name.clone()];
         // The one non-standard header every webhook carries, named without an allocation
         // (`http` copies any other name it does not know).
-        let name = if name.eq_ignore_ascii_case(b"x-twilio-signature") {
-            HeaderName::from_static("x-twilio-signature")
+        let name = if name.eq_ignore_ascii_case(crate::signature::HEADER.as_ref()) {
+            crate::signature::HEADER
         } else {
             HeaderName::from_bytes(name).ok()?
         };
