@@ -194,8 +194,9 @@ impl<'a> Url<'a> {
         std::iter::once(received).chain(other)
     }
 
-    /// The first `bodySHA256` value in the URL's query, as written.
-    fn body_sha256_param(&self) -> Option<&'a str> {
+    /// The first `bodySHA256` value in the URL's query, as written: a URL with one says
+    /// its body is validated by that hash (Twilio's JSON webhooks).
+    pub fn body_sha256_param(&self) -> Option<&'a str> {
         let query = self.tail.split_once('?')?.1;
         let query = query.split('#').next().unwrap_or(query);
         query

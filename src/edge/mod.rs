@@ -889,14 +889,12 @@ fn proof<'a>(
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
-    // A `bodySHA256` in the URL says the body is validated by its hash (Twilio's JSON
-    // webhooks), so such a request is never taken for an empty form: an empty body must hash
-    // to it too.
+    let url = crate::signature::Url::from_parts(scheme, authority, target);
+    // A `bodySHA256` in the URL says the body is validated by its hash, so such a request is
+    // never taken for an empty form: an empty body must hash to it too.
     let names_body_hash = || {
-        parts
-            .uri
-            .query()
-            .is_some_and(|q| q.split('&').any(|p| p.starts_with("bodySHA256=")))
+        url.as_ref()
+            .is_some_and(|u| u.body_sha256_param().is_some())
     };
     let is_form = || {
         parts
@@ -918,7 +916,7 @@ fn proof<'a>(
         OwnedPayload::Body(body)
     };
     Ok(Proof {
-        url: crate::signature::Url::from_parts(scheme, authority, target),
+        url,
         payload,
         signature: parts.headers.get(crate::signature::HEADER),
     })
