@@ -302,6 +302,12 @@ pub struct ServeArgs {
     /// PEM private key of --cert.
     #[arg(long, env = "SIGIL_KEY", requires = "cert", help_heading = "TLS")]
     pub key: Option<PathBuf>,
+    /// After the handshake, hand an HTTPS/1.1 connection's encryption to the kernel (kernel
+    /// TLS: Linux with CONFIG_TLS), so bodies are written, or sent with `sendfile`, without
+    /// rustls. Where the kernel has no TLS, or not for the connection's cipher, rustls keeps
+    /// it; HTTP/2 always stays with rustls. Off by default: README, "Performance".
+    #[arg(long, env = "SIGIL_KTLS", help_heading = "TLS")]
+    pub ktls: bool,
     /// Seconds a TLS handshake may take.
     #[arg(
         long,
@@ -728,6 +734,8 @@ pub struct Config {
     pub https: SocketAddr,
     /// Certificate chain and key (PEM); None = the embedded development pair.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Kernel TLS for HTTPS/1.1 where the kernel has it (`--ktls`).
+    pub ktls: bool,
     /// Trusted proxies.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Largest edge POST body.
@@ -908,6 +916,7 @@ impl Config {
             http: args.http,
             https: args.https,
             tls: args.cert.zip(args.key),
+            ktls: args.ktls,
             trusted_proxies,
             edge_max_body: args.edge_max_body,
             cache_control_public: header("--cache-control-public", &args.cache_control_public)?,
@@ -1049,6 +1058,7 @@ mod tests {
             https: "127.0.0.1:0".parse().expect("addr"),
             cert: None,
             key: None,
+            ktls: false,
             trusted_proxy: vec!["10.0.0.0/8".into(), "127.0.0.1".into()],
             edge_max_body: 1,
             cache_control_public: "public".into(),

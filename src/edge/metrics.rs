@@ -15,6 +15,7 @@ pub struct Metrics {
     signature_failures: AtomicU64,
     active_connections: AtomicI64,
     connections_total: AtomicU64,
+    kernel_tls_connections: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -26,6 +27,7 @@ impl Default for Metrics {
             signature_failures: AtomicU64::new(0),
             active_connections: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
+            kernel_tls_connections: AtomicU64::new(0),
         }
     }
 }
@@ -59,6 +61,11 @@ impl Metrics {
     /// Counts a refused signature.
     pub fn signature_failure(&self) {
         self.signature_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an HTTPS connection whose encryption the kernel took over (`--ktls`).
+    pub fn kernel_tls(&self) {
+        self.kernel_tls_connections.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a connection for as long as the guard lives.
@@ -110,6 +117,11 @@ impl Metrics {
                 "sigil_connections_total",
                 "Edge connections accepted.",
                 self.connections_total.load(Ordering::Relaxed),
+            ),
+            (
+                "sigil_kernel_tls_connections_total",
+                "HTTPS connections whose encryption the kernel took over after the handshake (--ktls).",
+                self.kernel_tls_connections.load(Ordering::Relaxed),
             ),
             (
                 "sigil_request_logs_dropped_total",

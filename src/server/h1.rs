@@ -32,10 +32,11 @@ use crate::body::FileRange;
 use crate::edge::{Conn, Edge};
 use crate::Body;
 
-/// A connection the fast path serves: plain TCP, whose large bodies can go by `sendfile`, or
-/// TLS, which cannot.
+/// A connection the fast path serves: plain TCP or kernel TLS, whose large bodies can go by
+/// `sendfile`, or TLS in rustls, which cannot.
 pub(super) trait Socket: AsyncRead + AsyncWrite + Unpin {
-    /// The TCP socket when bytes written to it go to the client as they are.
+    /// The TCP socket when what is written to it reaches the client as written (the kernel
+    /// encrypting it, with kernel TLS).
     fn plain(&self) -> Option<&TcpStream> {
         None
     }
@@ -48,6 +49,15 @@ impl Socket for TcpStream {
 }
 
 impl Socket for tokio_rustls::server::TlsStream<TcpStream> {}
+
+/// A handshake read for kernel TLS whose connection stayed with rustls.
+impl Socket for tokio_rustls::server::TlsStream<super::ktls::CorkStream<TcpStream>> {}
+
+impl Socket for super::ktls::KtlsStream<TcpStream> {
+    fn plain(&self) -> Option<&TcpStream> {
+        Some(self.get_ref())
+    }
+}
 
 /// Headers per request at most (hyper's default; above it hyper answers 431).
 const MAX_HEADERS: usize = 100;

@@ -13,6 +13,7 @@ mod body;
 mod coalesce;
 mod h1;
 mod http2;
+mod ktls;
 mod respond;
 mod roles;
 pub mod tls;
@@ -183,8 +184,14 @@ pub(super) fn bind_shared(addr: SocketAddr) -> Result<std::net::TcpListener, Ser
 enum Role {
     Api(Arc<ControlPlane>),
     Edge(Arc<Edge>),
-    EdgeTls(Arc<Edge>, tokio_rustls::TlsAcceptor),
+    EdgeTls(Arc<Edge>, Arc<Https>),
     Admin(Arc<roles::Admin>),
+}
+
+/// An HTTPS listener's handshakes, and the kernel's TLS when `--ktls` found it.
+struct Https {
+    acceptor: tokio_rustls::TlsAcceptor,
+    kernel: Option<ktls::KernelTls>,
 }
 
 /// Everything the connections share.
@@ -445,22 +452,22 @@ async fn connection(
         })
     };
     let result = match role {
-        Role::EdgeTls(edge_, acceptor) => {
-            let tls = match tokio::time::timeout(app.limits.tls_handshake, acceptor.accept(stream))
-                .await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
+        Role::EdgeTls(edge_, https) => {
+            let Some(io) = secure(stream, peer, &https, &app.limits).await else {
+                return;
             };
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            edge(tls, h2, &app, &edge_, conn, stop, &builder, service).await
+            match io {
+                Secured::Rustls(tls, h2) => {
+                    edge(tls, h2, &app, &edge_, conn, stop, &builder, service).await
+                }
+                Secured::Corked(tls, h2) => {
+                    edge(tls, h2, &app, &edge_, conn, stop, &builder, service).await
+                }
+                Secured::Kernel(io) => {
+                    edge_.metrics.kernel_tls();
+                    edge(io, false, &app, &edge_, conn, stop, &builder, service).await
+                }
+            }
         }
         Role::Edge(edge_) => edge(stream, false, &app, &edge_, conn, stop, &builder, service).await,
         Role::Api(_) | Role::Admin(_) => {
@@ -473,6 +480,81 @@ async fn connection(
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// An HTTPS connection after its handshake.
+enum Secured {
+    /// Encrypted by rustls; whether ALPN chose HTTP/2.
+    Rustls(tokio_rustls::server::TlsStream<TcpStream>, bool),
+    /// Encrypted by rustls though read for kernel TLS, which does not take it (HTTP/2, or a
+    /// cipher suite the kernel lacks); whether ALPN chose HTTP/2.
+    Corked(
+        tokio_rustls::server::TlsStream<ktls::CorkStream<TcpStream>>,
+        bool,
+    ),
+    /// Encrypted by the kernel (HTTP/1.1).
+    Kernel(ktls::KtlsStream<TcpStream>),
+}
+
+/// The handshake of an HTTPS connection and, with `--ktls` where the kernel takes its cipher
+/// suite, the hand-over of an HTTP/1.1 one to the kernel; `None` (logged) when either failed.
+async fn secure(
+    stream: TcpStream,
+    peer: SocketAddr,
+    https: &Https,
+    limits: &Limits,
+) -> Option<Secured> {
+    let h2 = |session: &rustls::ServerConnection| session.alpn_protocol() == Some(b"h2");
+    let Some(kernel) = &https.kernel else {
+        let tls = handshake(&https.acceptor, stream, limits, peer).await?;
+        let h2 = h2(tls.get_ref().1);
+        return Some(Secured::Rustls(tls, h2));
+    };
+    let tls = handshake(&https.acceptor, ktls::CorkStream::new(stream), limits, peer).await?;
+    let session = tls.get_ref().1;
+    let takes = session
+        .negotiated_cipher_suite()
+        .is_some_and(|suite| kernel.takes(suite));
+    if h2(session) || !takes {
+        let h2 = h2(session);
+        return Some(Secured::Corked(tls, h2));
+    }
+    // Bounded like the handshake: the hand-over reads to the end of a record the client may
+    // have begun.
+    match tokio::time::timeout(limits.tls_handshake, ktls::hand_over(tls)).await {
+        Ok(Ok(io)) => Some(Secured::Kernel(io)),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "kernel TLS refused the connection");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "kernel TLS hand-over timed out");
+            None
+        }
+    }
+}
+
+/// The TLS handshake on `io`, within `--tls-handshake-timeout`; `None` (logged) when it failed.
+async fn handshake<IO>(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    io: IO,
+    limits: &Limits,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<IO>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(limits.tls_handshake, acceptor.accept(io)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
     }
 }
 

@@ -208,6 +208,7 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
     let tls = if has_edge {
         Some(super::tls::server_config(
             config.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+            config.ktls,
         )?)
     } else {
         None
@@ -323,9 +324,31 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
         lines.push(format!("sigil: edge listening on http://{http_addr}"));
         lines.push(format!("sigil: edge listening on https://{https_addr}"));
         listeners.push((http, Role::Edge(Arc::clone(&edge))));
+        let kernel = if config.ktls {
+            match super::ktls::KernelTls::probe().await {
+                Ok(kernel) => {
+                    lines.push(format!(
+                        "sigil: kernel TLS for HTTPS/1.1 ({})",
+                        kernel.suites().join(", ")
+                    ));
+                    Some(kernel)
+                }
+                Err(why) => {
+                    tracing::warn!("--ktls: {why}; HTTPS stays with rustls");
+                    lines.push(format!("sigil: kernel TLS unavailable: {why}"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let https_role = super::Https {
+            acceptor: tokio_rustls::TlsAcceptor::from(tls),
+            kernel,
+        };
         listeners.push((
             https,
-            Role::EdgeTls(Arc::clone(&edge), tokio_rustls::TlsAcceptor::from(tls)),
+            Role::EdgeTls(Arc::clone(&edge), Arc::new(https_role)),
         ));
         edge_parts = Some((edge, follower, api_slot));
     }

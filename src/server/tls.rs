@@ -187,8 +187,10 @@ impl ResolvesServerCert for Fixed {
 }
 
 /// The rustls server configuration: `files` (certificate chain, key) or the development pair.
+/// With `kernel_tls`, a connection's traffic keys can be taken out for the kernel (ktls.rs).
 pub fn server_config(
     files: Option<(&Path, &Path)>,
+    kernel_tls: bool,
 ) -> Result<Arc<rustls::ServerConfig>, ServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider)
@@ -205,5 +207,6 @@ pub fn server_config(
         None => builder.with_cert_resolver(Arc::new(DevResolver::new()?)),
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.enable_secret_extraction = kernel_tls;
     Ok(Arc::new(config))
 }
