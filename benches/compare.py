@@ -5,7 +5,7 @@ Both servers serve the same 1 KiB, 16 KiB, 256 KiB and 8 MiB files, on the CPUs 
 names (default "0") with as many workers (nginx: worker_processes; sigil: --workers), logs off
 on both unless LOGS=on (then nginx's default access log to a file, and sigil's defaults: access
 log and the Logs resource). The load generators run on CLIENT_CPUS (default "1"), one thread
-per CPU: wrk (HTTP/1.1, keep-alive), examples/loadgen.rs (HTTP/1.1, a cheaper client that has
+per CPU: wrk (HTTP/1.1, keep-alive; also over TLS), examples/loadgen.rs (HTTP/1.1, a cheaper client that has
 the kernel discard bodies: where wrk is saturated it shows whether the server was the limit)
 and h2load (TLS + HTTP/2), alternately, RUNS times each. The table shows median req/s and p99
 latency and the sigil/nginx ratio, each server's CPU time per request (from /proc: what it
@@ -55,7 +55,8 @@ WORKERS = _count(SERVER_CPUS)
 CLIENT_THREADS = _count(CLIENT_CPUS)
 LOGS = os.environ.get("LOGS", "off") == "on"
 LOADGEN = os.path.join(ROOT, "target", "release", "examples", "loadgen")
-# For quick looks: CASES=h1:1k,h1c:1k,h2:1k limits the table (h1c: the cheaper client);
+# For quick looks: CASES=h1:1k,h1c:1k,h1s:1k,h2:1k limits the table (h1c: the cheaper client;
+# h1s: HTTP/1.1 over TLS);
 # EXTRAS=protected|none limits what follows.
 CASES = [c for c in os.environ.get("CASES", "").split(",") if c]
 EXTRAS = os.environ.get("EXTRAS", "all")
@@ -289,10 +290,11 @@ def main():
         api("POST", f"/Services/{svc}/Environments/{env['sid']}/Deployments", [("BuildSid", build)])
 
         results = {}
-        log(f"HTTP/1.1 (wrk -c{CONNS}; loadgen -c{CONNS}) and TLS + HTTP/2 (h2load -c{CONNS} -m10), "
+        log(f"HTTP/1.1 (wrk -c{CONNS}; loadgen -c{CONNS}), TLS + HTTP/1.1 (wrk -c{CONNS}) and TLS + HTTP/2 "
+            f"(h2load -c{CONNS} -m10), "
             f"{RUNS} runs x {DURATION}s, alternating")
         for name, _ in SIZES:
-            for proto in ("h1", "h1c", "h2"):
+            for proto in ("h1", "h1c", "h1s", "h2"):
                 if CASES and f"{proto}:{name}" not in CASES:
                     continue
                 samples = {"nginx": [], "sigil": []}
@@ -309,6 +311,12 @@ def main():
                                 run_it = lambda: loadgen(f"http://127.0.0.1:{PORTS['nginx_http']}/{name}.bin")
                             else:
                                 run_it = lambda: loadgen(f"http://127.0.0.1:{PORTS['http']}/{name}.bin", host=domain)
+                        elif proto == "h1s":
+                            # HTTPS/1.1 (wrk offers no ALPN): how webhook fetchers and many
+                            # other clients come; with SIGIL_KTLS=1, sigil's goes by kernel TLS.
+                            port = PORTS["nginx_https"] if server == "nginx" else PORTS["https"]
+                            run_it = lambda: wrk(f"https://127.0.0.1:{port}/{name}.bin",
+                                                 host=domain if server == "sigil" else None)
                         else:
                             port = PORTS["nginx_https"] if server == "nginx" else PORTS["https"]
                             run_it = lambda: h2load(f"https://{domain}:{port}/{name}.bin", f"127.0.0.1:{port}")
@@ -326,7 +334,8 @@ def main():
               "| nginx CPU µs/req | sigil CPU µs/req | load generator busy (nginx / sigil runs) |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for (proto, name), r in results.items():
-            label = {"h1": "HTTP/1.1 (wrk)", "h1c": "HTTP/1.1 (loadgen)", "h2": "TLS+HTTP/2 (h2load)"}[proto]
+            label = {"h1": "HTTP/1.1 (wrk)", "h1c": "HTTP/1.1 (loadgen)", "h1s": "TLS+HTTP/1.1 (wrk)",
+                     "h2": "TLS+HTTP/2 (h2load)"}[proto]
             (n_rps, n_p99, n_cpu, n_client), (s_rps, s_p99, s_cpu, s_client) = r["nginx"], r["sigil"]
             print(f"| {label} | {name} | {n_rps:,.0f} | {s_rps:,.0f} | {s_rps / n_rps:.2f}x | {n_p99:.2f} | {s_p99:.2f} "
                   f"| {n_cpu:.1f} | {s_cpu:.1f} | {n_client * 100:.0f}% / {s_client * 100:.0f}% |")

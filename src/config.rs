@@ -262,8 +262,9 @@ pub struct ServeArgs {
         help_heading = "Storage"
     )]
     pub cache_size: u64,
-    /// Plain-HTTP/1.1 bodies of at least this many bytes leave through `sendfile` from the
-    /// blob's file, smaller ones are copied from its map; `off` copies all. `auto`: as
+    /// Plain-HTTP/1.1 bodies (and those of HTTPS/1.1 connections `--ktls` handed to the
+    /// kernel) of at least this many bytes leave through `sendfile` from the blob's file,
+    /// smaller ones are copied from its map; `off` copies all. `auto`: as
     /// measured for this CPU (README, "Performance": off on AMD, where copying cost less at
     /// every size; 16384 elsewhere, as nginx does).
     #[arg(
@@ -746,7 +747,7 @@ pub struct Config {
     pub cache_control_protected: http::HeaderValue,
     /// Blob cache capacity in bytes.
     pub cache_bytes: u64,
-    /// Bodies at least this large go by `sendfile` on plain HTTP/1.1 (`None`: never).
+    /// Bodies at least this large go by `sendfile` on plain HTTP/1.1 and kernel TLS (`None`: never).
     pub sendfile_from: Option<usize>,
     /// What this process runs.
     pub role: ServeRole,

@@ -1,6 +1,6 @@
 //! Blob bytes for the edge: memory maps held in a moka cache keyed by digest, handed to the
 //! HTTP servers as `Bytes` without copying (`Bytes::from_owner`) — and, with `--sendfile-from`,
-//! for blobs at least that large the open file next to the map, so that plain HTTP/1.1 can send
+//! for blobs at least that large the open file next to the map, so that plain HTTP/1.1 (and kernel TLS) can send
 //! them with `sendfile` (one descriptor per such map, at most [`MAX_KEPT_FILES`]). A hit is a lookup
 //! ([`BlobCache::cached`]); a miss ([`BlobCache::load`]) maps the file and asks the kernel to
 //! read it ahead (`madvise(WILLNEED)`) on a blocking thread, so page faults do not stall the

@@ -11,9 +11,10 @@
 //! largest user-space cost per small request).
 //!
 //! On a plain TCP connection, a body the cache marked for it (`--sendfile-from`: one that lies in
-//! a blob's file and is large enough) leaves through `sendfile` behind its head (sent with `MSG_MORE`, so both share
-//! segments): the kernel reads it from the page cache, with no copy out of the map. TLS
-//! connections copy either way (rustls encrypts in user space) and keep the mapped bytes.
+//! a blob's file and is large enough) leaves through `sendfile` behind its head (sent with
+//! `MSG_MORE`, so both share segments): the kernel reads it from the page cache, with no copy
+//! out of the map. So it does on a connection the kernel encrypts (`--ktls`, ktls.rs). TLS in
+//! rustls copies either way (it encrypts in user space) and keeps the mapped bytes.
 
 use std::io::{self, IoSlice};
 use std::ops::Range;
