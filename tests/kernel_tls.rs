@@ -126,6 +126,129 @@ fn kernel_tls() {
     }
 }
 
+/// A record type set on what kernel TLS sends next (linux/tls.h; the libc crate lacks it).
+const TLS_SET_RECORD_TYPE: libc::c_int = 1;
+
+/// Sends `payload` as one TLS record of type `kind` on a socket the kernel encrypts.
+fn send_record(fd: std::os::fd::RawFd, kind: u8, payload: &[u8]) {
+    // SAFETY: a msghdr over a buffer and a control buffer this function owns, sized with
+    // CMSG_SPACE for the one byte it carries.
+    let sent = unsafe {
+        let space = libc::CMSG_SPACE(1) as usize;
+        let mut control = vec![0u8; space];
+        let mut iov = libc::iovec {
+            iov_base: payload.as_ptr() as *mut libc::c_void,
+            iov_len: payload.len(),
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_TLS;
+        (*cmsg).cmsg_type = TLS_SET_RECORD_TYPE;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(1) as _;
+        *libc::CMSG_DATA(cmsg) = kind;
+        libc::sendmsg(fd, &msg, 0)
+    };
+    assert_eq!(
+        sent,
+        payload.len() as isize,
+        "{}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// A client with kernel TLS of its own sends what no HTTP client sends after the handshake:
+/// a change_cipher_spec record, a handshake message, an alert. Each ends its connection and
+/// nothing else: no panic in sigil's log, and the next connection is served.
+#[test]
+fn records_after_the_handshake_end_the_connection() {
+    if !kernel_has_tls() {
+        assert!(std::env::var_os(IN_VM).is_none(), "the VM's kernel has TLS");
+        // Without kernel TLS on this side there is no way to send them; the VM runs it.
+        return;
+    }
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let log = dir.path().join("stderr");
+    let mut cmd = Sigil::command(&data, &["--ktls"]);
+    cmd.env("SIGIL_ACCOUNT_SID", support::ACCOUNT_SID)
+        .env("SIGIL_AUTH_TOKEN", support::AUTH_TOKEN)
+        .stderr(std::fs::File::create(&log).expect("log"));
+    let sigil = Sigil::spawn_command(cmd, &data);
+    let site = sigil
+        .client()
+        .deploy_site("records", &[("/a.txt", "public", b"abc", "text/plain")]);
+    let ca = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/ca.pem")).expect("ca");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.expect("pem")).expect("ca");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.enable_secret_extraction = true;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let request = format!("GET /a.txt HTTP/1.1\r\nHost: {}\r\n\r\n", site.domain);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // change_cipher_spec, a handshake message (a KeyUpdate), then a close_notify alert.
+    for (kind, payload) in [(20u8, &[1u8][..]), (22, &[24, 0, 0, 1, 0]), (21, &[1, 0])] {
+        runtime.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(sigil.https)
+                .await
+                .expect("connect");
+            let name = rustls::pki_types::ServerName::try_from(site.domain.clone()).expect("name");
+            let tls = connector
+                .connect(name, ktls::CorkStream::new(tcp))
+                .await
+                .expect("handshake");
+            let mut conn = ktls::config_ktls_client(tls)
+                .await
+                .expect("client kernel TLS");
+            // Served on the handed-over connection first.
+            conn.write_all(request.as_bytes()).await.expect("request");
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.ends_with(b"abc") {
+                let n = conn.read(&mut buf).await.expect("response");
+                assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+            send_record(conn.as_raw_fd(), kind, payload);
+            // Then sigil closes the connection (an answer to the request after it never comes).
+            let _ = conn.write_all(request.as_bytes()).await;
+            let end = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf)).await;
+            assert!(
+                matches!(end, Ok(Ok(0)) | Ok(Err(_))),
+                "record type {kind}: the connection went on: {end:?}"
+            );
+        });
+    }
+    // The server went on serving.
+    let edge = sigil.edge(&[&site.domain]);
+    let r = edge
+        .get(&edge.tls_url(&site.domain, "/a.txt"), &[])
+        .expect(200);
+    assert_eq!(r.body, b"abc");
+    assert_eq!(sigil.metric("sigil_kernel_tls_connections_total"), 3);
+    drop(sigil);
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert!(!log.contains("panicked"), "{log}");
+}
+
 /// The kit tests/vm/kit.sh prepares (`.ci/run` runs it).
 fn vm_kit() -> std::path::PathBuf {
     let root = std::env::var_os("SIGIL_VM_KIT").map_or_else(
@@ -155,12 +278,13 @@ fn kernel_tls_in_a_vm() {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let out = tempfile::tempdir_in(tmp).expect("dir");
     let test = std::env::current_exe().expect("this test's executable");
-    // The guest runs `kernel_tls` alone, as root, on the embedded stores (it has no network).
+    // The guest runs the two tests above alone, as root, on the embedded stores (it has no network).
     let script = format!(
         "export HOME=/tmp {IN_VM}=1 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\n\
          unset SIGIL_TEST_STORES\n\
          cd {manifest}\n\
-         exec {test} --exact kernel_tls --nocapture\n",
+         exec {test} --exact --test-threads 1 --nocapture \
+         kernel_tls records_after_the_handshake_end_the_connection\n",
         manifest = env!("CARGO_MANIFEST_DIR"),
         test = test.display(),
     );
@@ -185,4 +309,5 @@ fn kernel_tls_in_a_vm() {
         log.contains("kernel TLS: 2 connections handed over"),
         "{log}"
     );
+    assert!(log.contains("test result: ok. 2 passed"), "{log}");
 }

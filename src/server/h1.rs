@@ -54,9 +54,9 @@ impl Socket for tokio_rustls::server::TlsStream<TcpStream> {}
 /// A handshake read for kernel TLS whose connection stayed with rustls.
 impl Socket for tokio_rustls::server::TlsStream<super::ktls::CorkStream<TcpStream>> {}
 
-impl Socket for super::ktls::KtlsStream<TcpStream> {
+impl Socket for super::ktls::KernelStream {
     fn plain(&self) -> Option<&TcpStream> {
-        Some(self.get_ref())
+        Some(self.socket())
     }
 }
 

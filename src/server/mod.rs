@@ -494,7 +494,7 @@ enum Secured {
         bool,
     ),
     /// Encrypted by the kernel (HTTP/1.1).
-    Kernel(ktls::KtlsStream<TcpStream>),
+    Kernel(ktls::KernelStream),
 }
 
 /// The handshake of an HTTPS connection and, with `--ktls` where the kernel takes its cipher
@@ -523,7 +523,7 @@ async fn secure(
     // Bounded like the handshake: the hand-over reads to the end of a record the client may
     // have begun.
     match tokio::time::timeout(limits.tls_handshake, ktls::hand_over(tls)).await {
-        Ok(Ok(io)) => Some(Secured::Kernel(io)),
+        Ok(Ok(io)) => Some(Secured::Kernel(ktls::KernelStream::new(io))),
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "kernel TLS refused the connection");
             None
