@@ -306,7 +306,7 @@ pub struct ServeArgs {
     /// After the handshake, hand an HTTPS/1.1 connection's encryption to the kernel (kernel
     /// TLS: Linux with CONFIG_TLS), so bodies are written, or sent with `sendfile`, without
     /// rustls. Where the kernel has no TLS, or not for the connection's cipher, rustls keeps
-    /// it; HTTP/2 always stays with rustls. Off by default: README, "Performance".
+    /// it; so does HTTP/2 chosen by ALPN. Off by default: README, "Performance".
     #[arg(long, env = "SIGIL_KTLS", help_heading = "TLS")]
     pub ktls: bool,
     /// Seconds a TLS handshake may take.

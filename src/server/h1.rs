@@ -52,7 +52,7 @@ impl Socket for TcpStream {
 impl Socket for tokio_rustls::server::TlsStream<TcpStream> {}
 
 /// A handshake read for kernel TLS whose connection stayed with rustls.
-impl Socket for tokio_rustls::server::TlsStream<super::ktls::CorkStream<TcpStream>> {}
+impl Socket for tokio_rustls::server::TlsStream<super::ktls::Cork<TcpStream>> {}
 
 impl Socket for super::ktls::KernelStream {
     fn plain(&self) -> Option<&TcpStream> {

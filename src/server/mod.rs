@@ -489,10 +489,7 @@ enum Secured {
     Rustls(tokio_rustls::server::TlsStream<TcpStream>, bool),
     /// Encrypted by rustls though read for kernel TLS, which does not take it (HTTP/2, or a
     /// cipher suite the kernel lacks); whether ALPN chose HTTP/2.
-    Corked(
-        tokio_rustls::server::TlsStream<ktls::CorkStream<TcpStream>>,
-        bool,
-    ),
+    Corked(tokio_rustls::server::TlsStream<ktls::Cork<TcpStream>>, bool),
     /// Encrypted by the kernel (HTTP/1.1).
     Kernel(ktls::KernelStream),
 }
@@ -511,21 +508,30 @@ async fn secure(
         let h2 = h2(tls.get_ref().1);
         return Some(Secured::Rustls(tls, h2));
     };
-    let tls = handshake(&https.acceptor, ktls::CorkStream::new(stream), limits, peer).await?;
+    let mut tls = handshake(&https.acceptor, ktls::Cork::new(stream), limits, peer).await?;
     let session = tls.get_ref().1;
     let takes = session
         .negotiated_cipher_suite()
         .is_some_and(|suite| kernel.takes(suite));
     if h2(session) || !takes {
         let h2 = h2(session);
+        tls.get_mut().0.release();
         return Some(Secured::Corked(tls, h2));
     }
     // Bounded like the handshake: the hand-over reads to the end of a record the client may
     // have begun.
     match tokio::time::timeout(limits.tls_handshake, ktls::hand_over(tls)).await {
-        Ok(Ok(io)) => Some(Secured::Kernel(ktls::KernelStream::new(io))),
+        Ok(Ok(io)) => Some(Secured::Kernel(io)),
         Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "kernel TLS refused the connection");
+            // The keys are out of rustls by then: the connection is closed. Said once loudly
+            // (a kernel that takes a suite's keys for sending but not for receiving would
+            // close every such connection), then at debug level.
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(%peer, error = %e, "kernel TLS refused a connection's keys; such connections are closed (run without --ktls if this repeats)");
+            } else {
+                tracing::debug!(%peer, error = %e, "kernel TLS refused the connection");
+            }
             None
         }
         Err(_) => {

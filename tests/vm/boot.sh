@@ -23,20 +23,21 @@ for m in virtio_pci 9pnet_virtio 9p; do modprobe \$m; done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 root /host
 mount -t proc proc /host/proc; mount -t sysfs sys /host/sys; mount -t devtmpfs dev /host/dev
 mount -t tmpfs tmp /host/tmp; mount -t tmpfs run /host/run
-mkdir -p /host$tmp; mount -t tmpfs work /host$tmp
-mkdir -p /host$out; mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 out /host$out
-rm -rf /lib/modules; ln -s /host$kit/lib/modules /lib/modules
+mkdir -p "/host$tmp"; mount -t tmpfs work "/host$tmp"
+mkdir -p "/host$out"; mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 out "/host$out"
+rm -rf /lib/modules; ln -s "/host$kit/lib/modules" /lib/modules
 for m in tls gcm aesni_intel ghash_clmulni_intel chacha20poly1305; do modprobe \$m; done
 ip link set lo up
-chroot /host /bin/sh $out/guest.sh > /host$out/guest.log 2>&1
-echo \$? > /host$out/rc
+chroot /host /bin/sh "$out/guest.sh" > "/host$out/guest.log" 2>&1
+echo \$? > "/host$out/rc"
 sync
 poweroff -f
 INIT
 chmod +x "$build/init"
 (cd "$build" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1 > "$build.cpio.gz")
 mv "$build.cpio.gz" "$build/initrd.gz"
-qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 2048 -nographic -no-reboot -nic none \
+# Bounded: a guest that hangs must not hang the test suite.
+timeout 900 qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 2048 -nographic -no-reboot -nic none \
     -kernel "$kit/boot/vmlinuz-$ver" -initrd "$build/initrd.gz" \
     -append "console=ttyS0 quiet panic=-1" \
     -virtfs local,path=/,mount_tag=root,security_model=none,readonly=on,multidevs=remap \

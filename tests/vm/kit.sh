@@ -4,6 +4,7 @@
 # missing; the kernel goes to ${SIGIL_VM_KIT:-~/.cache/sigil-vm}/<package>, and `current`
 # points at it. Idempotent; prints the kit's path.
 set -euo pipefail
+PATH=$PATH:/usr/sbin:/sbin # depmod
 root=${SIGIL_VM_KIT:-${XDG_CACHE_HOME:-$HOME/.cache}/sigil-vm}
 missing=()
 command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
@@ -22,6 +23,7 @@ if [ ! -e "$dir/.ready" ]; then
     rm -rf "$dir"
     mkdir -p "$dir"
     download=$(mktemp -d)
+    trap 'rm -rf "$download"' EXIT
     # As root, apt warns that it downloads outside its sandbox; the download is what counts.
     (cd "$download" && apt-get download -q "$pkg" >/dev/null 2>&1)
     dpkg-deb -x "$download"/*.deb "$dir"
