@@ -280,7 +280,7 @@ fn kernel_tls_in_a_vm() {
     let test = std::env::current_exe().expect("this test's executable");
     // The guest runs the two tests above alone, as root, on the embedded stores (it has no network).
     let script = format!(
-        "export HOME=/tmp {IN_VM}=1 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\n\
+        "export HOME=/run/home TMPDIR=/run/tmp {IN_VM}=1 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\n\
          unset SIGIL_TEST_STORES\n\
          cd {manifest}\n\
          exec {test} --exact --test-threads 1 --nocapture \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Boots the kit's kernel (tests/vm/kit.sh) in QEMU with this machine's root file system shared
-# read-only (9p), tmpfs on /tmp, /run and TMP, and OUT shared read-write. The guest loads the
+# read-only (9p), tmpfs on /run (with run/tmp and run/home for the guest's TMPDIR and HOME: a
+# tmpfs on /tmp would hide a checkout there) and on TMP, and OUT shared read-write. The guest loads the
 # kernel's TLS and cipher modules, brings up loopback, runs OUT/guest.sh as root, and leaves
 # its output in OUT/guest.log and its exit status in OUT/rc; then it powers off.
 # QEMU emulates the CPU (TCG): nested KVM is not available everywhere, and this is a
@@ -22,7 +23,7 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in virtio_pci 9pnet_virtio 9p; do modprobe \$m; done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 root /host
 mount -t proc proc /host/proc; mount -t sysfs sys /host/sys; mount -t devtmpfs dev /host/dev
-mount -t tmpfs tmp /host/tmp; mount -t tmpfs run /host/run
+mount -t tmpfs run /host/run; mkdir -p /host/run/tmp /host/run/home
 mkdir -p "/host$tmp"; mount -t tmpfs work "/host$tmp"
 mkdir -p "/host$out"; mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 out "/host$out"
 rm -rf /lib/modules; ln -s "/host$kit/lib/modules" /lib/modules

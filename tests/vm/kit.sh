@@ -32,4 +32,6 @@ if [ ! -e "$dir/.ready" ]; then
     touch "$dir/.ready"
 fi
 ln -sfn "$pkg" "$root/current"
+# Kits of earlier kernel releases are not used again.
+find "$root" -mindepth 1 -maxdepth 1 -type d ! -name "$pkg" -exec rm -rf {} +
 echo "$root/current"
