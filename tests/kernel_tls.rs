@@ -64,7 +64,7 @@ fn kernel_tls() {
         .find(|l| l.starts_with("sigil: kernel TLS"))
         .expect("sigil says whether the kernel takes TLS");
     assert_eq!(
-        said.starts_with("sigil: kernel TLS for HTTPS/1.1 (TLS 1.3 AES-128-GCM"),
+        said.starts_with("sigil: kernel TLS for HTTPS/1.1 (TLS13_AES_128_GCM_SHA256"),
         kernel,
         "{said}"
     );

@@ -8,11 +8,13 @@
 //! the handshake is done rustls holds no part of a record it has not decrypted: what it did
 //! decrypt is drained and served first ([`KernelStream`]), and the kernel's record sequence
 //! starts where rustls's ended. Any record after the hand-over that is not application data
-//! ends the connection. The `ktls` crate contributes the probe of the kernel's cipher suites,
-//! the layout of the keys for the kernel, and the `close_notify` sent on shutdown; its own
-//! record reader and reading wrapper are not used (both panic on input a client can send).
+//! ends the connection. The `ktls` crate contributes the layout of the keys for the kernel and
+//! the `close_notify` sent on shutdown; its record reader and reading wrapper are not used
+//! (both panic on input a client can send), nor its probe (which listens on every address and
+//! sets keys for sending only).
 //!
-//! A connection whose suite the kernel does not take, and every connection that chose HTTP/2
+//! Which suites the kernel takes, for sending and for receiving, is probed at start on a
+//! loopback connection. A connection whose suite it does not take, and every one that chose HTTP/2
 //! by ALPN (whose frames are written in user space anyway), stays with rustls; so does every
 //! connection where the kernel has no TLS (`CONFIG_TLS` unset, or the `tls` module not loaded
 //! and sigil not allowed to load it: `setsockopt(TCP_ULP, "tls")` fails with ENOENT), and sigil
@@ -183,10 +185,7 @@ pub async fn hand_over(
         .map_err(io::Error::other)?;
     let tx = ktls::CryptoInfo::from_rustls(suite, secrets.tx).map_err(io::Error::other)?;
     let rx = ktls::CryptoInfo::from_rustls(suite, secrets.rx).map_err(io::Error::other)?;
-    let fd = socket.as_raw_fd();
-    setsockopt(fd, libc::SOL_TCP, libc::TCP_ULP, b"tls".as_ptr().cast(), 3)?;
-    setsockopt(fd, libc::SOL_TLS, TLS_TX, tx.as_ptr(), tx.size())?;
-    setsockopt(fd, libc::SOL_TLS, TLS_RX, rx.as_ptr(), rx.size())?;
+    set_keys(socket.as_raw_fd(), &tx, &rx)?;
     Ok(KernelStream {
         inner: KtlsStream::new(socket, None),
         drained: (!drained.is_empty()).then_some((drained, 0)),
@@ -211,47 +210,112 @@ fn setsockopt(
     }
 }
 
-/// The cipher suites this kernel encrypts.
-pub struct KernelTls(ktls::CompatibleCiphers);
+/// The suites whose keys the `ktls` crate lays out for the kernel (TLS 1.2 only with ECDSA
+/// certificates: the crate maps no other).
+const SUITES: [SupportedCipherSuite; 6] = {
+    use rustls::crypto::ring::cipher_suite::*;
+    [
+        TLS13_AES_128_GCM_SHA256,
+        TLS13_AES_256_GCM_SHA384,
+        TLS13_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ]
+};
+
+/// The cipher suites this kernel encrypts and decrypts.
+pub struct KernelTls(Vec<SupportedCipherSuite>);
 
 impl KernelTls {
-    /// Probes the kernel (each suite's keys set on a loopback connection); `Err` says why no
-    /// connection can be handed over.
-    pub async fn probe() -> Result<KernelTls, String> {
-        let ciphers = ktls::CompatibleCiphers::new()
-            .await
-            .map_err(|e| format!("the probe failed: {e}"))?;
-        let kernel = KernelTls(ciphers);
-        if kernel.suites().is_empty() {
-            return Err(
-                "this kernel has no TLS (CONFIG_TLS), its tls module is not loaded (modprobe tls), or it takes none of the cipher suites"
-                    .to_owned(),
-            );
+    /// Probes the kernel: for each suite, keys for both directions set on a connection over
+    /// loopback. `Err` says why no connection can be handed over.
+    pub fn probe() -> Result<KernelTls, String> {
+        let mut takes = Vec::new();
+        let mut refused = None;
+        for suite in SUITES {
+            match probe(suite) {
+                Ok(()) => takes.push(suite),
+                Err(e) => refused = Some(e),
+            }
         }
-        Ok(kernel)
+        match refused {
+            Some(e) if takes.is_empty() => Err(format!(
+                "{e}: this kernel has no TLS (CONFIG_TLS), its tls module is not loaded \
+                 (modprobe tls), or it takes none of the cipher suites"
+            )),
+            _ => Ok(KernelTls(takes)),
+        }
     }
 
     /// Whether the kernel takes a connection that negotiated `suite`.
     pub fn takes(&self, suite: SupportedCipherSuite) -> bool {
-        self.0.is_compatible(suite)
+        self.0.contains(&suite)
     }
 
     /// The suites it takes, for the start-up line.
     pub fn suites(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        for (version, c) in [("TLS 1.3", &self.0.tls13), ("TLS 1.2", &self.0.tls12)] {
-            for (on, cipher) in [
-                (c.aes_gcm_128, "AES-128-GCM"),
-                (c.aes_gcm_256, "AES-256-GCM"),
-                (c.chacha20_poly1305, "ChaCha20-Poly1305"),
-            ] {
-                if on {
-                    names.push(format!("{version} {cipher}"));
-                }
-            }
-        }
-        names
+        self.0.iter().map(|s| format!("{:?}", s.suite())).collect()
     }
+}
+
+/// Sets zero keys of `suite` for sending and receiving on a fresh loopback connection.
+fn probe(suite: SupportedCipherSuite) -> io::Result<()> {
+    use ktls::{CryptoInfo, KtlsCipherType};
+    use ktls_sys::bindings as sys;
+    let kind = ktls::KtlsCipherSuite::try_from(suite).map_err(io::Error::other)?;
+    let info = |cipher: u32| sys::tls_crypto_info {
+        version: match suite {
+            SupportedCipherSuite::Tls12(_) => 0x0303,
+            SupportedCipherSuite::Tls13(_) => 0x0304,
+        },
+        cipher_type: cipher as u16,
+    };
+    let keys = match kind.typ {
+        KtlsCipherType::AesGcm128 => CryptoInfo::AesGcm128(sys::tls12_crypto_info_aes_gcm_128 {
+            info: info(sys::TLS_CIPHER_AES_GCM_128),
+            iv: Default::default(),
+            key: Default::default(),
+            salt: Default::default(),
+            rec_seq: Default::default(),
+        }),
+        KtlsCipherType::AesGcm256 => CryptoInfo::AesGcm256(sys::tls12_crypto_info_aes_gcm_256 {
+            info: info(sys::TLS_CIPHER_AES_GCM_256),
+            iv: Default::default(),
+            key: Default::default(),
+            salt: Default::default(),
+            rec_seq: Default::default(),
+        }),
+        KtlsCipherType::Chacha20Poly1305 => {
+            CryptoInfo::Chacha20Poly1305(sys::tls12_crypto_info_chacha20_poly1305 {
+                info: info(sys::TLS_CIPHER_CHACHA20_POLY1305),
+                iv: Default::default(),
+                key: Default::default(),
+                salt: Default::default(),
+                rec_seq: Default::default(),
+            })
+        }
+        _ => {
+            return Err(io::Error::other(
+                "a cipher the kernel has no keys layout for",
+            ))
+        }
+    };
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+    let socket = std::net::TcpStream::connect(listener.local_addr()?)?;
+    let _peer = listener.accept()?;
+    set_keys(socket.as_raw_fd(), &keys, &keys)
+}
+
+/// Makes `fd` a kernel-TLS socket with these keys for sending (`tx`) and receiving (`rx`).
+fn set_keys(
+    fd: std::os::fd::RawFd,
+    tx: &ktls::CryptoInfo,
+    rx: &ktls::CryptoInfo,
+) -> io::Result<()> {
+    setsockopt(fd, libc::SOL_TCP, libc::TCP_ULP, b"tls".as_ptr().cast(), 3)?;
+    setsockopt(fd, libc::SOL_TLS, TLS_TX, tx.as_ptr(), tx.size())?;
+    setsockopt(fd, libc::SOL_TLS, TLS_RX, rx.as_ptr(), rx.size())
 }
 
 /// An HTTPS/1.1 connection the kernel encrypts. Reads serve what rustls had decrypted before

@@ -325,7 +325,7 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
         lines.push(format!("sigil: edge listening on https://{https_addr}"));
         listeners.push((http, Role::Edge(Arc::clone(&edge))));
         let kernel = if config.ktls {
-            match super::ktls::KernelTls::probe().await {
+            match super::ktls::KernelTls::probe() {
                 Ok(kernel) => {
                     lines.push(format!(
                         "sigil: kernel TLS for HTTPS/1.1 ({})",
