@@ -215,7 +215,11 @@ fn every_operation_end_to_end() {
     );
     assert_eq!(build.json["dependencies"][0]["name"], "twilio");
     assert_eq!(build.s("runtime"), "node22");
-    assert_eq!(api.wait_build(&zs, &zb), "completed");
+    // This Build installs its dependency with npm: on a fresh checkout, from the registry.
+    assert_eq!(
+        api.wait_build_within(&zs, &zb, std::time::Duration::from_secs(300)),
+        "completed"
+    );
     let fetched = api
         .get(&format!("/v1/Services/{zs}/Builds/{zb}"))
         .expect(200);
