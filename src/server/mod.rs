@@ -510,11 +510,11 @@ async fn secure(
     };
     let mut tls = handshake(&https.acceptor, ktls::Cork::new(stream), limits, peer).await?;
     let session = tls.get_ref().1;
+    let h2 = h2(session);
     let takes = session
         .negotiated_cipher_suite()
         .is_some_and(|suite| kernel.takes(suite));
-    if h2(session) || !takes {
-        let h2 = h2(session);
+    if h2 || !takes {
         tls.get_mut().0.release();
         return Some(Secured::Corked(tls, h2));
     }
