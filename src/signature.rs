@@ -172,6 +172,11 @@ impl<'a> Url<'a> {
         })
     }
 
+    /// The URL as received, in pieces: its scheme (lower-cased), authority and the rest.
+    pub fn as_received(&self) -> [&str; 3] {
+        [&self.scheme, self.authority, self.tail]
+    }
+
     /// The URLs Twilio may have signed, each in pieces (never joined): as received, then
     /// with its port removed or, when it has none, the scheme's default port added.
     fn candidates(&self) -> impl Iterator<Item = [&str; 6]> {

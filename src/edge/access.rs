@@ -5,7 +5,9 @@
 //! Account or API key changed (feed.rs), so token rotation with `sigil account token …`
 //! reaches every edge within a second without any lookup on the request path.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -16,8 +18,80 @@ use crate::manifest::Visibility;
 use crate::signature::{is_valid, Payload, SigningKey, Url};
 use crate::store::{Kind, Metadata, StoreError};
 
-/// An Account SID's signing keys (foldhash: the keys are the store's SIDs, not a client's).
-type Keys = HashMap<String, Vec<SigningKey>, foldhash::fast::RandomState>;
+/// Every Account SID's signing keys (foldhash: the keys are the store's SIDs, not a client's),
+/// numbered: a thread's [`Verified`] signatures hold for one numbered set of keys only.
+#[derive(Default)]
+struct Keys {
+    generation: u64,
+    by_account: HashMap<String, Vec<SigningKey>, foldhash::fast::RandomState>,
+}
+
+/// The last number given to a [`Keys`] (unique in the process, so across [`Tokens`] too).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Signatures found valid lately, for requests that sign nothing besides their URL: one set
+/// per thread (each of the edge's runtimes is one), so no lock on the request path.
+///
+/// Such a request repeats exactly: Twilio fetching a protected `<Play>` file or image signs the
+/// same URL the same way on every call. A remembered verdict turns its next check into a hash
+/// lookup instead of an HMAC per URL variant and token (as Envoy remembers verified JWTs).
+/// Only valid verdicts are kept, each keyed by all it depends on: the account, the URL as
+/// received and the signature as sent. New keys (a token rotated) forget them all; the set is
+/// bounded and starts over when full.
+struct Verified {
+    generation: u64,
+    seen: HashSet<Box<[u8]>, foldhash::fast::RandomState>,
+    /// The request's key, built here to spare an allocation per check.
+    key: Vec<u8>,
+}
+
+/// Verdicts a thread remembers at most.
+const VERIFIED_MAX: usize = 1024;
+/// The longest key remembered (account, URL and signature); longer requests are checked every
+/// time. Together: at most about 1 MiB per thread.
+const VERIFIED_KEY_MAX: usize = 1024;
+
+thread_local! {
+    static VERIFIED: RefCell<Verified> = RefCell::new(Verified {
+        generation: 0,
+        seen: HashSet::default(),
+        key: Vec::new(),
+    });
+}
+
+impl Verified {
+    /// Whether `check` holds for the request `pieces` name, asking it only when this thread
+    /// has not found it valid with these keys before.
+    fn remembered<const N: usize>(
+        &mut self,
+        generation: u64,
+        pieces: [&str; N],
+        check: impl FnOnce() -> bool,
+    ) -> bool {
+        if self.generation != generation {
+            self.seen.clear();
+            self.generation = generation;
+        }
+        // Each piece after its length: no two requests make the same key.
+        self.key.clear();
+        for piece in pieces {
+            self.key
+                .extend_from_slice(&(piece.len() as u64).to_le_bytes());
+            self.key.extend_from_slice(piece.as_bytes());
+        }
+        if self.seen.contains(self.key.as_slice()) {
+            return true;
+        }
+        let valid = check();
+        if valid && self.key.len() <= VERIFIED_KEY_MAX {
+            if self.seen.len() >= VERIFIED_MAX {
+                self.seen.clear();
+            }
+            self.seen.insert(self.key.as_slice().into());
+        }
+        valid
+    }
+}
 
 /// Auth tokens by Account SID.
 #[derive(Default)]
@@ -43,7 +117,7 @@ impl Tokens {
 
     /// Puts these tokens (Account SID → primary, then secondary) in place of all others.
     pub fn replace(&self, text: HashMap<String, Vec<String>>) {
-        let map = text
+        let by_account = text
             .iter()
             .map(|(sid, tokens)| {
                 (
@@ -52,6 +126,10 @@ impl Tokens {
                 )
             })
             .collect();
+        let map = Keys {
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed) + 1,
+            by_account,
+        };
         let mut held = self.text.lock().unwrap_or_else(|p| p.into_inner());
         self.map.store(Arc::new(map));
         *held = text;
@@ -76,11 +154,24 @@ impl Tokens {
         payload: Payload<'_>,
         signature: &str,
     ) -> bool {
-        let map = self.map.load();
-        let Some(tokens) = map.get(account_sid) else {
+        let keys = self.map.load();
+        let Some(tokens) = keys.by_account.get(account_sid) else {
             return false;
         };
-        is_valid(tokens, url, payload, signature)
+        let check = || is_valid(tokens, url, payload, signature);
+        match payload {
+            Payload::Form([]) => {
+                let [scheme, authority, tail] = url.as_received();
+                VERIFIED.with_borrow_mut(|verified| {
+                    verified.remembered(
+                        keys.generation,
+                        [account_sid, scheme, authority, tail, signature],
+                        check,
+                    )
+                })
+            }
+            _ => check(),
+        }
     }
 }
 
@@ -196,6 +287,91 @@ mod tests {
             vec!["first".to_owned(), "second".to_owned()],
         )]));
         assert_eq!(tokens.primary("AC3").as_deref(), Some("first"));
+    }
+
+    /// How many verdicts this thread remembers.
+    fn remembered() -> usize {
+        VERIFIED.with_borrow(|v| v.seen.len())
+    }
+
+    /// A valid signature is remembered, and holds again only for the same keys, account, URL
+    /// and signature; nothing invalid, nothing with form parameters and nothing too long is
+    /// remembered; the memory is bounded.
+    #[test]
+    fn remembered_verdicts() {
+        let tokens = Tokens::default();
+        let set = |one: &str| {
+            tokens.replace(HashMap::from([
+                ("AC1".to_owned(), vec![one.to_owned()]),
+                ("AC2".to_owned(), vec!["two".to_owned()]),
+            ]))
+        };
+        set("one");
+        let check = |account: &str, proof: &Proof<'_>| {
+            decide(&tokens, account, Visibility::Protected, Some(proof))
+        };
+        let url = "https://a.localhost/x";
+        let (one, wrong) = (signed("one", url), signed("wrong", url));
+        assert_eq!(remembered(), 0);
+        assert_eq!(check("AC1", &proof(url, &one)), Access::Allowed);
+        assert_eq!(remembered(), 1);
+        assert_eq!(check("AC1", &proof(url, &one)), Access::Allowed);
+        // Another signature, account or URL is checked, and nothing invalid is remembered.
+        assert_eq!(check("AC1", &proof(url, &wrong)), Access::BadSignature);
+        assert_eq!(check("AC2", &proof(url, &one)), Access::BadSignature);
+        assert_eq!(
+            check("AC1", &proof("https://a.localhost/y", &one)),
+            Access::BadSignature
+        );
+        assert_eq!(
+            check("AC1", &proof("http://a.localhost/x", &one)),
+            Access::BadSignature
+        );
+        assert_eq!(remembered(), 1);
+        // A rotated token: what was valid with the old one is not any more.
+        set("new");
+        assert_eq!(check("AC1", &proof(url, &one)), Access::BadSignature);
+        assert_eq!(remembered(), 0);
+        let new = signed("new", url);
+        assert_eq!(check("AC1", &proof(url, &new)), Access::Allowed);
+        assert_eq!(remembered(), 1);
+        // A form POST is checked every time.
+        let params = vec![("To".to_owned(), "+1".to_owned())];
+        let sig = crate::signature::sign("new", &crate::signature::signed_string(url, &params));
+        let sig = HeaderValue::from_str(&sig).expect("base64");
+        let post = Proof {
+            payload: OwnedPayload::Form(params),
+            ..proof(url, &sig)
+        };
+        assert_eq!(check("AC1", &post), Access::Allowed);
+        assert_eq!(remembered(), 1);
+        // The longest key remembered, then one byte longer. A key is each of account, scheme,
+        // authority, rest and signature after its 8-byte length.
+        let fixed = 5 * 8 + "AC1".len() + "https".len() + "a.localhost".len() + new.len();
+        for extra in [0, 1] {
+            let tail = "/".repeat(VERIFIED_KEY_MAX - fixed + extra);
+            let long = format!("https://a.localhost{tail}");
+            assert_eq!(
+                check("AC1", &proof(&long, &signed("new", &long))),
+                Access::Allowed
+            );
+            assert_eq!(remembered(), 2, "{extra}");
+        }
+        // Full, it starts over.
+        for i in remembered()..VERIFIED_MAX {
+            let url = format!("https://a.localhost/{i}");
+            assert_eq!(
+                check("AC1", &proof(&url, &signed("new", &url))),
+                Access::Allowed
+            );
+        }
+        assert_eq!(remembered(), VERIFIED_MAX);
+        let url = "https://a.localhost/one-more";
+        assert_eq!(
+            check("AC1", &proof(url, &signed("new", url))),
+            Access::Allowed
+        );
+        assert_eq!(remembered(), 1);
     }
 
     /// Every visibility against every kind of proof: a valid signature opens only what is
