@@ -26,8 +26,9 @@ struct Keys {
     by_account: HashMap<String, Vec<SigningKey>, foldhash::fast::RandomState>,
 }
 
-/// The last number given to a [`Keys`] (unique in the process, so across [`Tokens`] too).
-static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// The number the next [`Keys`] gets (unique in the process, so across [`Tokens`] too; 0 is
+/// no keys yet).
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// Signatures found valid lately, for requests that sign nothing besides their URL: one set
 /// per thread (each of the edge's runtimes is one), so no lock on the request path.
@@ -127,7 +128,7 @@ impl Tokens {
             })
             .collect();
         let map = Keys {
-            generation: GENERATION.fetch_add(1, Ordering::Relaxed) + 1,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             by_account,
         };
         let mut held = self.text.lock().unwrap_or_else(|p| p.into_inner());
