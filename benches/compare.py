@@ -8,8 +8,9 @@ log and the Logs resource). The load generators run on CLIENT_CPUS (default "1")
 per CPU: wrk (HTTP/1.1, keep-alive; also over TLS), examples/loadgen.rs (HTTP/1.1, a cheaper client that has
 the kernel discard bodies: where wrk is saturated it shows whether the server was the limit)
 and h2load (TLS + HTTP/2), alternately, RUNS times each. The table shows median req/s and p99
-latency and the sigil/nginx ratio, each server's CPU time per request (from /proc: what it
-costs, whatever held the rate) and how busy the load generator was (near 100% of its CPUs, the
+latency and the sigil/nginx ratio (of the medians, and "paired": the median of the ratios
+within each pair of runs next to each other in time, which the machine's drift does not move),
+each server's CPU time per request (from /proc: what it costs, whatever held the rate) and how busy the load generator was (near 100% of its CPUs, the
 rate is the client's, not the server's). Then: protected (a valid X-Twilio-Signature on every
 request) vs public; 10,000 Environments vs 1; time from start to serving 1,000 Environments x
 100 assets, and sigil's RSS after serving them (mapped file pages excluded: RssAnon).
@@ -325,19 +326,24 @@ def main():
                         log(f"  {proto} {name:>4} {server:<5} run {run + 1}: {r[0]:>10.0f} req/s  p99 {r[1]:.2f} ms"
                             f"  {r[2]:.1f} us CPU/req  load generator {r[3] * 100:.0f}% busy")
                 results[(proto, name)] = {s: medians(v) for s, v in samples.items()}
+                # Run i of each server is next to run i of the other in time (the order
+                # alternates), so their ratio is free of the machine's drift between pairs.
+                results[(proto, name)]["paired"] = statistics.median(
+                    s[0] / n[0] for n, s in zip(samples["nginx"], samples["sigil"]))
 
         print()
         print(f"{CPU_MODEL}, {os.cpu_count()} CPUs; servers on CPUs {SERVER_CPUS} ({WORKERS} workers each), "
               f"clients on CPUs {CLIENT_CPUS}; logs {'on' if LOGS else 'off'}")
         print()
-        print("| protocol (client) | file | nginx req/s | sigil req/s | sigil/nginx | nginx p99 ms | sigil p99 ms "
-              "| nginx CPU µs/req | sigil CPU µs/req | load generator busy (nginx / sigil runs) |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("| protocol (client) | file | nginx req/s | sigil req/s | sigil/nginx | paired | nginx p99 ms "
+              "| sigil p99 ms | nginx CPU µs/req | sigil CPU µs/req | load generator busy (nginx / sigil runs) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for (proto, name), r in results.items():
             label = {"h1": "HTTP/1.1 (wrk)", "h1c": "HTTP/1.1 (loadgen)", "h1s": "TLS+HTTP/1.1 (wrk)",
                      "h2": "TLS+HTTP/2 (h2load)"}[proto]
             (n_rps, n_p99, n_cpu, n_client), (s_rps, s_p99, s_cpu, s_client) = r["nginx"], r["sigil"]
-            print(f"| {label} | {name} | {n_rps:,.0f} | {s_rps:,.0f} | {s_rps / n_rps:.2f}x | {n_p99:.2f} | {s_p99:.2f} "
+            print(f"| {label} | {name} | {n_rps:,.0f} | {s_rps:,.0f} | {s_rps / n_rps:.2f}x | {r['paired']:.2f}x "
+                  f"| {n_p99:.2f} | {s_p99:.2f} "
                   f"| {n_cpu:.1f} | {s_cpu:.1f} | {n_client * 100:.0f}% / {s_client * 100:.0f}% |")
         nginx.terminate()
         nginx.wait()
