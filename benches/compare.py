@@ -386,6 +386,9 @@ def extras(work, sigil, domain, svc):
             else:
                 prot.append(measured(pid, run_prot))
                 pub.append(measured(pid, run_pub))
+        for run, (a, b) in enumerate(zip(pub, prot)):
+            log(f"  protected/public {client} pair {run + 1}: {b[0]:>10.0f} / {a[0]:.0f} req/s = {b[0] / a[0]:.2f}x"
+                f"  CPU {b[2]:.1f} / {a[2]:.1f} us/req")
         pub_m, prot_m = medians(pub), medians(prot)
         ratio = statistics.median(b[0] / a[0] for a, b in zip(pub, prot))
         print(f"| protected 1 KiB (valid signature on every request) / public 1 KiB, HTTP/1.1, {client} "
