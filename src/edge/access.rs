@@ -41,6 +41,8 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 /// bounded and starts over when full.
 struct Verified {
     generation: u64,
+    /// foldhash (seeded per process): a client chooses what is looked up, but only requests
+    /// with a valid signature are ever stored, so none can crowd a bucket.
     seen: HashSet<Box<[u8]>, foldhash::fast::RandomState>,
     /// The request's key, built here to spare an allocation per check.
     key: Vec<u8>,
