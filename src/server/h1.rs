@@ -116,7 +116,8 @@ where
     loop {
         // Read until a whole head is buffered; the header-read timeout covers the wait for
         // the next request on an idle keep-alive connection too.
-        let deadline = tokio::time::Instant::now() + limits.header_read;
+        // On the coarse clock: a precise read per request cost more than the deadline needs.
+        let deadline = super::coarse::monotonic() + limits.header_read;
         let head = loop {
             if !buf.is_empty() {
                 match parse(&buf, &mut fields) {
@@ -139,11 +140,13 @@ where
                 biased;
                 r = io.read_buf(&mut buf) => r,
                 () = &mut timer => {
-                    if timer.deadline() < deadline {
-                        timer.as_mut().reset(deadline);
-                        continue;
+                    match deadline.checked_sub(super::coarse::monotonic()) {
+                        Some(left) if !left.is_zero() => {
+                            timer.as_mut().reset(tokio::time::Instant::now() + left);
+                            continue;
+                        }
+                        _ => return Ok(Ended::Done),
                     }
-                    return Ok(Ended::Done);
                 }
                 // Shutdown closes a connection between requests, never in the middle of one.
                 _ = &mut stopped, if buf.is_empty() => return Ok(Ended::Done),

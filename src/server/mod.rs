@@ -11,6 +11,7 @@
 
 mod body;
 mod coalesce;
+mod coarse;
 mod h1;
 mod http2;
 mod ktls;

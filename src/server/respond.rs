@@ -1,7 +1,7 @@
 //! What the edge's own HTTP/1.1 and HTTP/2 servers add to a response before sending it.
 
 use std::cell::RefCell;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, StatusCode};
 
@@ -12,20 +12,19 @@ pub(super) fn bodiless(status: StatusCode) -> bool {
         || status == StatusCode::NOT_MODIFIED
 }
 
-/// The `Date` header's value, formatted once a second per thread.
+/// The `Date` header's value, formatted once a second per thread (the second from the coarse
+/// clock: at most a tick behind, which a whole-second header does not show but rarely).
 pub(super) fn date() -> HeaderValue {
     thread_local! {
         static DATE: RefCell<(u64, HeaderValue)> =
             const { RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
     }
-    let now = SystemTime::now();
-    let second = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let second = super::coarse::unix_seconds();
     DATE.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != second {
-            let text = httpdate::fmt_http_date(now);
+            let text =
+                httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(second));
             if let Ok(value) = HeaderValue::from_str(&text) {
                 *cached = (second, value);
             }
