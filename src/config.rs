@@ -485,6 +485,13 @@ pub struct ServeArgs {
         help_heading = "Functions"
     )]
     pub function_concurrency: usize,
+    /// Node workers alive at once on this host, over every Environment, busy and idle. A call
+    /// that needs a new one past it ends the worker idle longest; with every worker busy it
+    /// waits up to 2 s for one, then gets 503. Default: the memory sigil may use (the
+    /// machine's, or its cgroup's limit) over --function-memory, so that the workers' caps
+    /// together fit in it.
+    #[arg(long, env = "SIGIL_FUNCTION_WORKERS", help_heading = "Functions")]
+    pub function_workers: Option<usize>,
     /// The user Function workers run as when sigil runs as root.
     #[arg(
         long,
@@ -1009,12 +1016,50 @@ impl Config {
                     }
                     n => n,
                 },
+                workers: match args.function_workers {
+                    Some(0) => {
+                        return Err(ConfigError("--function-workers must be at least 1".into()))
+                    }
+                    Some(n) => n,
+                    None => default_function_workers(args.function_memory.max(64)),
+                },
                 user,
                 unavailable,
                 debug: args.function_debug,
             },
         })
     }
+}
+
+/// How many Function workers fit in the memory sigil may use, each at its cap: the machine's
+/// memory (`MemTotal`) or, when lower, its cgroup's limit (`memory.max`, as in a container);
+/// at least 1.
+fn default_function_workers(memory_mb: u64) -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| mem_total_bytes(&m));
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|m| m.trim().parse::<u64>().ok());
+    let bytes = match (total, cgroup) {
+        (Some(t), Some(c)) => t.min(c),
+        (t, c) => t.or(c).unwrap_or(0),
+    };
+    usize::try_from(bytes / (memory_mb * 1024 * 1024))
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes.
+fn mem_total_bytes(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib = line["MemTotal:".len()..]
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    kib.checked_mul(1024)
 }
 
 /// A timeout of at least one second.
@@ -1092,6 +1137,7 @@ mod tests {
             function_timeout: 10,
             function_memory: 256,
             function_concurrency: 8,
+            function_workers: None,
             function_user: "nobody".into(),
             function_debug: false,
         }
@@ -1113,6 +1159,24 @@ mod tests {
         assert!(c.functions.unavailable.is_none());
         assert!(with_user("root").is_err());
         assert!(with_user("sigil-no-such-user").is_err());
+    }
+
+    #[test]
+    fn function_workers_default_to_what_fits_in_memory() {
+        let meminfo = "MemTotal:       24563340 kB\nMemFree:        1000 kB\n";
+        assert_eq!(mem_total_bytes(meminfo), Some(24_563_340 * 1024));
+        assert_eq!(mem_total_bytes("MemFree: 1 kB\n"), None);
+        assert_eq!(mem_total_bytes("MemTotal: many\n"), None);
+        let c = Config::from_args(args("localhost", None)).expect("ok");
+        let total = mem_total_bytes(&std::fs::read_to_string("/proc/meminfo").unwrap()).unwrap();
+        assert!(c.functions.workers >= 1);
+        assert!(c.functions.workers as u64 <= (total / (256 << 20)).max(1));
+        let mut a = args("localhost", None);
+        a.function_workers = Some(3);
+        assert_eq!(Config::from_args(a).expect("ok").functions.workers, 3);
+        let mut a = args("localhost", None);
+        a.function_workers = Some(0);
+        assert!(Config::from_args(a).is_err());
     }
 
     #[test]

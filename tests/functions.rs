@@ -587,3 +587,63 @@ fn calls_over_the_concurrency_cap_wait_then_get_429() {
     assert_eq!(sigil.metric("sigil_function_over_concurrency_total"), 1);
     assert_eq!(sigil.metric("sigil_function_timeouts_total"), 1);
 }
+
+#[test]
+fn the_hosts_worker_cap_ends_the_longest_idle_worker_and_refuses_when_all_are_busy() {
+    let sigil = Sigil::start_with(&["--function-workers", "1", "--function-timeout", "4"]);
+    let api = sigil.client();
+    let quick = b"exports.handler = (c, e, cb) => setTimeout(() => cb(null, c.SERVICE_SID), Number(e.wait || 0));";
+    let one = api.deploy_site(
+        "workers-one",
+        &[
+            ("/quick", "public", quick, "function"),
+            (
+                "/hang",
+                "public",
+                b"exports.handler = () => {};",
+                "function",
+            ),
+        ],
+    );
+    let two = api.deploy_site("workers-two", &[("/quick", "public", quick, "function")]);
+    let edge = sigil.edge(&[&one.domain, &two.domain]);
+    let call = |site: &Site, path: &str| edge.get(&edge.url(&site.domain, path), &[]);
+    assert_eq!(call(&one, "/quick").expect(200).text(), one.svc);
+    // The one place is taken by one's idle worker: two's call ends it and starts its own.
+    assert_eq!(call(&two, "/quick").expect(200).text(), two.svc);
+    assert_eq!(call(&one, "/quick").expect(200).text(), one.svc);
+    assert_eq!(sigil.metric("sigil_function_workers_started_total"), 3);
+    assert_eq!(sigil.metric("sigil_function_workers_evicted_total"), 2);
+    assert_eq!(sigil.metric("sigil_function_workers"), 1);
+    // A second call of the same pool waits for the busy worker and is then served by it.
+    let slow = {
+        let (edge, url) = (
+            sigil.edge(&[&one.domain]),
+            edge.url(&one.domain, "/quick?wait=800"),
+        );
+        std::thread::spawn(move || edge.get(&url, &[]).expect(200).text())
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(call(&one, "/quick").expect(200).text(), one.svc);
+    assert_eq!(slow.join().expect("slow"), one.svc);
+    assert_eq!(sigil.metric("sigil_function_workers_started_total"), 3);
+    // With the one worker busy, another Environment's call waits 2 s, then 503.
+    let hang = {
+        let (edge, url) = (sigil.edge(&[&one.domain]), edge.url(&one.domain, "/hang"));
+        std::thread::spawn(move || edge.get(&url, &[]).status)
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let r = call(&two, "/quick").expect(503);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "it waited"
+    );
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(r.text().contains("--function-workers"), "{}", r.text());
+    assert_eq!(sigil.metric("sigil_function_over_workers_total"), 1);
+    // The hung worker is killed at its timeout, and its place serves the next call.
+    assert_eq!(hang.join().expect("hang"), 504);
+    assert_eq!(call(&two, "/quick").expect(200).text(), two.svc);
+    assert_eq!(sigil.metric("sigil_function_workers"), 1);
+}

@@ -3,8 +3,8 @@
 //! The edge decides access (public, protected by signature, private never) before any of this
 //! runs; here a call gets its `event` ([`event`]), a place under the Environment's concurrency
 //! cap, its Build's directory ([`tree`], with the dependency set [`deps`] installed), and an
-//! idle worker of its (Environment, Build) pool or a new one ([`worker`]) — never a process
-//! per request. The call has `--function-timeout`; past it the answer is 504 and the worker is
+//! idle worker of its (Environment, Build) pool or a new one ([`worker`]) under the host's cap
+//! on live workers — never a process per request. The call has `--function-timeout`; past it the answer is 504 and the worker is
 //! killed. A worker that dies (an uncaught exception, the memory cap) fails only its own call
 //! (500) and is not reused. Pools of Builds no longer deployed are retired: idle workers end
 //! at once, busy ones after their call.
@@ -25,10 +25,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{Notify, OnceCell, Semaphore};
 
 use self::tree::Tree;
-use self::worker::{CallError, Spawn, Worker};
+use self::worker::{CallError, Slot, Spawn, Worker};
 use crate::edge::access::Tokens;
 use crate::edge::cache::BlobCache;
 use crate::edge::routes::{EdgeAsset, RouteTable, Site};
@@ -37,7 +37,8 @@ use crate::Body;
 
 /// sigil's runner, written to the functions directory at start.
 const RUNNER_JS: &str = include_str!("runner.js");
-/// A call waits this long at most for a place under the Environment's cap (then 429).
+/// A call waits this long at most for a place under the Environment's cap (then 429), and
+/// again for a worker under the host's (then 503).
 const QUEUE_WAIT: Duration = Duration::from_secs(2);
 /// Idle workers end after this long unused.
 const IDLE: Duration = Duration::from_secs(300);
@@ -61,6 +62,8 @@ pub struct FunctionsConfig {
     pub memory_mb: u64,
     /// Calls at once per Environment.
     pub concurrency: usize,
+    /// Workers alive at once on this host, busy and idle (`--function-workers`).
+    pub workers: usize,
     /// User and group workers run as, when sigil runs as root.
     pub user: Option<(u32, u32)>,
     /// Why Functions cannot run here at all (sigil runs as root and has no user for them).
@@ -134,11 +137,17 @@ pub struct Functions {
     disk: tokio::sync::RwLock<()>,
     pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
     gates: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Places for workers under the host's cap; each worker holds one while it lives.
+    slots: Arc<Semaphore>,
+    /// Told when a worker goes idle or ends: calls waiting for a worker look again.
+    freed: Arc<Notify>,
     sweeping: std::sync::Once,
     started: AtomicU64,
     timeouts: AtomicU64,
     deaths: AtomicU64,
     over_cap: AtomicU64,
+    evicted: AtomicU64,
+    over_workers: AtomicU64,
 }
 
 /// `program` as an absolute path: as given when it names a directory, else found on `PATH`
@@ -225,7 +234,6 @@ impl Functions {
             }
         };
         Functions {
-            config,
             spawn,
             routes,
             tokens,
@@ -235,11 +243,16 @@ impl Functions {
             disk: tokio::sync::RwLock::new(()),
             pools: Mutex::default(),
             gates: Mutex::default(),
+            slots: Arc::new(Semaphore::new(config.workers)),
+            freed: Arc::new(Notify::new()),
             sweeping: std::sync::Once::new(),
             started: Default::default(),
             timeouts: Default::default(),
             deaths: Default::default(),
             over_cap: Default::default(),
+            evicted: Default::default(),
+            over_workers: Default::default(),
+            config,
         }
     }
 
@@ -270,16 +283,34 @@ impl Functions {
                     "Function calls refused over --function-concurrency (429).",
                     self.over_cap.load(Relaxed),
                 ),
+                (
+                    "sigil_function_workers_evicted_total",
+                    "Idle Node workers ended to make room under --function-workers.",
+                    self.evicted.load(Relaxed),
+                ),
+                (
+                    "sigil_function_over_workers_total",
+                    "Function calls refused with every worker under --function-workers busy (503).",
+                    self.over_workers.load(Relaxed),
+                ),
             ],
         );
+        let live = self.config.workers - self.slots.available_permits();
         crate::edge::metrics::write_families(
             &mut out,
             "gauge",
-            &[(
-                "sigil_function_workers_idle",
-                "Warm Node workers waiting for a call.",
-                self.idle_workers(),
-            )],
+            &[
+                (
+                    "sigil_function_workers_idle",
+                    "Warm Node workers waiting for a call.",
+                    self.idle_workers(),
+                ),
+                (
+                    "sigil_function_workers",
+                    "Node workers alive, busy and idle (at most --function-workers).",
+                    live,
+                ),
+            ],
         );
         out
     }
@@ -355,23 +386,9 @@ impl Functions {
         };
         let mut log = |level: &str, message: String| self.log(site, asset, level, message);
         let pool = self.pool(site);
-        let mut worker = match pool.take() {
-            Some(w) => w,
-            None => match Worker::start(&spawn, &tree, self.config.timeout, &mut log).await {
-                Ok(w) => {
-                    self.started.fetch_add(1, Relaxed);
-                    w
-                }
-                Err(why) => {
-                    // The reason (paths of this host among it) goes to the Logs, not the
-                    // caller.
-                    log("error", why);
-                    return problem(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the Function's worker could not start (see the Environment's Logs)",
-                    );
-                }
-            },
+        let mut worker = match self.worker(&pool, &spawn, &tree, &mut log).await {
+            Ok(w) => w,
+            Err(resp) => return resp,
         };
         let context = self.context(site, &parts.uri, authority);
         let result = worker
@@ -387,6 +404,7 @@ impl Functions {
         match result {
             Ok(reply) => {
                 pool.give_back(worker);
+                self.freed.notify_waiters();
                 reply_response(reply, scheme == "https")
             }
             Err(CallError::Timeout) => {
@@ -414,6 +432,80 @@ impl Functions {
                     json!({"message": error.get("message"), "name": error.get("name")})
                 };
                 json_response(StatusCode::INTERNAL_SERVER_ERROR, &shown)
+            }
+        }
+    }
+
+    /// An idle worker of `pool`, else a new one under the host's cap (`--function-workers`):
+    /// past it the worker idle longest, in any pool, ends to make room, and with every worker
+    /// busy the call waits up to [`QUEUE_WAIT`] for one to go idle or end (then 503).
+    async fn worker(
+        &self,
+        pool: &Pool,
+        spawn: &Spawn,
+        tree: &Tree,
+        log: &mut (dyn FnMut(&str, String) + Send),
+    ) -> Result<Worker, Response<Body>> {
+        let deadline = tokio::time::Instant::now() + QUEUE_WAIT;
+        let slot = loop {
+            // Listening before looking: what is freed between the two is not missed.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(w) = pool.take() {
+                return Ok(w);
+            }
+            if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+                break Slot::new(permit, Arc::clone(&self.freed));
+            }
+            if let Some(w) = self.longest_idle() {
+                self.evicted.fetch_add(1, Relaxed);
+                w.kill();
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                self.over_workers.fetch_add(1, Relaxed);
+                let mut resp = problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "every Function worker of this host is busy (--function-workers)",
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return Err(resp);
+            }
+        };
+        match Worker::start(spawn, tree, self.config.timeout, slot, log).await {
+            Ok(w) => {
+                self.started.fetch_add(1, Relaxed);
+                Ok(w)
+            }
+            Err(why) => {
+                // The reason (paths of this host among it) goes to the Logs, not the caller.
+                log("error", why);
+                Err(problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the Function's worker could not start (see the Environment's Logs)",
+                ))
+            }
+        }
+    }
+
+    /// Takes the worker idle longest, over every pool (to end it).
+    fn longest_idle(&self) -> Option<Worker> {
+        let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let (pool, _) = pools
+                .values()
+                .filter_map(|pool| {
+                    let idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+                    let since = idle.iter().map(|w| w.idle_since).min()?;
+                    Some((pool, since))
+                })
+                .min_by_key(|(_, since)| *since)?;
+            let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+            // (A call may have taken it since: then look again.)
+            if let Some(at) = (0..idle.len()).min_by_key(|&i| idle[i].idle_since) {
+                return Some(idle.remove(at));
             }
         }
     }

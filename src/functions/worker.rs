@@ -88,15 +88,44 @@ pub struct Worker {
     next_id: u64,
     /// When it last finished a call.
     pub idle_since: Instant,
+    _slot: Slot,
+}
+
+/// A worker's place under the host's cap (`--function-workers`), held while the worker lives;
+/// when it ends, the place is given back first and then those waiting for one are told.
+pub struct Slot {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    freed: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Slot {
+    /// A place, and whom to tell when it is free again.
+    pub fn new(
+        permit: tokio::sync::OwnedSemaphorePermit,
+        freed: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Slot {
+        Slot {
+            permit: Some(permit),
+            freed,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        self.freed.notify_waiters();
+    }
 }
 
 impl Worker {
-    /// Starts a worker for `tree`, ready to take calls within `within`; lines it logs while
-    /// starting go to `log`.
+    /// Starts a worker for `tree`, ready to take calls within `within`, holding `slot` while it
+    /// lives; lines it logs while starting go to `log`.
     pub async fn start(
         spawn: &Spawn,
         tree: &Tree,
         within: Duration,
+        slot: Slot,
         log: &mut (dyn FnMut(&str, String) + Send),
     ) -> Result<Worker, String> {
         // The memory cap is the data segment's limit, set by the shell that then becomes
@@ -149,6 +178,7 @@ impl Worker {
             out: BufReader::new(stdout),
             next_id: 1,
             idle_since: Instant::now(),
+            _slot: slot,
         };
         let pairs = |list: &[(String, PathBuf)]| -> serde_json::Map<String, Value> {
             list.iter()
