@@ -1020,6 +1020,11 @@ impl Config {
                     Some(0) => {
                         return Err(ConfigError("--function-workers must be at least 1".into()))
                     }
+                    Some(n) if n > MAX_FUNCTION_WORKERS => {
+                        return Err(ConfigError(format!(
+                            "--function-workers must be at most {MAX_FUNCTION_WORKERS}"
+                        )))
+                    }
                     Some(n) => n,
                     None => default_function_workers(args.function_memory.max(64)),
                 },
@@ -1031,23 +1036,59 @@ impl Config {
     }
 }
 
+/// The most `--function-workers` takes.
+const MAX_FUNCTION_WORKERS: usize = 100_000;
+
 /// How many Function workers fit in the memory sigil may use, each at its cap: the machine's
-/// memory (`MemTotal`) or, when lower, its cgroup's limit (`memory.max`, as in a container);
-/// at least 1.
+/// memory (`MemTotal`) or, when lower, the limit of sigil's cgroup or of one above it (as in a
+/// container, or a systemd `MemoryMax=`); at least 1, and 8 when the memory cannot be read.
 fn default_function_workers(memory_mb: u64) -> usize {
     let total = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| mem_total_bytes(&m));
-    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup")
         .ok()
-        .and_then(|m| m.trim().parse::<u64>().ok());
-    let bytes = match (total, cgroup) {
-        (Some(t), Some(c)) => t.min(c),
-        (t, c) => t.or(c).unwrap_or(0),
+        .and_then(|own| {
+            cgroup_limit_files(&own)
+                .iter()
+                .filter_map(|f| std::fs::read_to_string(f).ok()?.trim().parse::<u64>().ok())
+                .min()
+        });
+    let Some(bytes) = total.into_iter().chain(cgroup).min() else {
+        return 8;
     };
-    usize::try_from(bytes / (memory_mb * 1024 * 1024))
-        .unwrap_or(usize::MAX)
-        .max(1)
+    usize::try_from(bytes / memory_mb.saturating_mul(1 << 20).max(1))
+        .unwrap_or(MAX_FUNCTION_WORKERS)
+        .clamp(1, MAX_FUNCTION_WORKERS)
+}
+
+/// The files that hold the memory limits of the cgroups `/proc/self/cgroup` names, and of
+/// every cgroup above them: `memory.max` (v2; "max" means none) and `memory.limit_in_bytes`
+/// (v1's memory controller).
+fn cgroup_limit_files(own: &str) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for line in own.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let (root, file) = match controllers {
+            "" => ("/sys/fs/cgroup", "memory.max"),
+            c if c.split(',').any(|c| c == "memory") => {
+                ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+            }
+            _ => continue,
+        };
+        let mut dir = Some(std::path::Path::new(path.trim()));
+        while let Some(d) = dir {
+            let relative = d.strip_prefix("/").unwrap_or(d);
+            files.push(std::path::Path::new(root).join(relative).join(file));
+            dir = d.parent();
+        }
+    }
+    files
 }
 
 /// `MemTotal` of `/proc/meminfo`, in bytes.
@@ -1174,9 +1215,33 @@ mod tests {
         let mut a = args("localhost", None);
         a.function_workers = Some(3);
         assert_eq!(Config::from_args(a).expect("ok").functions.workers, 3);
-        let mut a = args("localhost", None);
-        a.function_workers = Some(0);
-        assert!(Config::from_args(a).is_err());
+        for wrong in [0, MAX_FUNCTION_WORKERS + 1] {
+            let mut a = args("localhost", None);
+            a.function_workers = Some(wrong);
+            assert!(Config::from_args(a).is_err());
+        }
+        let v2 = cgroup_limit_files("0::/system.slice/sigil.service\n");
+        let v2: Vec<_> = v2.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            v2,
+            [
+                "/sys/fs/cgroup/system.slice/sigil.service/memory.max",
+                "/sys/fs/cgroup/system.slice/memory.max",
+                "/sys/fs/cgroup/memory.max"
+            ]
+        );
+        let v1 = cgroup_limit_files("12:cpu,cpuacct:/x\n4:memory:/docker/abc\n1:name=systemd:/y\n");
+        let v1: Vec<_> = v1.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            v1,
+            [
+                "/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes",
+                "/sys/fs/cgroup/memory/docker/memory.limit_in_bytes",
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+            ]
+        );
+        assert_eq!(cgroup_limit_files("0::/\n").len(), 1);
+        assert!(cgroup_limit_files("garbage\n").is_empty());
     }
 
     #[test]

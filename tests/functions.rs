@@ -616,14 +616,22 @@ fn the_hosts_worker_cap_ends_the_longest_idle_worker_and_refuses_when_all_are_bu
     assert_eq!(sigil.metric("sigil_function_workers_evicted_total"), 2);
     assert_eq!(sigil.metric("sigil_function_workers"), 1);
     // A second call of the same pool waits for the busy worker and is then served by it.
+    // (Whether the one worker is busy: none idle.)
+    let busy = || {
+        let until = Instant::now() + Duration::from_secs(10);
+        while sigil.metric("sigil_function_workers_idle") != 0 {
+            assert!(Instant::now() < until, "the worker never got busy");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     let slow = {
         let (edge, url) = (
             sigil.edge(&[&one.domain]),
-            edge.url(&one.domain, "/quick?wait=800"),
+            edge.url(&one.domain, "/quick?wait=1000"),
         );
         std::thread::spawn(move || edge.get(&url, &[]).expect(200).text())
     };
-    std::thread::sleep(Duration::from_millis(300));
+    busy();
     assert_eq!(call(&one, "/quick").expect(200).text(), one.svc);
     assert_eq!(slow.join().expect("slow"), one.svc);
     assert_eq!(sigil.metric("sigil_function_workers_started_total"), 3);
@@ -632,7 +640,7 @@ fn the_hosts_worker_cap_ends_the_longest_idle_worker_and_refuses_when_all_are_bu
         let (edge, url) = (sigil.edge(&[&one.domain]), edge.url(&one.domain, "/hang"));
         std::thread::spawn(move || edge.get(&url, &[]).status)
     };
-    std::thread::sleep(Duration::from_millis(300));
+    busy();
     let started = Instant::now();
     let r = call(&two, "/quick").expect(503);
     assert!(

@@ -297,9 +297,19 @@ impl Worker {
         result
     }
 
-    /// Ends the process now.
-    pub fn kill(mut self) {
-        let _ = self.child.start_kill();
+    /// Ends the process now; its place under the host's cap is given back once it has exited
+    /// (so that a worker started in its place never overlaps it).
+    pub fn kill(self) {
+        let Worker {
+            mut child, _slot, ..
+        } = self;
+        let _ = child.start_kill();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = child.wait().await;
+                drop(_slot);
+            });
+        }
     }
 }
 
