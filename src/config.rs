@@ -1220,20 +1220,22 @@ mod tests {
             a.function_workers = Some(wrong);
             assert!(Config::from_args(a).is_err());
         }
-        let v2 = cgroup_limit_files("0::/system.slice/sigil.service\n");
-        let v2: Vec<_> = v2.iter().map(|p| p.to_str().unwrap()).collect();
+        let files = |own: &str| -> Vec<String> {
+            cgroup_limit_files(own)
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect()
+        };
         assert_eq!(
-            v2,
+            files("0::/system.slice/sigil.service\n"),
             [
                 "/sys/fs/cgroup/system.slice/sigil.service/memory.max",
                 "/sys/fs/cgroup/system.slice/memory.max",
                 "/sys/fs/cgroup/memory.max"
             ]
         );
-        let v1 = cgroup_limit_files("12:cpu,cpuacct:/x\n4:memory:/docker/abc\n1:name=systemd:/y\n");
-        let v1: Vec<_> = v1.iter().map(|p| p.to_str().unwrap()).collect();
         assert_eq!(
-            v1,
+            files("12:cpu,cpuacct:/x\n4:memory:/docker/abc\n1:name=systemd:/y\n"),
             [
                 "/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes",
                 "/sys/fs/cgroup/memory/docker/memory.limit_in_bytes",
