@@ -5,9 +5,9 @@
 //! cap, its Build's directory ([`tree`], with the dependency set [`deps`] installed), and an
 //! idle worker of its (Environment, Build) pool or a new one ([`worker`]) under the host's cap
 //! on live workers — never a process per request. The call has `--function-timeout`; past it
-//! the answer is 504 and the worker is killed. A worker that dies (an uncaught exception, the memory cap) fails only its own call
-//! (500) and is not reused. Pools of Builds no longer deployed are retired: idle workers end
-//! at once, busy ones after their call.
+//! the answer is 504 and the worker is killed. A worker that dies (an uncaught exception, the
+//! memory cap) fails only its own call (500) and is not reused. Pools of Builds no longer
+//! deployed are retired: idle workers end at once, busy ones after their call.
 
 pub mod cookies;
 pub mod deps;
