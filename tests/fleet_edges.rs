@@ -488,6 +488,91 @@ fn the_official_tools_work_through_an_edge() {
             .any(|p| p.join("node_modules/twilio/package.json").is_file()),
         "{sets:?}"
     );
+
+    // The next Build of the same set: its packed tree is not fetched again while the set is
+    // unpacked here, even once the disk cache has let it go (here: every packed tree the
+    // edge holds, removed by hand).
+    let trees = packed_trees(&dir);
+    assert!(!trees.is_empty(), "the edge fetched the packed tree");
+    for tree in &trees {
+        std::fs::remove_file(tree).expect("remove a tree");
+    }
+    let api = ctl.client();
+    let svc = "through-edge";
+    let env = envs.json["environments"][0]["sid"].as_str().expect("env");
+    let current = api
+        .get(&format!("/v1/Services/{svc}/Environments/{env}"))
+        .expect(200)
+        .s("build_sid");
+    let old = api
+        .get(&format!("/v1/Services/{svc}/Builds/{current}"))
+        .expect(200);
+    let sids = |list: &str| -> Vec<String> {
+        old.json[list]
+            .as_array()
+            .expect("versions")
+            .iter()
+            .map(|v| v["sid"].as_str().expect("sid").to_owned())
+            .collect()
+    };
+    let (_, marker) = api.version(svc, "Assets", "/next.txt", "public", b"next", "text/plain");
+    let dependencies = old.json["dependencies"].to_string();
+    let mut form: Vec<(&str, &str)> =
+        vec![("Dependencies", &dependencies), ("AssetVersions", &marker)];
+    let (assets, functions) = (sids("asset_versions"), sids("function_versions"));
+    form.extend(assets.iter().map(|a| ("AssetVersions", a.as_str())));
+    form.extend(functions.iter().map(|f| ("FunctionVersions", f.as_str())));
+    let next = api
+        .post(&format!("/v1/Services/{svc}/Builds"), &form)
+        .expect(201)
+        .s("sid");
+    assert_eq!(
+        api.wait_build_within(svc, &next, Duration::from_secs(60)),
+        "completed"
+    );
+    let downloads = metric(&edge, "sigil_cache_downloads_total");
+    deploy(&api, svc, env, &next);
+    until_served(
+        &edge,
+        &domain,
+        "/next.txt",
+        b"next",
+        Duration::from_secs(10),
+    );
+    support::expect_toolkit_hello(&client, &domain);
+    // One download: the new asset's blob. Not the tree, and no second set.
+    assert_eq!(
+        metric(&edge, "sigil_cache_downloads_total") - downloads,
+        1.0
+    );
+    assert!(
+        trees.iter().all(|t| !t.exists()),
+        "a packed tree was fetched again"
+    );
+    let now: Vec<_> = std::fs::read_dir(own.path().join("deps"))
+        .expect("deps")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(sets, now);
+}
+
+/// The packed dependency trees among the blobs under `dir`: gzip files over 256 KiB.
+fn packed_trees(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.join("blobs")];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if std::fs::metadata(&path).is_ok_and(|m| m.len() > 256 * 1024)
+                && std::fs::read(&path).is_ok_and(|b| b.starts_with(&[0x1f, 0x8b]))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
 }
 
 /// A rotated auth token reaches every edge through the feed: once the secondary token is

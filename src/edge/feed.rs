@@ -394,8 +394,13 @@ impl Follower {
         if let Some(code) = &site.code {
             let entries = code.functions.iter().chain(&code.private_assets);
             wanted.extend(entries.map(|e| (e.sha256.as_str(), e.size)));
+            // The packed dependency tree, unless its set is unpacked here already (the next
+            // Build of a known set does not fetch it again, however long ago it left the disk
+            // cache).
             if let Some(tree) = &code.dependency_tree {
-                wanted.push((&tree.sha256, tree.size));
+                if !self.edge.dependencies_unpacked(code) {
+                    wanted.push((&tree.sha256, tree.size));
+                }
             }
         }
         wanted.sort_unstable();

@@ -285,6 +285,14 @@ impl Edge {
         self
     }
 
+    /// Whether the dependency set of `code` is unpacked on this host already (without
+    /// Functions: never).
+    pub(crate) fn dependencies_unpacked(&self, code: &routes::Code) -> bool {
+        self.functions
+            .as_ref()
+            .is_some_and(|f| f.dependencies_unpacked(code))
+    }
+
     fn trusted(&self, ip: IpAddr) -> bool {
         self.config.trusted_proxies.iter().any(|n| n.contains(&ip))
     }

@@ -102,6 +102,13 @@ pub fn dir_of(functions_dir: &Path, set: &[Dependency]) -> PathBuf {
     functions_dir.join("deps").join(hex)
 }
 
+/// The directory of `set` when it is installed or unpacked here (a set's `node_modules` is
+/// renamed into place whole, so one that exists is complete).
+pub fn unpacked(functions_dir: &Path, set: &[Dependency]) -> Option<PathBuf> {
+    let dir = dir_of(functions_dir, set);
+    dir.join("node_modules").is_dir().then_some(dir)
+}
+
 fn package_json(set: &[Dependency]) -> Vec<u8> {
     let deps: serde_json::Map<String, serde_json::Value> = set
         .iter()
@@ -123,11 +130,11 @@ pub async fn install(
     npm: &Path,
     set: &[Dependency],
 ) -> Result<PathBuf, String> {
-    let dir = dir_of(functions_dir, set);
-    if dir.join("node_modules").is_dir() {
+    if let Some(dir) = unpacked(functions_dir, set) {
         super::disk::touch(&dir);
         return Ok(dir);
     }
+    let dir = dir_of(functions_dir, set);
     let tmp = temp_beside(&dir, "tmp")?;
     let result = async {
         super::tree::make_dir(&tmp).map_err(|e| e.to_string())?;
@@ -391,11 +398,11 @@ pub async fn obtain(
     tree: Option<&BlobRef>,
     cache: &BlobCache,
 ) -> Result<PathBuf, String> {
-    let dir = dir_of(functions_dir, set);
-    if dir.join("node_modules").is_dir() {
+    if let Some(dir) = unpacked(functions_dir, set) {
         super::disk::touch(&dir);
         return Ok(dir);
     }
+    let dir = dir_of(functions_dir, set);
     let Some(tree) = tree else {
         return install(functions_dir, npm, set).await;
     };

@@ -315,6 +315,13 @@ impl Functions {
         out
     }
 
+    /// Whether the dependency set `code` declares is installed or unpacked here already: then
+    /// its packed tree need not be fetched before the Build is served.
+    pub fn dependencies_unpacked(&self, code: &crate::edge::routes::Code) -> bool {
+        deps::set(&code.dependencies)
+            .is_ok_and(|set| deps::unpacked(&self.config.dir, &set).is_some())
+    }
+
     /// Runs the Function `asset` of `site` for a request whose access is decided; the Build's
     /// files come from `cache`.
     pub async fn call(
