@@ -80,15 +80,32 @@ pub enum CallError {
     Died(Value),
 }
 
-/// A running worker.
+/// A running worker. However it ends (killed, dropped with a cancelled call), its process is
+/// killed and its place under the host's cap given back once the process has exited, so that a
+/// worker started in its place never overlaps it.
 pub struct Worker {
-    child: Child,
+    /// The process and its place (taken only when the worker is dropped).
+    process: Option<(Child, Slot)>,
     stdin: ChildStdin,
     out: BufReader<ChildStdout>,
     next_id: u64,
     /// When it last finished a call.
     pub idle_since: Instant,
-    _slot: Slot,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let Some((mut child, slot)) = self.process.take() else {
+            return;
+        };
+        let _ = child.start_kill();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = child.wait().await;
+                drop(slot);
+            });
+        }
+    }
 }
 
 /// A worker's place under the host's cap (`--function-workers`), held while the worker lives;
@@ -173,12 +190,11 @@ impl Worker {
             }
         });
         let mut worker = Worker {
-            child,
+            process: Some((child, slot)),
             stdin,
             out: BufReader::new(stdout),
             next_id: 1,
             idle_since: Instant::now(),
-            _slot: slot,
         };
         let pairs = |list: &[(String, PathBuf)]| -> serde_json::Map<String, Value> {
             list.iter()
@@ -239,10 +255,15 @@ impl Worker {
                     }
                 },
                 Ok(None) | Err(_) => {
-                    let status = tokio::time::timeout(Duration::from_secs(1), self.child.wait())
-                        .await
-                        .ok()
-                        .and_then(Result::ok);
+                    let status = match self.process.as_mut() {
+                        Some((child, _)) => {
+                            tokio::time::timeout(Duration::from_secs(1), child.wait())
+                                .await
+                                .ok()
+                                .and_then(Result::ok)
+                        }
+                        None => None,
+                    };
                     let why = match status {
                         Some(s) => format!("the Function's worker ended ({s})"),
                         None => "the Function's worker closed its output".to_owned(),
@@ -297,20 +318,8 @@ impl Worker {
         result
     }
 
-    /// Ends the process now; its place under the host's cap is given back once it has exited
-    /// (so that a worker started in its place never overlaps it).
-    pub fn kill(self) {
-        let Worker {
-            mut child, _slot, ..
-        } = self;
-        let _ = child.start_kill();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = child.wait().await;
-                drop(_slot);
-            });
-        }
-    }
+    /// Ends the process now (see [`Worker`]'s `Drop`).
+    pub fn kill(self) {}
 }
 
 /// The next line from `r`, without its newline, and whether it was longer than `max` (then
