@@ -615,6 +615,7 @@ fn the_hosts_worker_cap_ends_the_longest_idle_worker_and_refuses_when_all_are_bu
     assert_eq!(sigil.metric("sigil_function_workers_started_total"), 3);
     assert_eq!(sigil.metric("sigil_function_workers_evicted_total"), 2);
     assert_eq!(sigil.metric("sigil_function_workers"), 1);
+    assert_eq!(sigil.metric("sigil_function_workers_max"), 1);
     // A second call of the same pool waits for the busy worker and is then served by it.
     // (Whether the one worker is busy: none idle.)
     let busy = || {

@@ -310,6 +310,11 @@ impl Functions {
                     "Node workers alive, busy and idle (at most --function-workers).",
                     live,
                 ),
+                (
+                    "sigil_function_workers_max",
+                    "--function-workers: Node workers alive at most (given, or what fits in memory).",
+                    self.config.workers,
+                ),
             ],
         );
         out
