@@ -75,13 +75,22 @@ pub struct FunctionsConfig {
 type PoolKey = (String, String);
 
 /// The idle workers of one (Environment, Build).
-#[derive(Default)]
 struct Pool {
     idle: Mutex<Vec<Worker>>,
     retired: std::sync::atomic::AtomicBool,
+    /// Told when a worker comes back idle (the runtime's: calls waiting for a worker look again).
+    freed: Arc<Notify>,
 }
 
 impl Pool {
+    fn new(freed: Arc<Notify>) -> Pool {
+        Pool {
+            idle: Mutex::default(),
+            retired: Default::default(),
+            freed,
+        }
+    }
+
     fn take(&self) -> Option<Worker> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
@@ -94,6 +103,7 @@ impl Pool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(worker);
+        self.freed.notify_waiters();
     }
 
     fn retire(&self) {
@@ -416,7 +426,6 @@ impl Functions {
         match result {
             Ok(reply) => {
                 pool.give_back(worker);
-                self.freed.notify_waiters();
                 reply_response(reply, scheme == "https")
             }
             Err(CallError::Timeout) => {
@@ -606,7 +615,11 @@ impl Functions {
     fn pool(&self, site: &Site) -> Arc<Pool> {
         let key = (site.environment_sid.clone(), site.build_sid.clone());
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(pools.entry(key).or_default())
+        Arc::clone(
+            pools
+                .entry(key)
+                .or_insert_with(|| Arc::new(Pool::new(Arc::clone(&self.freed)))),
+        )
     }
 
     async fn tree(
