@@ -2,6 +2,7 @@
 //! Validation happens once at start; a bad value exits with status 64 (EX_USAGE).
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
@@ -263,10 +264,10 @@ pub struct ServeArgs {
     )]
     pub cache_size: u64,
     /// Plain-HTTP/1.1 bodies (and those of HTTPS/1.1 connections `--ktls` handed to the
-    /// kernel) of at least this many bytes leave through `sendfile` from the blob's file,
-    /// smaller ones are copied from its map; `off` copies all. `auto`: as
-    /// measured for this CPU (README, "Performance": off on AMD, where copying cost less at
-    /// every size; 16384 elsewhere, as nginx does).
+    /// kernel) of at least this many bytes (`N`), or of `N` to `M` bytes (`N-M`), leave
+    /// through `sendfile` from the blob's file, others are copied from its map; `off` copies
+    /// all. `auto`: as measured for this CPU (README, "Performance": off on AMD, where copying
+    /// cost less at every size; 16384-131071 elsewhere, where copying cost less from 128 KiB).
     #[arg(
         long,
         env = "SIGIL_SENDFILE_FROM",
@@ -561,40 +562,46 @@ pub enum Scheduler {
     PerWorker,
 }
 
-/// `--sendfile-from`: `auto`, `off`, or a size in bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `--sendfile-from`: `auto`, `off`, a size in bytes or a range of sizes.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SendfileFrom {
     /// As measured for this CPU.
     Auto,
     /// Never.
     Off,
-    /// From this many bytes on.
-    Bytes(usize),
+    /// Bodies of these many bytes.
+    Bytes(RangeInclusive<usize>),
 }
 
 fn sendfile_from(value: &str) -> Result<SendfileFrom, String> {
-    match value {
-        "auto" => Ok(SendfileFrom::Auto),
-        "off" => Ok(SendfileFrom::Off),
-        n => match n.parse::<usize>() {
-            Ok(n) if n >= 1 => Ok(SendfileFrom::Bytes(n)),
-            _ => Err(format!(
-                "{n:?}: expected auto, off or a number of bytes (at least 1)"
-            )),
+    let bytes = |n: &str| n.parse::<usize>().ok().filter(|&n| n >= 1);
+    let sizes = match value {
+        "auto" => return Ok(SendfileFrom::Auto),
+        "off" => return Ok(SendfileFrom::Off),
+        v => match v.split_once('-') {
+            None => bytes(v).map(|n| n..=usize::MAX),
+            Some((n, m)) => bytes(n).zip(bytes(m)).map(|(n, m)| n..=m),
         },
+    };
+    match sizes {
+        Some(sizes) if !sizes.is_empty() => Ok(SendfileFrom::Bytes(sizes)),
+        _ => Err(format!(
+            "{value:?}: expected auto, off, a number of bytes (at least 1) or a range N-M of them"
+        )),
     }
 }
 
 /// `--sendfile-from auto`: off on AMD processors, where benches/compare.sh measured copying
-/// from the map cheaper than `sendfile` at 16 KiB, 256 KiB and 8 MiB; elsewhere from 16 KiB,
-/// as nginx sends everything (README, "Performance").
-fn auto_sendfile_from() -> Option<usize> {
+/// from the map cheaper than `sendfile` at 16 KiB, 256 KiB and 8 MiB; elsewhere bodies of
+/// 16 KiB up to 128 KiB (not including): on an Intel Xeon `sendfile` cost less than copying
+/// at 16 and 64 KiB, more from 128 KiB on (README, "Performance").
+fn auto_sendfile_from() -> Option<RangeInclusive<usize>> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let amd = cpuinfo
         .lines()
         .find_map(|l| l.strip_prefix("vendor_id"))
         .is_some_and(|v| v.contains("AuthenticAMD"));
-    (!amd).then_some(16 * 1024)
+    (!amd).then_some(16 * 1024..=128 * 1024 - 1)
 }
 
 /// Parses a listener address: `IP:PORT`, `[IPv6]:PORT` or `localhost:PORT` (the loopback
@@ -754,8 +761,8 @@ pub struct Config {
     pub cache_control_protected: http::HeaderValue,
     /// Blob cache capacity in bytes.
     pub cache_bytes: u64,
-    /// Bodies at least this large go by `sendfile` on plain HTTP/1.1 and kernel TLS (`None`: never).
-    pub sendfile_from: Option<usize>,
+    /// Bodies of these sizes go by `sendfile` on plain HTTP/1.1 and kernel TLS (`None`: never).
+    pub sendfile_from: Option<RangeInclusive<usize>>,
     /// What this process runs.
     pub role: ServeRole,
     /// Admin listener.
@@ -936,7 +943,7 @@ impl Config {
             sendfile_from: match args.sendfile_from {
                 SendfileFrom::Auto => auto_sendfile_from(),
                 SendfileFrom::Off => None,
-                SendfileFrom::Bytes(n) => Some(n),
+                SendfileFrom::Bytes(sizes) => Some(sizes),
             },
             role: args.role,
             admin: args.admin,
@@ -1269,18 +1276,28 @@ mod tests {
     fn sendfile_from_takes_auto_off_or_bytes() {
         assert_eq!(sendfile_from("auto"), Ok(SendfileFrom::Auto));
         assert_eq!(sendfile_from("off"), Ok(SendfileFrom::Off));
-        assert_eq!(sendfile_from("65536"), Ok(SendfileFrom::Bytes(65536)));
-        for bad in ["0", "-1", "64k", "", "on"] {
+        assert_eq!(
+            sendfile_from("65536"),
+            Ok(SendfileFrom::Bytes(65536..=usize::MAX))
+        );
+        assert_eq!(
+            sendfile_from("16384-131071"),
+            Ok(SendfileFrom::Bytes(16384..=131071))
+        );
+        assert_eq!(sendfile_from("7-7"), Ok(SendfileFrom::Bytes(7..=7)));
+        for bad in [
+            "0", "-1", "64k", "", "on", "0-10", "10-", "-10", "10-9", "1-2-3",
+        ] {
             assert!(sendfile_from(bad).is_err(), "{bad}");
         }
         let mut a = args("example.com", None);
         a.sendfile_from = SendfileFrom::Off;
         assert_eq!(Config::from_args(a).expect("valid").sendfile_from, None);
         let mut a = args("example.com", None);
-        a.sendfile_from = SendfileFrom::Bytes(4096);
+        a.sendfile_from = SendfileFrom::Bytes(4096..=8191);
         assert_eq!(
             Config::from_args(a).expect("valid").sendfile_from,
-            Some(4096)
+            Some(4096..=8191)
         );
     }
 

@@ -12,6 +12,7 @@
 //! and renamed into place, and the least recently used files are unlinked (never truncated:
 //! maps of them stay valid) when the directory holds more than `--cache-max-bytes`.
 
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -26,8 +27,12 @@ use crate::Body;
 pub struct Blob {
     bytes: Bytes,
     file: Option<Arc<KeptFile>>,
-    sendfile_from: usize,
+    /// The sizes of bodies that go by `sendfile` (`--sendfile-from`).
+    sendfile: RangeInclusive<usize>,
 }
+
+/// No body goes by `sendfile`.
+const NEVER: RangeInclusive<usize> = usize::MAX..=0;
 
 /// Blob files kept open next to their maps at most: each holds a descriptor, which
 /// connections need too (`--max-connections` + 1,024 is what the open-file limit is raised
@@ -69,12 +74,12 @@ impl Blob {
     }
 
     /// A body of the bytes in `range` (within the blob), with where they lie in its file
-    /// when they are enough to be sent with `sendfile`.
+    /// when they are as many as `sendfile` is for.
     pub fn body(&self, range: std::ops::Range<usize>) -> Body {
         let offset = range.start as u64;
         let bytes = self.bytes.slice(range);
         match &self.file {
-            Some(kept) if bytes.len() >= self.sendfile_from => Body::from_file(
+            Some(kept) if self.sendfile.contains(&bytes.len()) => Body::from_file(
                 bytes,
                 FileRange {
                     file: Arc::clone(&kept.file),
@@ -100,8 +105,8 @@ pub struct BlobCache {
     maps: moka::sync::Cache<String, Blob, foldhash::fast::RandomState>,
     hits: AtomicU64,
     misses: AtomicU64,
-    /// Bodies at least this large go by `sendfile` (`--sendfile-from`).
-    sendfile_from: Option<usize>,
+    /// Bodies of these sizes go by `sendfile` (`--sendfile-from`).
+    sendfile_from: Option<RangeInclusive<usize>>,
     /// Blob files kept open now (at most [`MAX_KEPT_FILES`]).
     kept_files: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -132,7 +137,7 @@ fn map_blob(
     blobs: &BlobStore,
     sha256: &str,
     size: u64,
-    sendfile_from: Option<usize>,
+    sendfile_from: Option<RangeInclusive<usize>>,
     kept: &Arc<std::sync::atomic::AtomicUsize>,
 ) -> Result<Blob, CacheError> {
     let err = |reason: String| CacheError::Blob {
@@ -149,7 +154,7 @@ fn map_blob(
         return Ok(Blob {
             bytes: Bytes::new(),
             file: None,
-            sendfile_from: usize::MAX,
+            sendfile: NEVER,
         });
     }
     // SAFETY: blob files are written once under a temp name and renamed into place; they are
@@ -158,8 +163,9 @@ fn map_blob(
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| err(e.to_string()))?;
     #[cfg(unix)]
     let _ = map.advise(memmap2::Advice::WillNeed);
-    let sendfile_from = sendfile_from.unwrap_or(usize::MAX);
-    let file = if len >= sendfile_from as u64 {
+    let sendfile = sendfile_from.unwrap_or(NEVER);
+    // Kept when a body cut from it (the whole, or a range of a larger blob) can be in range.
+    let file = if !sendfile.is_empty() && len >= *sendfile.start() as u64 {
         KeptFile::keep(file, kept).map(Arc::new)
     } else {
         None
@@ -167,7 +173,7 @@ fn map_blob(
     Ok(Blob {
         bytes: Bytes::from_owner(map),
         file,
-        sendfile_from,
+        sendfile,
     })
 }
 
@@ -209,10 +215,10 @@ impl BlobCache {
         }
     }
 
-    /// Keeps blobs of at least `bytes` open next to their map, and marks the bodies of that
-    /// many bytes or more cut from them for `sendfile` (`--sendfile-from`).
-    pub fn with_sendfile_from(mut self, bytes: Option<usize>) -> BlobCache {
-        self.sendfile_from = bytes;
+    /// Keeps blobs of at least the least of `sizes` open next to their map, and marks the
+    /// bodies of those sizes cut from them for `sendfile` (`--sendfile-from`).
+    pub fn with_sendfile_from(mut self, sizes: Option<RangeInclusive<usize>>) -> BlobCache {
+        self.sendfile_from = sizes;
         self
     }
 
@@ -316,7 +322,7 @@ impl BlobCache {
         let maps = self.maps.clone();
         let blobs = self.blobs.clone();
         let key = sha256.to_owned();
-        let sendfile_from = self.sendfile_from;
+        let sendfile_from = self.sendfile_from.clone();
         let kept = Arc::clone(&self.kept_files);
         // On a blocking thread: the map and its read-ahead may wait for the disk, and a
         // concurrent miss for the same blob waits there for this one's result.

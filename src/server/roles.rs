@@ -270,7 +270,7 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
     let mut listeners = Vec::new();
     if let Some(((http, http_addr), (https, https_addr), tls)) = edge_listeners {
         let mut cache = BlobCache::new(blobs.clone(), config.cache_bytes)
-            .with_sendfile_from(config.sendfile_from);
+            .with_sendfile_from(config.sendfile_from.clone());
         if let Some(max) = config.cache_max_bytes {
             cache = cache.with_disk_budget(max);
         }

@@ -187,6 +187,20 @@ impl Sigil {
             .expect("number")
     }
 
+    /// The value of a counter once it is `want`, read until it is (up to 5 s): a server counts
+    /// some things after the response has left, so a client can see the response first.
+    #[allow(dead_code)]
+    pub fn metric_reaches(&self, name: &str, want: u64) -> u64 {
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = self.metric(name);
+            if now == want || std::time::Instant::now() > until {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// A client with the test account's credentials.
     pub fn client(&self) -> Api {
         Api::new(&self.api, Some((ACCOUNT_SID, AUTH_TOKEN)))
