@@ -27,12 +27,9 @@ use crate::Body;
 pub struct Blob {
     bytes: Bytes,
     file: Option<Arc<KeptFile>>,
-    /// The sizes of bodies that go by `sendfile` (`--sendfile-from`).
-    sendfile: RangeInclusive<usize>,
+    /// The sizes of bodies that go by `sendfile` (`--sendfile-from`; `None`: none).
+    sendfile: Option<RangeInclusive<usize>>,
 }
-
-/// No body goes by `sendfile`.
-const NEVER: RangeInclusive<usize> = usize::MAX..=0;
 
 /// Blob files kept open next to their maps at most: each holds a descriptor, which
 /// connections need too (`--max-connections` + 1,024 is what the open-file limit is raised
@@ -79,13 +76,20 @@ impl Blob {
         let offset = range.start as u64;
         let bytes = self.bytes.slice(range);
         match &self.file {
-            Some(kept) if self.sendfile.contains(&bytes.len()) => Body::from_file(
-                bytes,
-                FileRange {
-                    file: Arc::clone(&kept.file),
-                    offset,
-                },
-            ),
+            Some(kept)
+                if self
+                    .sendfile
+                    .as_ref()
+                    .is_some_and(|s| s.contains(&bytes.len())) =>
+            {
+                Body::from_file(
+                    bytes,
+                    FileRange {
+                        file: Arc::clone(&kept.file),
+                        offset,
+                    },
+                )
+            }
             _ => Body::new(bytes),
         }
     }
@@ -154,7 +158,7 @@ fn map_blob(
         return Ok(Blob {
             bytes: Bytes::new(),
             file: None,
-            sendfile: NEVER,
+            sendfile: None,
         });
     }
     // SAFETY: blob files are written once under a temp name and renamed into place; they are
@@ -163,9 +167,11 @@ fn map_blob(
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| err(e.to_string()))?;
     #[cfg(unix)]
     let _ = map.advise(memmap2::Advice::WillNeed);
-    let sendfile = sendfile_from.unwrap_or(NEVER);
     // Kept when a body cut from it (the whole, or a range of a larger blob) can be in range.
-    let file = if !sendfile.is_empty() && len >= *sendfile.start() as u64 {
+    let file = if sendfile_from
+        .as_ref()
+        .is_some_and(|s| len >= *s.start() as u64)
+    {
         KeptFile::keep(file, kept).map(Arc::new)
     } else {
         None
@@ -173,7 +179,7 @@ fn map_blob(
     Ok(Blob {
         bytes: Bytes::from_owner(map),
         file,
-        sendfile,
+        sendfile: sendfile_from,
     })
 }
 
