@@ -189,7 +189,6 @@ impl Sigil {
 
     /// The value of a counter once it is `want`, read until it is (up to 5 s): a server counts
     /// some things after the response has left, so a client can see the response first.
-    #[allow(dead_code)]
     pub fn metric_reaches(&self, name: &str, want: u64) -> u64 {
         let until = std::time::Instant::now() + Duration::from_secs(5);
         loop {
