@@ -402,13 +402,14 @@ impl Metadata for SqliteStore {
         let conn = self.conn();
         // One read transaction: the head and the changes agree.
         let tx = conn.unchecked_transaction().map_err(backend)?;
+        // Cached statements: every edge reads the feed each second, and parsing the SQL
+        // was most of what a read that finds nothing new cost.
         let (oldest, head): (Option<i64>, i64) = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT (SELECT min(position) FROM changes),
                         COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
             )
+            .and_then(|mut stmt| stmt.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(backend)?;
         let mut stmt = tx
             .prepare_cached(
