@@ -14,6 +14,7 @@ pub mod feed;
 pub mod http;
 pub mod metrics;
 pub mod proxy;
+pub mod reply;
 pub mod routes;
 pub mod snapshot;
 
@@ -31,6 +32,7 @@ use self::http::conditional::{self, Precondition};
 use self::http::encoding::{self, Coding};
 use self::http::range::{self, RangeOutcome};
 use self::metrics::Metrics;
+use self::reply::{AssetReply, Reply};
 use self::routes::{EdgeAsset, Representation, RouteTable, Site};
 use crate::functions::Functions;
 use crate::logsink::LogSink;
@@ -150,7 +152,7 @@ const FUNCTION_ALLOW: &str = "GET, POST, OPTIONS";
 /// What [`Edge::handle_now`] did with a request.
 pub enum Handled<B> {
     /// Answered.
-    Now(Response<Body>),
+    Now(Reply),
     /// Needs waiting for: finish it with [`Edge::handle_later`].
     Later(Pending<B>),
 }
@@ -303,8 +305,18 @@ impl Edge {
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        self.reply(req, conn).await.into_response()
+    }
+
+    /// Answers one request that arrived on `conn`, an asset's answer unrendered (for the
+    /// HTTP/1.1 fast path, which writes its head fields itself).
+    pub async fn reply<B>(&self, req: Request<B>, conn: &Conn) -> Reply
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         match self.handle_now(req, conn) {
-            Handled::Now(resp) => resp,
+            Handled::Now(reply) => reply,
             // Boxed: it is rare, and every request's future would otherwise carry its size.
             Handled::Later(pending) => Box::pin(self.handle_later(pending)).await,
         }
@@ -392,7 +404,7 @@ impl Edge {
     }
 
     /// Finishes what [`Edge::handle_now`] left pending.
-    pub async fn handle_later<B>(&self, Pending(later): Pending<B>) -> Response<Body>
+    pub async fn handle_later<B>(&self, Pending(later): Pending<B>) -> Reply
     where
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -402,10 +414,10 @@ impl Edge {
             later = match later {
                 Later::Api(req, conn) => {
                     let Some(api) = &self.api else {
-                        return no_api();
+                        return no_api().into();
                     };
                     let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
-                    return api.handle(req, conn).await;
+                    return api.handle(req, conn).await.into();
                 }
                 Later::Body {
                     function,
@@ -429,7 +441,7 @@ impl Edge {
                         Err(outcome) => outcome,
                     };
                     match self.conclude(site, line, outcome, started) {
-                        Handled::Now(resp) => return resp,
+                        Handled::Now(reply) => return reply,
                         Handled::Later(Pending(later)) => *later,
                     }
                 }
@@ -600,7 +612,7 @@ impl Edge {
         outcome: Outcome,
         blob: Option<Result<Blob, CacheError>>,
         started: Option<Instant>,
-    ) -> Response<Body> {
+    ) -> Reply {
         // Read before `respond` consumes the outcome, and only when a Log line will be written.
         let function_sid = match &outcome {
             Outcome::Serve { asset, .. } | Outcome::NotModified { asset, .. }
@@ -611,11 +623,9 @@ impl Edge {
             Outcome::Ran { function_sid, .. } => function_sid.clone(),
             _ => None,
         };
-        let resp = self.respond(site, outcome, blob);
-        let status = resp.status().as_u16();
-        let sent = hyper::body::Body::size_hint(resp.body())
-            .exact()
-            .unwrap_or(0);
+        let reply = self.respond(site, outcome, blob);
+        let status = reply.status().as_u16();
+        let sent = reply.body_len().unwrap_or(0);
         self.metrics.request(status, sent);
         if let Some(started) = started {
             tracing::info!(
@@ -637,100 +647,95 @@ impl Edge {
             let message = || format!("{} {} {status} {sent}", line.method, line.uri.path());
             site.log(&self.logs, level, message, function_sid);
         }
-        resp
+        reply
     }
 
+    /// The reply to `outcome`: an asset's unrendered, any other a `Response`.
     fn respond(
         &self,
         site: Option<&Site>,
         outcome: Outcome,
         blob: Option<Result<Blob, CacheError>>,
-    ) -> Response<Body> {
-        let mut resp = Response::new(Body::new(Bytes::new()));
-        // Room for every header below and the server's `date`, so the map never grows.
-        *resp.headers_mut() = HeaderMap::with_capacity(12);
-        let h = resp.headers_mut();
-        let status = match outcome {
+    ) -> Reply {
+        let last_modified = |asset: &EdgeAsset| match site {
+            Some(site) => site.last_modified(asset).1.clone(),
+            None => asset.last_modified_header.clone(),
+        };
+        match outcome {
             Outcome::Serve {
                 asset,
                 coding,
                 range,
                 head: _,
             } => {
-                let rep = representation(&asset, coding);
-                validators(h, &asset, rep, site);
-                h.insert(header::CONTENT_TYPE, asset.content_type.clone());
-                h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-                h.insert(header::CACHE_CONTROL, self.cache_control(&asset));
-                if asset.visibility == Visibility::Public {
-                    h.insert(
-                        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                        HeaderValue::from_static("*"),
-                    );
-                }
-                if coding != Coding::Identity {
-                    h.insert(
-                        header::CONTENT_ENCODING,
-                        HeaderValue::from_static(coding.as_str()),
-                    );
-                }
-                let (start, len, status) = match range {
+                let size = representation(&asset, coding).size;
+                let (start, len, status, content_range) = match range {
                     Some((start, end)) => {
-                        let cr = format!("bytes {start}-{end}/{}", rep.size);
-                        h.insert(
-                            header::CONTENT_RANGE,
-                            HeaderValue::from_str(&cr).expect("ASCII"),
-                        );
-                        (start, end - start + 1, StatusCode::PARTIAL_CONTENT)
+                        let cr = format!("bytes {start}-{end}/{size}");
+                        let cr = HeaderValue::from_str(&cr).expect("ASCII");
+                        (
+                            start,
+                            end - start + 1,
+                            StatusCode::PARTIAL_CONTENT,
+                            Some(cr),
+                        )
                     }
-                    None => (0, rep.size, StatusCode::OK),
+                    None => (0, size, StatusCode::OK, None),
                 };
-                h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                 // `conclude` fetched the bytes unless this is a HEAD.
-                if let Some(blob) = blob {
-                    match blob {
-                        Ok(blob) => {
-                            let end = usize::try_from(start + len).expect("fits: it is mapped");
-                            let start = usize::try_from(start).expect("fits: it is mapped");
-                            *resp.body_mut() = blob.body(start..end);
-                        }
-                        Err(e @ CacheError::Unavailable { .. }) => {
-                            tracing::warn!(error = %e, path = %asset.path, "blob not fetched");
-                            let mut resp =
-                                plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
-                            resp.headers_mut()
-                                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                            return resp;
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, path = %asset.path, "cannot read blob");
-                            return plain(
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                "Internal Server Error\n",
-                            );
-                        }
+                let body = match blob {
+                    None => reply::no_body(),
+                    Some(Ok(blob)) => {
+                        let end = usize::try_from(start + len).expect("fits: it is mapped");
+                        let start = usize::try_from(start).expect("fits: it is mapped");
+                        blob.body(start..end)
                     }
-                }
-                status
+                    Some(Err(e @ CacheError::Unavailable { .. })) => {
+                        tracing::warn!(error = %e, path = %asset.path, "blob not fetched");
+                        let mut resp =
+                            plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
+                        resp.headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                        return resp.into();
+                    }
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, path = %asset.path, "cannot read blob");
+                        let resp =
+                            plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
+                        return resp.into();
+                    }
+                };
+                Reply::Asset(AssetReply {
+                    status,
+                    last_modified: last_modified(&asset),
+                    cache_control: self.cache_control(&asset),
+                    content_range,
+                    len,
+                    body,
+                    asset,
+                    coding,
+                })
             }
-            Outcome::NotModified { asset, coding } => {
-                validators(h, &asset, representation(&asset, coding), site);
-                // RFC 9110 §15.4.5: a 304 carries the Cache-Control the 200 would have.
-                h.insert(header::CACHE_CONTROL, self.cache_control(&asset));
-                StatusCode::NOT_MODIFIED
-            }
+            Outcome::NotModified { asset, coding } => Reply::Asset(AssetReply {
+                status: StatusCode::NOT_MODIFIED,
+                last_modified: last_modified(&asset),
+                cache_control: self.cache_control(&asset),
+                content_range: None,
+                len: 0,
+                body: reply::no_body(),
+                asset,
+                coding,
+            }),
             Outcome::RangeNotSatisfiable { size } => {
-                h.insert(
-                    header::CONTENT_RANGE,
-                    HeaderValue::from_str(&format!("bytes */{size}")).expect("ASCII"),
-                );
-                return with_status(
-                    resp,
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    "Range Not Satisfiable\n",
-                );
+                let mut resp = plain(StatusCode::RANGE_NOT_SATISFIABLE, "Range Not Satisfiable\n");
+                let range = HeaderValue::from_str(&format!("bytes */{size}")).expect("ASCII");
+                resp.headers_mut().insert(header::CONTENT_RANGE, range);
+                resp.into()
             }
             Outcome::Preflight { request_headers } => {
+                let mut resp = Response::new(reply::no_body());
+                *resp.status_mut() = StatusCode::NO_CONTENT;
+                let h = resp.headers_mut();
                 h.insert(header::ALLOW, HeaderValue::from_static(ALLOW));
                 h.insert(
                     header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -748,32 +753,31 @@ impl Edge {
                     header::ACCESS_CONTROL_MAX_AGE,
                     HeaderValue::from_static("86400"),
                 );
-                StatusCode::NO_CONTENT
+                resp.into()
             }
             Outcome::MethodNotAllowed { allow } => {
-                h.insert(header::ALLOW, HeaderValue::from_static(allow));
-                return with_status(resp, StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+                let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+                resp.into()
             }
             Outcome::PreconditionFailed => {
-                return plain(StatusCode::PRECONDITION_FAILED, "Precondition Failed\n")
+                plain(StatusCode::PRECONDITION_FAILED, "Precondition Failed\n").into()
             }
-            Outcome::Forbidden => return plain(StatusCode::FORBIDDEN, "Forbidden\n"),
-            Outcome::NotFound => return plain(StatusCode::NOT_FOUND, "Not Found\n"),
-            Outcome::TooLarge => {
-                return plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n")
-            }
-            Outcome::Timeout => return plain(StatusCode::REQUEST_TIMEOUT, "Request Timeout\n"),
+            Outcome::Forbidden => plain(StatusCode::FORBIDDEN, "Forbidden\n").into(),
+            Outcome::NotFound => plain(StatusCode::NOT_FOUND, "Not Found\n").into(),
+            Outcome::TooLarge => plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n").into(),
+            Outcome::Timeout => plain(StatusCode::REQUEST_TIMEOUT, "Request Timeout\n").into(),
             Outcome::BadRequest(why) => {
-                return plain(StatusCode::BAD_REQUEST, &format!("Bad Request: {why}\n"))
+                plain(StatusCode::BAD_REQUEST, &format!("Bad Request: {why}\n")).into()
             }
-            Outcome::Ran { resp, .. } => return *resp,
-            Outcome::FunctionNotExecuted => return plain(
+            Outcome::Ran { resp, .. } => Reply::Response(*resp),
+            Outcome::FunctionNotExecuted => plain(
                 StatusCode::NOT_IMPLEMENTED,
                 "sigil serves assets; this path is a Function, and Functions are not executed\n",
-            ),
-        };
-        *resp.status_mut() = status;
-        resp
+            )
+            .into(),
+        }
     }
 
     /// The Cache-Control of an asset's 200 (and 304).
@@ -816,16 +820,12 @@ pub fn no_api() -> Response<Body> {
 
 /// A plain-text response: the edge's answer for every error.
 pub fn plain(status: StatusCode, text: &str) -> Response<Body> {
-    with_status(Response::new(Body::new(Bytes::new())), status, text)
-}
-
-fn with_status(mut resp: Response<Body>, status: StatusCode, text: &str) -> Response<Body> {
+    let mut resp = Response::new(Body::new(Bytes::from(text.to_owned())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    *resp.body_mut() = Body::new(Bytes::from(text.to_owned()));
     resp
 }
 
@@ -871,18 +871,6 @@ fn representation(asset: &EdgeAsset, coding: Coding) -> &Representation {
         .iter()
         .find(|r| r.coding == coding)
         .unwrap_or(&asset.identity)
-}
-
-fn validators(h: &mut HeaderMap, asset: &EdgeAsset, rep: &Representation, site: Option<&Site>) {
-    h.insert(header::ETAG, rep.etag.clone());
-    let last_modified = match site {
-        Some(site) => site.last_modified(asset).1,
-        None => &asset.last_modified_header,
-    };
-    h.insert(header::LAST_MODIFIED, last_modified.clone());
-    if !asset.encoded.is_empty() {
-        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    }
 }
 
 /// Builds what a protected request offers: the URL as the client asked for it, and its form

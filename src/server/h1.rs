@@ -16,7 +16,7 @@
 //! out of the map. So it does on a connection the kernel encrypts (`--ktls`, ktls.rs). TLS in
 //! rustls copies either way (it encrypts in user space) and keeps the mapped bytes.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write as _};
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
@@ -30,6 +30,7 @@ use tokio::sync::watch;
 
 use super::Limits;
 use crate::body::FileRange;
+use crate::edge::reply::{Reply, Value};
 use crate::edge::{Conn, Edge};
 use crate::Body;
 
@@ -166,10 +167,10 @@ where
             rest.extend_from_slice(&buf);
             return Ok(Ended::HandOff(rest.freeze()));
         };
-        let resp = edge.handle(req, conn).await;
+        let reply = edge.reply(req, conn).await;
         drop(bytes);
         let close = head.close || *stop.borrow();
-        let sent = write_response(io, &mut out, resp, head.method == Method::HEAD, close).await?;
+        let sent = write_reply(io, &mut out, reply, head.method == Method::HEAD, close).await?;
         if sent > 0 {
             edge.metrics.sent_from_file(sent as u64);
         }
@@ -295,6 +296,44 @@ where
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
 }
 
+/// Writes `reply`: an asset's head from its fields (with `Date` added, and `Connection:
+/// close` when closing), then its body unless `head_only`; any other reply as
+/// [`write_response`] does. Returns how many body bytes went by `sendfile`.
+async fn write_reply<I>(
+    io: &mut I,
+    out: &mut Vec<u8>,
+    reply: Reply,
+    head_only: bool,
+    close: bool,
+) -> io::Result<usize>
+where
+    I: Socket,
+{
+    let asset = match reply {
+        Reply::Asset(asset) => asset,
+        Reply::Response(resp) => return write_response(io, out, resp, head_only, close).await,
+    };
+    let status = asset.status();
+    status_line(out, status);
+    asset.fields(|name, value| match value {
+        Value::Header(v) => field(out, name, v),
+        Value::Length(n) => {
+            let _ = write!(out, "{name}: {n}\r\n");
+        }
+    });
+    end_head(out, true, close);
+    // Its fields carry the `Content-Length` of a 200 or 206; a 304 has no body.
+    let body = asset.into_body().into_chunk();
+    write_body(
+        io,
+        out,
+        body,
+        head_only || super::respond::bodiless(status),
+        false,
+    )
+    .await
+}
+
 /// Writes `resp`: the head (with `Content-Length`, `Date` and, when closing,
 /// `Connection: close` added as hyper would) and, unless `head_only`, the body. A streamed
 /// body (the API through an edge) goes out as it comes: with its own length when it has one,
@@ -310,33 +349,45 @@ where
     I: Socket,
 {
     let (parts, body) = resp.into_parts();
-    let (body, file, stream) = match body.into_chunk() {
-        Ok((bytes, file)) => (bytes, file, None),
-        Err(stream) => (Bytes::new(), None, Some(stream)),
-    };
-    out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(parts.status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    let body = body.into_chunk();
+    status_line(out, parts.status);
     for (name, value) in &parts.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        field(out, name, value);
     }
     let bodiless_status = super::respond::bodiless(parts.status);
     let has_length = parts.headers.contains_key(header::CONTENT_LENGTH);
-    let chunked = stream.is_some() && !bodiless_status && !has_length;
+    let chunked = body.is_err() && !bodiless_status && !has_length;
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     } else if !bodiless_status && !has_length {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
+        let length = body.as_ref().map_or(0, |(bytes, _)| bytes.len());
+        let _ = write!(out, "content-length: {length}\r\n");
     }
-    if !parts.headers.contains_key(header::DATE) {
+    end_head(out, !parts.headers.contains_key(header::DATE), close);
+    write_body(io, out, body, head_only || bodiless_status, chunked).await
+}
+
+/// Starts a head in `out` with the status line.
+fn status_line(out: &mut Vec<u8>, status: StatusCode) {
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a header field to `out`.
+fn field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Ends the head in `out`: `Date` when asked, `Connection: close` when closing.
+fn end_head(out: &mut Vec<u8>, date: bool, close: bool) {
+    if date {
         out.extend_from_slice(b"date: ");
         out.extend_from_slice(super::respond::date().as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -345,16 +396,31 @@ where
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if let Some(stream) = stream.filter(|_| !head_only && !bodiless_status) {
-        io.write_all(out).await?;
-        write_stream(io, stream, chunked).await?;
-        return Ok(0);
-    }
-    let body: &[u8] = if head_only || bodiless_status {
-        &[]
-    } else {
-        &body
+}
+
+/// Sends the head in `out`, then the body unless `skip`: a chunk with the head (or behind
+/// it, by `sendfile` when it lies in a file and the socket is plain), a stream as it comes
+/// (`chunked` or not). Returns how many body bytes went by `sendfile`.
+async fn write_body<I>(
+    io: &mut I,
+    out: &mut Vec<u8>,
+    body: Result<(Bytes, Option<FileRange>), Body>,
+    skip: bool,
+    chunked: bool,
+) -> io::Result<usize>
+where
+    I: Socket,
+{
+    let (body, file) = match body {
+        Ok(chunk) => chunk,
+        Err(stream) if !skip => {
+            io.write_all(out).await?;
+            write_stream(io, stream, chunked).await?;
+            return Ok(0);
+        }
+        Err(_) => (Bytes::new(), None),
     };
+    let body: &[u8] = if skip { &[] } else { &body };
     if let (Some(tcp), Some(file)) = (io.plain(), file.filter(|_| !body.is_empty())) {
         send_file(tcp, out, &file, body.len()).await?;
         return Ok(body.len());

@@ -155,12 +155,12 @@ fn answer(
     }
     let req = req.map(|b| super::body::TimedBody::new(RecvBody(b), app.limits.body_read));
     match edge.handle_now(req, conn) {
-        Handled::Now(resp) => send(tx, resp, head),
+        Handled::Now(reply) => send(tx, reply.into_response(), head),
         Handled::Later(pending) => {
             let edge = Arc::clone(edge);
             tokio::spawn(async move {
-                let resp = edge.handle_later(pending).await;
-                send(tx, resp, head);
+                let reply = edge.handle_later(pending).await;
+                send(tx, reply.into_response(), head);
             });
         }
     }
