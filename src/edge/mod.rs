@@ -172,13 +172,13 @@ enum Later<B> {
         req: Request<B>,
         scheme: &'static str,
         authority: String,
-        line: RequestLine,
+        line: Option<RequestLine>,
         started: Option<Instant>,
     },
     /// The outcome is decided; the blob it serves is not mapped yet.
     Load {
         site: Arc<Site>,
-        line: RequestLine,
+        line: Option<RequestLine>,
         outcome: Outcome,
         started: Option<Instant>,
     },
@@ -187,8 +187,8 @@ enum Later<B> {
 /// The host a request names: the URI's authority (HTTP/2, absolute-form), else the single
 /// Host header. Two Host headers, an invalid one (RFC 9112 §3.2), or a Host that disagrees
 /// with the authority, are refused.
-fn request_host<B>(req: &Request<B>) -> Result<&str, &'static str> {
-    let mut hosts = req.headers().get_all(header::HOST).iter();
+fn request_host(req: &::http::request::Parts) -> Result<&str, &'static str> {
+    let mut hosts = req.headers.get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
         return Err("more than one Host header");
@@ -200,13 +200,13 @@ fn request_host<B>(req: &Request<B>) -> Result<&str, &'static str> {
         return Err("the Host header is not a valid host");
     }
     if req
-        .uri()
+        .uri
         .authority()
         .is_some_and(|a| !routes::valid_host(a.as_str()))
     {
         return Err("the request target's host is not valid");
     }
-    match (req.uri().authority(), host) {
+    match (req.uri.authority(), host) {
         (Some(a), Some(h)) if !a.as_str().eq_ignore_ascii_case(h) => {
             Err("the Host header and the request target name different hosts")
         }
@@ -330,8 +330,11 @@ impl Edge {
         // Only the access log reads the clock.
         let started = self.config.access_log.then(Instant::now);
         let trusted = self.trusted(conn.peer.ip());
+        // Taken apart here and put together again only for what waits: the authority below
+        // borrows from the parts, and a request answered now never copies it.
+        let (parts, body) = req.into_parts();
         let forwarded_host = trusted
-            .then(|| forwarded_value(req.headers(), "x-forwarded-host"))
+            .then(|| forwarded_value(&parts.headers, "x-forwarded-host"))
             .flatten()
             .map(|h| {
                 // Checked like a Host header: it names the Site and goes into the signed URL.
@@ -341,21 +344,22 @@ impl Edge {
                     Err("the X-Forwarded-Host header is not a valid host")
                 }
             });
-        let line = RequestLine {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-        };
-        let authority = match forwarded_host.unwrap_or_else(|| request_host(&req)) {
-            Ok(a) => a.to_owned(),
+        // Only the logs read it.
+        let line = (self.config.access_log || self.config.request_logs).then(|| RequestLine {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+        });
+        let authority = match forwarded_host.unwrap_or_else(|| request_host(&parts)) {
+            Ok(a) => a,
             Err(why) => {
                 let outcome = Outcome::BadRequest(why);
-                return Handled::Now(self.finish(None, &line, outcome, None, started));
+                return Handled::Now(self.finish(None, line.as_ref(), outcome, None, started));
             }
         };
-        let host = host_name(&authority);
+        let host = host_name(authority);
         // The scheme the client used: a trusted proxy's word, else this connection's.
         let scheme = match trusted
-            .then(|| forwarded_value(req.headers(), "x-forwarded-proto"))
+            .then(|| forwarded_value(&parts.headers, "x-forwarded-proto"))
             .flatten()
         {
             Some(p) if p.eq_ignore_ascii_case("https") => "https",
@@ -369,37 +373,38 @@ impl Edge {
             .any(|h| h.as_str() == host.as_ref())
         {
             let conn = Conn { scheme, ..*conn };
+            let req = Request::from_parts(parts, body);
             return Handled::Later(Pending(Box::new(Later::Api(req, conn))));
         }
         let Some(site) = self.routes.lookup(&host) else {
             let outcome = Outcome::NotFound;
-            return Handled::Now(self.finish(None, &line, outcome, None, started));
+            return Handled::Now(self.finish(None, line.as_ref(), outcome, None, started));
         };
-        let asset = match route(&site, &req) {
+        let asset = match route(&site, &parts) {
             Ok(asset) => asset,
             Err(outcome) => return self.conclude(site, line, outcome, started),
         };
         let function = asset.is_function && self.functions.is_some();
-        if function && req.method() == Method::HEAD {
+        if function && parts.method == Method::HEAD {
             let outcome = Outcome::MethodNotAllowed {
                 allow: FUNCTION_ALLOW,
             };
             return self.conclude(site, line, outcome, started);
         }
-        if function || req.method() == Method::POST {
+        if function || parts.method == Method::POST {
+            let authority = authority.to_owned();
             return Handled::Later(Pending(Box::new(Later::Body {
                 function,
                 site,
                 asset,
-                req,
+                req: Request::from_parts(parts, body),
                 scheme,
                 authority,
                 line,
                 started,
             })));
         }
-        let (parts, _) = req.into_parts();
-        let outcome = self.access(&site, &parts, Bytes::new(), asset, scheme, &authority);
+        let outcome = self.access(&site, &parts, Bytes::new(), asset, scheme, authority);
         self.conclude(site, line, outcome, started)
     }
 
@@ -433,7 +438,7 @@ impl Edge {
                         let outcome = self
                             .run_function(&site, asset, req, scheme, &authority)
                             .await;
-                        return self.finish(Some(&site), &line, outcome, None, started);
+                        return self.finish(Some(&site), line.as_ref(), outcome, None, started);
                     }
                     let (parts, body) = req.into_parts();
                     let outcome = match self.read_body(body).await {
@@ -455,7 +460,7 @@ impl Edge {
                         Some(rep) => Some(self.cache.load(&rep.sha256, rep.size).await),
                         None => None,
                     };
-                    return self.finish(Some(&site), &line, outcome, blob, started);
+                    return self.finish(Some(&site), line.as_ref(), outcome, blob, started);
                 }
             }
         }
@@ -582,7 +587,7 @@ impl Edge {
     fn conclude<B>(
         &self,
         site: Arc<Site>,
-        line: RequestLine,
+        line: Option<RequestLine>,
         outcome: Outcome,
         started: Option<Instant>,
     ) -> Handled<B> {
@@ -600,7 +605,7 @@ impl Edge {
                 }
             },
         };
-        Handled::Now(self.finish(Some(&site), &line, outcome, blob, started))
+        Handled::Now(self.finish(Some(&site), line.as_ref(), outcome, blob, started))
     }
 
     /// Turns an outcome (with the bytes it serves, if any) into a response (the one place),
@@ -608,7 +613,7 @@ impl Edge {
     fn finish(
         &self,
         site: Option<&Site>,
-        line: &RequestLine,
+        line: Option<&RequestLine>,
         outcome: Outcome,
         blob: Option<Result<Blob, CacheError>>,
         started: Option<Instant>,
@@ -627,7 +632,7 @@ impl Edge {
         let status = reply.status().as_u16();
         let sent = reply.body_len().unwrap_or(0);
         self.metrics.request(status, sent);
-        if let Some(started) = started {
+        if let (Some(started), Some(line)) = (started, line) {
             tracing::info!(
                 target: "sigil::access",
                 site = site.map(|s| s.domain.as_str()).unwrap_or("-"),
@@ -638,7 +643,7 @@ impl Edge {
                 micros = started.elapsed().as_micros() as u64,
             );
         }
-        if let Some(site) = site.filter(|_| self.config.request_logs) {
+        if let (Some(site), Some(line)) = (site.filter(|_| self.config.request_logs), line) {
             let level = match status {
                 500.. => "error",
                 400.. => "warn",
@@ -831,12 +836,12 @@ pub fn plain(status: StatusCode, text: &str) -> Response<Body> {
 
 /// The asset a request names, or the answer when there is none it may have — decided
 /// before any body is read.
-fn route<B>(site: &Site, req: &Request<B>) -> Result<Arc<EdgeAsset>, Outcome> {
-    let method = req.method();
+fn route(site: &Site, req: &::http::request::Parts) -> Result<Arc<EdgeAsset>, Outcome> {
+    let method = &req.method;
     if method == Method::OPTIONS {
         return Err(Outcome::Preflight {
             request_headers: req
-                .headers()
+                .headers
                 .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
                 .cloned(),
         });
@@ -844,7 +849,7 @@ fn route<B>(site: &Site, req: &Request<B>) -> Result<Arc<EdgeAsset>, Outcome> {
     if method != Method::GET && method != Method::HEAD && method != Method::POST {
         return Err(Outcome::MethodNotAllowed { allow: ALLOW });
     }
-    let path = decode_path(req.uri().path()).map_err(Outcome::BadRequest)?;
+    let path = decode_path(req.uri.path()).map_err(Outcome::BadRequest)?;
     let asset = site.lookup(&path).ok_or(Outcome::NotFound)?;
     if asset.visibility == Visibility::Private {
         return Err(Outcome::Forbidden);
@@ -982,12 +987,12 @@ mod tests {
         assert_eq!(host_name("a-1234.localhost"), "a-1234.localhost");
     }
 
-    fn req(host: &[&str], uri: &str) -> Request<()> {
+    fn req(host: &[&str], uri: &str) -> ::http::request::Parts {
         let mut b = Request::builder().uri(uri);
         for h in host {
             b = b.header(header::HOST, *h);
         }
-        b.body(()).expect("request")
+        b.body(()).expect("request").into_parts().0
     }
 
     #[test]

@@ -182,9 +182,11 @@ where
 
 /// Parses the head at the start of `buf`, recording header name/value offsets in `fields`.
 fn parse(buf: &[u8], fields: &mut [(Range<usize>, Range<usize>); MAX_HEADERS]) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
+    // Left uninitialised: writing 100 empty headers before each parse was three quarters of
+    // the parse's time.
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::HandOff,
