@@ -3,9 +3,10 @@
 //! A request is answered in three steps: find the Site and asset (routes), decide access
 //! (access), work out the HTTP outcome from the request's headers and the asset's validators
 //! (http) — all pure and in memory — and only then fetch bytes from the blob cache. The
-//! [`Outcome`] becomes a response in exactly one place, [`Edge::respond`]. Requests for the
-//! API's host names go to an [`ApiHandler`] instead: the control plane in the same process,
-//! or [`proxy::Proxy`] to a remote one. In a fleet, [`feed::Follower`] keeps the route table
+//! [`Outcome`] becomes a reply in exactly one place, [`Edge::respond`] (an asset's header
+//! fields are listed in [`reply::AssetReply::fields`]). Requests for the API's host names go
+//! to an [`ApiHandler`] instead: the control plane in the same process, or [`proxy::Proxy`] to
+//! a remote one. In a fleet, [`feed::Follower`] keeps the route table
 //! in line with the store's change feed and [`snapshot::Snapshot`] keeps it on disk.
 
 pub mod access;
