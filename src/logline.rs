@@ -81,29 +81,50 @@ struct Fields<'a, 'w> {
 }
 
 impl Fields<'_, '_> {
-    fn field(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+    /// Writes ` name=` (` ` for the message), then the value `write` writes.
+    fn with(&mut self, field: &Field, write: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
         if self.result.is_err() {
             return;
         }
-        self.result = if field.name() == "message" {
-            write!(self.writer, " {value}")
-        } else {
-            write!(self.writer, " {}={value}", field.name())
-        };
+        self.result = self.writer.write_char(' ').and_then(|()| {
+            if field.name() != "message" {
+                self.writer.write_str(field.name())?;
+                self.writer.write_char('=')?;
+            }
+            write(self.writer)
+        });
     }
+
+    fn field(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        self.with(field, |w| w.write_fmt(value));
+    }
+}
+
+/// Whether `text` reads the same quoted by `Debug` as between two quotes: printable ASCII
+/// other than `"` and `\` (what a site, a path or a method nearly always is).
+fn plain(text: &str) -> bool {
+    text.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
 }
 
 impl Visit for Fields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.field(field, format_args!("{value}"));
+            self.with(field, |w| w.write_str(value));
+        } else if plain(value) {
+            // What `{value:?}` writes, without escaping it character by character.
+            self.with(field, |w| {
+                w.write_char('"')?;
+                w.write_str(value)?;
+                w.write_char('"')
+            });
         } else {
             self.field(field, format_args!("{value:?}"));
         }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, format_args!("{value}"));
+        self.with(field, |w| w.write_str(itoa::Buffer::new().format(value)));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
@@ -287,10 +308,11 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(target: "sigil::access", site = "a.localhost", method = %"GET", status = 200u64, micros = 12u64);
             tracing::warn!(error = %"disk full", lines = 3, "request logs dropped");
+            tracing::info!(path = "/a \"b\"\\c\u{7f}é", empty = "", n = u64::MAX, "");
         });
         let text = String::from_utf8(sink.0.lock().expect("lock").clone()).expect("utf-8");
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines.len(), 3, "{text}");
         // 2026-11-29T18:28:01.123456Z
         let (time, rest) = lines[0].split_once(' ').expect("time");
         assert_eq!(time.len(), 27, "{time}");
@@ -306,6 +328,16 @@ mod tests {
             ),
             "{}",
             lines[1]
+        );
+        // Text that needs escaping is written as `Debug` writes it; plain text just quoted.
+        assert!(
+            lines[2].ends_with(&format!(
+                " INFO sigil::logline::tests:  path={:?} empty=\"\" n={}",
+                "/a \"b\"\\c\u{7f}é",
+                u64::MAX
+            )),
+            "{}",
+            lines[2]
         );
     }
 }
