@@ -16,7 +16,7 @@
 //! out of the map. So it does on a connection the kernel encrypts (`--ktls`, ktls.rs). TLS in
 //! rustls copies either way (it encrypts in user space) and keeps the mapped bytes.
 
-use std::io::{self, IoSlice, Write as _};
+use std::io::{self, IoSlice};
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
@@ -318,10 +318,8 @@ where
     let status = asset.status();
     status_line(out, status);
     asset.fields(|name, value| match value {
-        Value::Header(v) => field(out, name, v),
-        Value::Length(n) => {
-            let _ = write!(out, "{name}: {n}\r\n");
-        }
+        Value::Header(v) => field(out, name, v.as_bytes()),
+        Value::Length(n) => field(out, name, itoa::Buffer::new().format(n).as_bytes()),
     });
     end_head(out, true, close);
     // Its fields carry the `Content-Length` of a 200 or 206; a 304 has no body.
@@ -354,7 +352,7 @@ where
     let body = body.into_chunk();
     status_line(out, parts.status);
     for (name, value) in &parts.headers {
-        field(out, name, value);
+        field(out, name, value.as_bytes());
     }
     let bodiless_status = super::respond::bodiless(parts.status);
     let has_length = parts.headers.contains_key(header::CONTENT_LENGTH);
@@ -363,7 +361,11 @@ where
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     } else if !bodiless_status && !has_length {
         let length = body.as_ref().map_or(0, |(bytes, _)| bytes.len());
-        let _ = write!(out, "content-length: {length}\r\n");
+        field(
+            out,
+            &header::CONTENT_LENGTH,
+            itoa::Buffer::new().format(length).as_bytes(),
+        );
     }
     end_head(out, !parts.headers.contains_key(header::DATE), close);
     write_body(io, out, body, head_only || bodiless_status, chunked).await
@@ -380,10 +382,10 @@ fn status_line(out: &mut Vec<u8>, status: StatusCode) {
 }
 
 /// Writes a header field to `out`.
-fn field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+fn field(out: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
     out.extend_from_slice(name.as_str().as_bytes());
     out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
