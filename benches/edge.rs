@@ -295,7 +295,8 @@ fn whole_request(c: &mut Criterion) {
 }
 
 /// One access-log line (the fields `Edge::finish` logs) formatted by tracing-subscriber's
-/// default formatter and by sigil's (`logline::Lines`), written to a sink.
+/// default formatter and by sigil's (`logline::Lines`), written to a sink; and as the edge
+/// writes it (`logline::access`).
 fn access_log_line(c: &mut Criterion) {
     let mut g = c.benchmark_group("access_log_line");
     let line = || {
@@ -319,6 +320,29 @@ fn access_log_line(c: &mut Criterion) {
         .event_format(sigil::logline::Lines)
         .finish();
     tracing::subscriber::with_default(lines, || g.bench_function("sigil", |b| b.iter(line)));
+    // What the edge does: the line written straight into the gathered lines (which a thread
+    // writes out, here to a sink), past tracing's dispatch.
+    let (gathered, _flusher) = sigil::logline::buffered(Box::new(std::io::sink()));
+    let lines = tracing_subscriber::fmt()
+        .with_writer(gathered.clone())
+        .event_format(sigil::logline::Lines)
+        .finish();
+    tracing::subscriber::with_default(lines, || {
+        assert!(gathered.take_access_lines());
+        let started = std::time::SystemTime::now();
+        g.bench_function("sigil_direct", |b| {
+            b.iter(|| {
+                sigil::logline::access(&sigil::logline::Access {
+                    site: "bench-1234.localhost",
+                    method: Method::GET.as_str(),
+                    path: "/assets/1k.bin",
+                    status: 200,
+                    bytes: 1024,
+                    started,
+                })
+            })
+        });
+    });
     g.finish();
 }
 

@@ -1,12 +1,43 @@
-//! Time as Twilio writes it: UTC, whole seconds, `YYYY-MM-DDTHH:MM:SSZ`.
+//! Time as Twilio writes it: UTC, whole seconds, `YYYY-MM-DDTHH:MM:SSZ`; and the clocks read
+//! on every request, taken from the kernel's coarse clocks: the time of the last timer tick (at
+//! most a few milliseconds old), read from the vDSO without the CPU's time stamp counter. On
+//! the machines measured a coarse read costs ~3 ns against ~21 ns for the precise clocks
+//! `Instant::now` and `SystemTime::now` read. They serve only where a few milliseconds do not
+//! matter: the header-read deadline, the second of the `Date` header and of a request's Log.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::time::{clock_gettime, ClockId};
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
 /// Seconds since the Unix epoch, now.
 pub fn now() -> i64 {
-    OffsetDateTime::now_utc().unix_timestamp()
+    // Straight from the seconds: `OffsetDateTime::now_utc` computes a calendar date first.
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+fn coarse(clock: ClockId) -> Duration {
+    let t = clock_gettime(clock);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Monotonic time (since an unspecified start), to a tick.
+pub fn coarse_monotonic() -> Duration {
+    coarse(ClockId::MonotonicCoarse)
+}
+
+/// Whole seconds since the Unix epoch, to a tick.
+pub fn coarse_unix_seconds() -> u64 {
+    coarse(ClockId::RealtimeCoarse).as_secs()
 }
 
 /// Formats a Unix time as Twilio's `2018-11-10T20:00:00Z`.
@@ -31,6 +62,26 @@ pub fn parse_iso(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clocks_agree() {
+        let precise = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert_eq!(now(), OffsetDateTime::now_utc().unix_timestamp());
+        // A tick is at most 10 ms (HZ=100): the coarse second is the precise one or the one before.
+        let coarse = coarse_unix_seconds();
+        assert!(
+            coarse + 1 >= precise && coarse <= precise + 1,
+            "{coarse} vs {precise}"
+        );
+        let a = coarse_monotonic();
+        std::thread::sleep(Duration::from_millis(30));
+        let b = coarse_monotonic();
+        assert!(b > a && b - a >= Duration::from_millis(15), "{a:?} {b:?}");
+        assert!(b - a < Duration::from_secs(5));
+    }
 
     #[test]
     fn formats_whole_seconds_with_z() {

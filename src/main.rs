@@ -48,9 +48,10 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(log_writer)
+        .with_writer(log_writer.clone())
         .event_format(sigil::logline::Lines)
         .init();
+    log_writer.take_access_lines();
     let result = match cli.command {
         Command::Serve(args) => match Config::from_args(*args) {
             Ok(config) => serve(config),

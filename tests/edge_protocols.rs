@@ -49,6 +49,68 @@ fn a_runtime_per_worker_serves_every_protocol() {
     assert!(status.success(), "{status:?}");
 }
 
+/// The access log as an operator reads it: one line per edge request on stderr, in the shape
+/// of sigil's other lines, written by the log thread while the server runs (within 50 ms), the
+/// rest at a graceful exit. `SIGIL_LOG=warn` leaves the lines out.
+#[test]
+fn access_lines_reach_stderr_unless_the_filter_leaves_them_out() {
+    let dir = tempfile::tempdir().expect("dir");
+    let start = |level: &str| {
+        let data = dir.path().join(level);
+        let stderr = std::fs::File::create(dir.path().join(format!("{level}.log"))).expect("file");
+        let mut cmd = Sigil::command(&data, &[]);
+        cmd.env("SIGIL_LOG", level)
+            .env("SIGIL_ACCOUNT_SID", support::ACCOUNT_SID)
+            .env("SIGIL_AUTH_TOKEN", support::AUTH_TOKEN)
+            .stderr(stderr);
+        Sigil::spawn_command(cmd, &data)
+    };
+    let read = |level: &str| {
+        std::fs::read_to_string(dir.path().join(format!("{level}.log"))).expect("log")
+    };
+    for level in ["info", "warn"] {
+        let mut sigil = start(level);
+        let site = sigil
+            .client()
+            .deploy_site("logged", &[("/a.txt", "public", b"abc", "text/plain")]);
+        let edge = sigil.edge(&[&site.domain]);
+        edge.get(&edge.url(&site.domain, "/a.txt"), &[]).expect(200);
+        edge.get(&edge.url(&site.domain, "/none%20here"), &[])
+            .expect(404);
+        let ok = format!(
+            " INFO sigil::access: site=\"{}\" method=GET path=\"/a.txt\" status=200 bytes=3 micros=",
+            site.domain
+        );
+        let missing = format!(
+            " INFO sigil::access: site=\"{}\" method=GET path=\"/none%20here\" status=404 bytes=",
+            site.domain
+        );
+        if level == "info" {
+            // Written while the server runs.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !read(level).contains(&missing) {
+                assert!(std::time::Instant::now() < deadline, "{}", read(level));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        sigil.sigterm();
+        assert!(sigil.wait_exit(Duration::from_secs(20)).is_some());
+        let text = read(level);
+        let access: Vec<&str> = text.lines().filter(|l| l.contains("sigil::access")).collect();
+        if level == "warn" {
+            assert!(access.is_empty(), "{text}");
+            continue;
+        }
+        assert_eq!(access.len(), 2, "{text}");
+        assert!(access[0].contains(&ok), "{text}");
+        assert!(access[1].contains(&missing), "{text}");
+        for line in access {
+            let (time, _) = line.split_once(' ').expect("time");
+            assert!(sigil::clock::parse_iso(time).is_some(), "{line}");
+        }
+    }
+}
+
 fn protocols(flags: &[&str]) -> Sigil {
     let sigil = Sigil::start_with(flags);
     let api = sigil.client();

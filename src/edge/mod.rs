@@ -21,7 +21,7 @@ pub mod snapshot;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::SystemTime;
 
 use ::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use bytes::Bytes;
@@ -174,14 +174,14 @@ enum Later<B> {
         scheme: &'static str,
         authority: String,
         line: Option<RequestLine>,
-        started: Option<Instant>,
+        started: Option<SystemTime>,
     },
     /// The outcome is decided; the blob it serves is not mapped yet.
     Load {
         site: Arc<Site>,
         line: Option<RequestLine>,
         outcome: Outcome,
-        started: Option<Instant>,
+        started: Option<SystemTime>,
     },
 }
 
@@ -328,8 +328,9 @@ impl Edge {
     /// as [`Pending`], for [`Edge::handle_later`]. (The HTTP/2 server answers each stream in
     /// its connection's task this way and spawns a task only for what is pending.)
     pub fn handle_now<B>(&self, req: Request<B>, conn: &Conn) -> Handled<B> {
-        // Only the access log reads the clock.
-        let started = self.config.access_log.then(Instant::now);
+        // Only the access log reads the clock (the wall clock: its line's time is read again
+        // at the end, and the difference is how long the request took).
+        let started = self.config.access_log.then(SystemTime::now);
         let trusted = self.trusted(conn.peer.ip());
         // Taken apart here and put together again only for what waits: the authority below
         // borrows from the parts, and a request answered now never copies it.
@@ -590,7 +591,7 @@ impl Edge {
         site: Arc<Site>,
         line: Option<RequestLine>,
         outcome: Outcome,
-        started: Option<Instant>,
+        started: Option<SystemTime>,
     ) -> Handled<B> {
         let blob = match blob_of(&outcome) {
             None => None,
@@ -617,7 +618,7 @@ impl Edge {
         line: Option<&RequestLine>,
         outcome: Outcome,
         blob: Option<Result<Blob, CacheError>>,
-        started: Option<Instant>,
+        started: Option<SystemTime>,
     ) -> Reply {
         // Read before `respond` consumes the outcome, and only when a Log line will be written.
         let function_sid = match &outcome {
@@ -634,15 +635,14 @@ impl Edge {
         let sent = reply.body_len().unwrap_or(0);
         self.metrics.request(status, sent);
         if let (Some(started), Some(line)) = (started, line) {
-            tracing::info!(
-                target: "sigil::access",
-                site = site.map(|s| s.domain.as_str()).unwrap_or("-"),
-                method = %line.method,
-                path = line.uri.path(),
+            crate::logline::access(&crate::logline::Access {
+                site: site.map(|s| s.domain.as_str()).unwrap_or("-"),
+                method: line.method.as_str(),
+                path: line.uri.path(),
                 status,
-                bytes = sent,
-                micros = started.elapsed().as_micros() as u64,
-            );
+                bytes: sent,
+                started,
+            });
         }
         if let (Some(site), Some(line)) = (site.filter(|_| self.config.request_logs), line) {
             let level = match status {

@@ -327,7 +327,8 @@ impl Site {
         message: impl FnOnce() -> String,
         function_sid: Option<String>,
     ) {
-        let now = crate::clock::now();
+        // The second, to a tick: every request reads it.
+        let now = i64::try_from(crate::clock::coarse_unix_seconds()).unwrap_or(i64::MAX);
         let crate::logsink::Admit::Yes { skipped } = logs.admit(&self.log_window, now) else {
             return;
         };

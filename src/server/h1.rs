@@ -118,7 +118,7 @@ where
         // Read until a whole head is buffered; the header-read timeout covers the wait for
         // the next request on an idle keep-alive connection too.
         // On the coarse clock: a precise read per request cost more than the deadline needs.
-        let deadline = super::coarse::monotonic() + limits.header_read;
+        let deadline = crate::clock::coarse_monotonic() + limits.header_read;
         let head = loop {
             if !buf.is_empty() {
                 match parse(&buf, &mut fields) {
@@ -141,7 +141,7 @@ where
                 biased;
                 r = io.read_buf(&mut buf) => r,
                 () = &mut timer => {
-                    match deadline.checked_sub(super::coarse::monotonic()) {
+                    match deadline.checked_sub(crate::clock::coarse_monotonic()) {
                         Some(left) if !left.is_zero() => {
                             timer.as_mut().reset(tokio::time::Instant::now() + left);
                             continue;

@@ -11,7 +11,6 @@
 
 mod body;
 mod coalesce;
-mod coarse;
 mod h1;
 mod http2;
 mod ktls;

@@ -19,7 +19,7 @@ pub(super) fn date() -> HeaderValue {
         static DATE: RefCell<(u64, HeaderValue)> =
             const { RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
     }
-    let second = super::coarse::unix_seconds();
+    let second = crate::clock::coarse_unix_seconds();
     DATE.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != second {
