@@ -346,16 +346,16 @@ impl Edge {
                     Err("the X-Forwarded-Host header is not a valid host")
                 }
             });
-        // Only the logs read it.
-        let line = (self.config.access_log || self.config.request_logs).then(|| RequestLine {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
+        // Only the logs read it; borrowed, and copied only for what waits.
+        let line = (self.config.access_log || self.config.request_logs).then(|| Line {
+            method: &parts.method,
+            path: parts.uri.path(),
         });
         let authority = match forwarded_host.unwrap_or_else(|| request_host(&parts)) {
             Ok(a) => a,
             Err(why) => {
                 let outcome = Outcome::BadRequest(why);
-                return Handled::Now(self.finish(None, line.as_ref(), outcome, None, started));
+                return Handled::Now(self.finish(None, line, outcome, None, started));
             }
         };
         let host = host_name(authority);
@@ -380,7 +380,7 @@ impl Edge {
         }
         let Some(site) = self.routes.lookup(&host) else {
             let outcome = Outcome::NotFound;
-            return Handled::Now(self.finish(None, line.as_ref(), outcome, None, started));
+            return Handled::Now(self.finish(None, line, outcome, None, started));
         };
         let asset = match route(&site, &parts) {
             Ok(asset) => asset,
@@ -395,6 +395,7 @@ impl Edge {
         }
         if function || parts.method == Method::POST {
             let authority = authority.to_owned();
+            let line = line.map(Line::to_owned);
             return Handled::Later(Pending(Box::new(Later::Body {
                 function,
                 site,
@@ -440,13 +441,15 @@ impl Edge {
                         let outcome = self
                             .run_function(&site, asset, req, scheme, &authority)
                             .await;
-                        return self.finish(Some(&site), line.as_ref(), outcome, None, started);
+                        let line = line.as_ref().map(RequestLine::line);
+                        return self.finish(Some(&site), line, outcome, None, started);
                     }
                     let (parts, body) = req.into_parts();
                     let outcome = match self.read_body(body).await {
                         Ok(body) => self.access(&site, &parts, body, asset, scheme, &authority),
                         Err(outcome) => outcome,
                     };
+                    let line = line.as_ref().map(RequestLine::line);
                     match self.conclude(site, line, outcome, started) {
                         Handled::Now(reply) => return reply,
                         Handled::Later(Pending(later)) => *later,
@@ -462,7 +465,8 @@ impl Edge {
                         Some(rep) => Some(self.cache.load(&rep.sha256, rep.size).await),
                         None => None,
                     };
-                    return self.finish(Some(&site), line.as_ref(), outcome, blob, started);
+                    let line = line.as_ref().map(RequestLine::line);
+                    return self.finish(Some(&site), line, outcome, blob, started);
                 }
             }
         }
@@ -589,7 +593,7 @@ impl Edge {
     fn conclude<B>(
         &self,
         site: Arc<Site>,
-        line: Option<RequestLine>,
+        line: Option<Line<'_>>,
         outcome: Outcome,
         started: Option<SystemTime>,
     ) -> Handled<B> {
@@ -600,14 +604,14 @@ impl Edge {
                 None => {
                     return Handled::Later(Pending(Box::new(Later::Load {
                         site,
-                        line,
+                        line: line.map(Line::to_owned),
                         outcome,
                         started,
                     })))
                 }
             },
         };
-        Handled::Now(self.finish(Some(&site), line.as_ref(), outcome, blob, started))
+        Handled::Now(self.finish(Some(&site), line, outcome, blob, started))
     }
 
     /// Turns an outcome (with the bytes it serves, if any) into a response (the one place),
@@ -615,7 +619,7 @@ impl Edge {
     fn finish(
         &self,
         site: Option<&Site>,
-        line: Option<&RequestLine>,
+        line: Option<Line<'_>>,
         outcome: Outcome,
         blob: Option<Result<Blob, CacheError>>,
         started: Option<SystemTime>,
@@ -638,7 +642,7 @@ impl Edge {
             crate::logline::access(&crate::logline::Access {
                 site: site.map(|s| s.domain.as_str()).unwrap_or("-"),
                 method: line.method.as_str(),
-                path: line.uri.path(),
+                path: line.path,
                 status,
                 bytes: sent,
                 started,
@@ -650,7 +654,7 @@ impl Edge {
                 400.. => "warn",
                 _ => "info",
             };
-            let message = || format!("{} {} {status} {sent}", line.method, line.uri.path());
+            let message = || format!("{} {} {status} {sent}", line.method, line.path);
             site.log(&self.logs, level, message, function_sid);
         }
         reply
@@ -809,10 +813,36 @@ impl Edge {
     }
 }
 
-/// What the logs say of a request (cheap to keep: both are reference-counted).
+/// What the logs say of a request, borrowed from it while it is answered.
+#[derive(Clone, Copy)]
+struct Line<'a> {
+    method: &'a Method,
+    path: &'a str,
+}
+
+impl Line<'_> {
+    /// A copy to keep across an `await`.
+    fn to_owned(self) -> RequestLine {
+        RequestLine {
+            method: self.method.clone(),
+            path: self.path.to_owned(),
+        }
+    }
+}
+
+/// A [`Line`] kept while the request waits (for its body, a Function, a blob).
 struct RequestLine {
     method: Method,
-    uri: ::http::Uri,
+    path: String,
+}
+
+impl RequestLine {
+    fn line(&self) -> Line<'_> {
+        Line {
+            method: &self.method,
+            path: &self.path,
+        }
+    }
 }
 
 /// The answer for the API's host names on an edge with no control plane to send them to.

@@ -13,9 +13,14 @@ const readline = require('node:readline');
 const RUNNER = path.join(__dirname, 'runner.js');
 const NODE_MODULES = process.env.SIGIL_TEST_NODE_MODULES;
 
+// Build directories made here, removed when the tests end.
+const dirs = [];
+test.after(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
 /** A Build directory with these Function sources (path → code) and private assets. */
 function build(functions, assets = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigil-runner-'));
+  dirs.push(dir);
   fs.mkdirSync(path.join(dir, 'functions'));
   fs.mkdirSync(path.join(dir, 'assets'));
   fs.symlinkSync(NODE_MODULES, path.join(dir, 'node_modules'));

@@ -15,6 +15,7 @@ SIGIL_OTHER_TOKEN, SIGIL_EDGE_HTTP (127.0.0.1:PORT), SIGIL_SCREENSHOTS.
 import http.client
 import json
 import os
+import shutil
 import sys
 import tempfile
 import urllib.parse
@@ -75,7 +76,7 @@ def browser():
         "--disable-component-update",
         "--disable-sync",
         "--disable-dev-shm-usage",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='sigil-chromium-')}",
+        f"--user-data-dir={scratch('sigil-chromium-')}",
         "--window-size=1280,1000",
     ]:
         opts.add_argument(flag)
@@ -168,9 +169,20 @@ def copy_url(driver, path):
     return driver.find_element(By.ID, "copied-url").get_attribute("value")
 
 
+# Temporary directories made here (the browser's profile, the files it uploads), removed at
+# the end.
+MADE = []
+
+
+def scratch(prefix):
+    made = tempfile.mkdtemp(prefix=prefix)
+    MADE.append(made)
+    return made
+
+
 def main():
     os.makedirs(SHOTS, exist_ok=True)
-    files = tempfile.mkdtemp(prefix="sigil-console-files-")
+    files = scratch("sigil-console-files-")
     public_bytes = b"<h1>hello from the Console</h1>\n"
     protected_bytes = b"<Response><Say>protected</Say></Response>\n"
     with open(os.path.join(files, "hello.html"), "wb") as f:
@@ -341,6 +353,8 @@ def main():
         raise
     finally:
         driver.quit()
+        for made in MADE:
+            shutil.rmtree(made, ignore_errors=True)
     print(f"{CHECKS} checks passed")
 
 
