@@ -194,7 +194,10 @@ static ACCESS: OnceLock<Option<Buffered>> = OnceLock::new();
 /// cost ~0.3 µs a request (README, "Performance"). Before, it is a tracing event.
 pub fn access(line: &Access<'_>) {
     let now = SystemTime::now();
-    let micros = now.duration_since(line.started).unwrap_or_default().as_micros() as u64;
+    let micros = now
+        .duration_since(line.started)
+        .unwrap_or_default()
+        .as_micros() as u64;
     let Some(lines) = ACCESS.get() else {
         tracing::info!(
             target: "sigil::access",
@@ -304,7 +307,11 @@ pub struct Flusher {
 
 impl Drop for Flusher {
     fn drop(&mut self) {
-        self.shared.signal.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
+        self.shared
+            .signal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stop = true;
         self.shared.wake.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -369,11 +376,7 @@ impl std::io::Write for &Buffered {
             self.0.flush();
         } else if before < WRITE_FROM && after >= WRITE_FROM {
             // Once per WRITE_FROM bytes: the buffer starts empty again when taken.
-            self.0
-                .signal
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .due = true;
+            self.0.signal.lock().unwrap_or_else(|p| p.into_inner()).due = true;
             self.0.wake.notify_one();
         }
         Ok(bytes.len())
@@ -441,7 +444,11 @@ mod tests {
         let written = || sink.0.lock().expect("lock").len();
         (&lines).write_all(b"one\n").expect("write");
         std::thread::sleep(Duration::from_millis(200));
-        assert_eq!(written(), 0, "under WRITE_FROM the thread waits for its timer");
+        assert_eq!(
+            written(),
+            0,
+            "under WRITE_FROM the thread waits for its timer"
+        );
         let line = [b'x'; 1000];
         for _ in 0..WRITE_FROM / 1000 + 10 {
             (&lines).write_all(&line).expect("write");
@@ -471,7 +478,9 @@ mod tests {
         let written = || slow.0 .0.lock().expect("lock").len();
         let count = 3 * BUFFER_MAX / 16;
         for i in 0..count {
-            (&lines).write_all(format!("{i:015}\n").as_bytes()).expect("write");
+            (&lines)
+                .write_all(format!("{i:015}\n").as_bytes())
+                .expect("write");
             // Waiting: at most what gathers, and what the thread has taken to write.
             assert!(written() + 2 * BUFFER_MAX >= (i + 1) * 16, "line {i}");
         }
@@ -564,8 +573,13 @@ mod tests {
                 started,
             };
             let mut direct = String::new();
-            write_access(&mut direct, started + Duration::from_micros(7), 1_000_007, &line)
-                .expect("written");
+            write_access(
+                &mut direct,
+                started + Duration::from_micros(7),
+                1_000_007,
+                &line,
+            )
+            .expect("written");
             let after_time = |l: &str| l.split_once(' ').expect("time").1.to_owned();
             assert_eq!(after_time(&direct), after_time(&traced), "{direct}");
             assert!(direct.ends_with(" micros=1000007\n"), "{direct}");

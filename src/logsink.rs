@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::sid::Prefix;
 use crate::store::{Kind, Metadata, Record, Write};
@@ -66,6 +66,9 @@ pub struct LogSink {
     dropped: Arc<AtomicU64>,
     per_second: u32,
     over: AtomicU64,
+    /// Set by [`LogSink::close`]: the writer writes what is queued and ends.
+    closing: watch::Sender<bool>,
+    writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Whether a line may be written now.
@@ -136,13 +139,27 @@ impl LogSink {
     pub fn spawn(store: Arc<dyn Metadata>, per_second: u32) -> Arc<LogSink> {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let dropped = Arc::new(AtomicU64::new(0));
-        tokio::spawn(write_batches(store, rx, Arc::clone(&dropped)));
+        let (closing, closed) = watch::channel(false);
+        let writer = tokio::spawn(write_batches(store, rx, Arc::clone(&dropped), closed));
         Arc::new(LogSink {
             tx,
             dropped,
             per_second,
             over: AtomicU64::new(0),
+            closing,
+            writer: std::sync::Mutex::new(Some(writer)),
         })
+    }
+
+    /// Writes the lines queued so far and stops writing (at a graceful stop, once the
+    /// connections are drained): waits at most `within`. Whether they were all written.
+    pub async fn close(&self, within: Duration) -> bool {
+        self.closing.send_replace(true);
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match writer {
+            Some(writer) => tokio::time::timeout(within, writer).await.is_ok(),
+            None => true,
+        }
     }
 
     /// Whether a line of the Environment whose window this is may be written at `now` (Unix
@@ -177,10 +194,17 @@ async fn write_batches(
     store: Arc<dyn Metadata>,
     mut rx: mpsc::Receiver<LogEntry>,
     dropped: Arc<AtomicU64>,
+    mut closing: watch::Receiver<bool>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut said = std::time::Instant::now();
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        tokio::select! {
+            // Lines first: once closing, what is queued is still written, then it ends.
+            biased;
+            n = rx.recv_many(&mut batch, MAX_BATCH) => if n == 0 { return },
+            _ = closing.wait_for(|c| *c) => return,
+        }
         let writes: Vec<Write> = batch
             .drain(..)
             .map(|e| {
@@ -215,8 +239,12 @@ async fn write_batches(
             }
         }
         // Batch lines together instead of one transaction per line: under load the store
-        // takes at most four commits a second from here (each a durable write).
-        tokio::time::sleep(BATCH_EVERY).await;
+        // takes at most four commits a second from here (each a durable write). Closing cuts
+        // the wait short.
+        tokio::select! {
+            _ = tokio::time::sleep(BATCH_EVERY) => {}
+            _ = closing.wait_for(|c| *c) => {}
+        }
     }
 }
 

@@ -96,7 +96,10 @@ fn access_lines_reach_stderr_unless_the_filter_leaves_them_out() {
         sigil.sigterm();
         assert!(sigil.wait_exit(Duration::from_secs(20)).is_some());
         let text = read(level);
-        let access: Vec<&str> = text.lines().filter(|l| l.contains("sigil::access")).collect();
+        let access: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("sigil::access"))
+            .collect();
         if level == "warn" {
             assert!(access.is_empty(), "{text}");
             continue;

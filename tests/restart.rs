@@ -301,3 +301,40 @@ fn unreferenced_blobs_are_collected_at_start_and_a_second_server_is_refused() {
     drop(again);
     drop(dir);
 }
+
+/// The Log lines of requests answered before a graceful stop are in the Logs resource after
+/// it: lines wait in memory for their batch, and a stop writes them first.
+#[test]
+fn request_log_lines_queued_at_a_graceful_stop_are_written() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let mut sigil = Sigil::start_in(&data, &[], true);
+    let api = sigil.client();
+    let site = api.deploy_site("stopping", &[("/a.txt", "public", b"abc", "text/plain")]);
+    let edge = sigil.edge(&[&site.domain]);
+    // The first line goes at once, and its batch's wait starts: the others queue behind it.
+    for _ in 0..5 {
+        edge.get(&edge.url(&site.domain, "/a.txt"), &[]).expect(200);
+    }
+    sigil.sigterm();
+    let status = sigil
+        .wait_exit(std::time::Duration::from_secs(30))
+        .expect("exits");
+    assert!(status.success(), "{status:?}");
+    let again = Sigil::start_in(&data, &[], true);
+    let logs = again
+        .client()
+        .get(&format!(
+            "/v1/Services/{}/Environments/{}/Logs?PageSize=50",
+            site.svc, site.env
+        ))
+        .expect(200);
+    let lines: Vec<&str> = logs.json["logs"]
+        .as_array()
+        .expect("logs")
+        .iter()
+        .filter_map(|l| l["message"].as_str())
+        .filter(|m| m.contains("/a.txt 200"))
+        .collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+}

@@ -270,8 +270,17 @@ pub async fn run(
     } else {
         tracing::warn!("drain deadline passed; closing the remaining connections");
     }
+    // The Log lines of the requests answered, queued for their next batch.
+    if let Some(logs) = assembled.logs {
+        if !logs.close(LOGS_CLOSE).await {
+            tracing::warn!("request logs not all written: the store did not take them in time");
+        }
+    }
     Ok(())
 }
+
+/// How long a graceful stop waits for the queued Log lines to be written.
+const LOGS_CLOSE: Duration = Duration::from_secs(10);
 
 /// Waits, at most `--drain-timeout`, until every connection (of every runtime) is closed:
 /// all permits back. Whether they all closed.

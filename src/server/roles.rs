@@ -43,6 +43,8 @@ pub(super) struct Assembled {
     pub metrics_on_api: Option<Arc<Admin>>,
     /// The data (or cache) directory's lock, held while the process serves.
     pub lock: std::fs::File,
+    /// The edge's request-log writer, closed at a graceful stop.
+    pub logs: Option<Arc<LogSink>>,
 }
 
 /// The control plane in this process, as the edge's API handler.
@@ -265,6 +267,7 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
 
     // The edge: its route table follows the feed.
     let mut edge_parts = None;
+    let mut log_sink = None;
     let mut edge_ports = None;
     let mut lines = Vec::new();
     let mut listeners = Vec::new();
@@ -293,12 +296,14 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
         };
         // The API handler is set once the control plane exists (below) or the follower does.
         let api_slot: Arc<ApiSlot> = Arc::new(ApiSlot::default());
+        let logs = LogSink::spawn(Arc::clone(&store), config.request_logs_rate);
+        log_sink = Some(Arc::clone(&logs));
         let edge = Arc::new(
             Edge::new(
                 Arc::new(RouteTable::default()),
                 Arc::new(Tokens::default()),
                 cache,
-                LogSink::spawn(Arc::clone(&store), config.request_logs_rate),
+                logs,
                 Some(Arc::clone(&api_slot) as Arc<dyn ApiHandler>),
                 edge_config,
             )
@@ -407,6 +412,7 @@ pub(super) async fn assemble(config: &Config) -> Result<Assembled, ServerError> 
         listeners,
         metrics_on_api,
         lock,
+        logs: log_sink,
     })
 }
 
