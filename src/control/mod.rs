@@ -647,13 +647,13 @@ struct ListFilter {
 
 /// 204 with an empty body (every DELETE).
 fn no_content() -> Response<Body> {
-    let mut resp = Response::new(Body::new(Bytes::new()));
+    let mut resp = Response::new(Body::default());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     resp
 }
 
 fn cors_preflight() -> Response<Body> {
-    let mut resp = Response::new(Body::new(Bytes::new()));
+    let mut resp = Response::new(Body::default());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     let h = resp.headers_mut();
     h.insert(

@@ -694,7 +694,7 @@ impl Edge {
                 };
                 // `conclude` fetched the bytes unless this is a HEAD.
                 let body = match blob {
-                    None => reply::no_body(),
+                    None => Body::default(),
                     Some(Ok(blob)) => {
                         let end = usize::try_from(start + len).expect("fits: it is mapped");
                         let start = usize::try_from(start).expect("fits: it is mapped");
@@ -732,7 +732,7 @@ impl Edge {
                 cache_control: self.cache_control(&asset),
                 content_range: None,
                 len: 0,
-                body: reply::no_body(),
+                body: Body::default(),
                 asset,
                 coding,
             }),
@@ -743,7 +743,7 @@ impl Edge {
                 resp.into()
             }
             Outcome::Preflight { request_headers } => {
-                let mut resp = Response::new(reply::no_body());
+                let mut resp = Response::new(Body::default());
                 *resp.status_mut() = StatusCode::NO_CONTENT;
                 let h = resp.headers_mut();
                 h.insert(header::ALLOW, HeaderValue::from_static(ALLOW));

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use ::http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
-use bytes::Bytes;
 
 use super::http::encoding::Coding;
 use super::representation;
@@ -141,9 +140,4 @@ impl From<Response<Body>> for Reply {
     fn from(resp: Response<Body>) -> Reply {
         Reply::Response(resp)
     }
-}
-
-/// The empty body of a `HEAD` or a 304.
-pub(super) fn no_body() -> Body {
-    Body::new(Bytes::new())
 }
