@@ -106,7 +106,7 @@ fn text(w: &mut impl fmt::Write, value: &str) -> fmt::Result {
     }
 }
 
-fn number(w: &mut impl fmt::Write, value: u64) -> fmt::Result {
+fn number(w: &mut impl fmt::Write, value: impl itoa::Integer) -> fmt::Result {
     w.write_str(itoa::Buffer::new().format(value))
 }
 
@@ -156,7 +156,7 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.with(field, |w| w.write_str(itoa::Buffer::new().format(value)));
+        self.with(field, |w| number(w, value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -237,7 +237,7 @@ fn write_access(
     name(w, "path")?;
     text(w, line.path)?;
     name(w, "status")?;
-    number(w, line.status.into())?;
+    number(w, line.status)?;
     name(w, "bytes")?;
     number(w, line.bytes)?;
     name(w, "micros")?;
