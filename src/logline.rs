@@ -492,20 +492,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn lines_have_time_level_target_message_and_fields() {
+    /// What the events `log` makes read as, formatted by `Lines`.
+    fn traced(log: impl FnOnce()) -> String {
         let sink = Sink::default();
         let writer = sink.clone();
         let subscriber = tracing_subscriber::fmt()
             .event_format(Lines)
             .with_writer(move || writer.clone())
             .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, log);
+        let text = sink.0.lock().expect("lock").clone();
+        String::from_utf8(text).expect("utf-8")
+    }
+
+    #[test]
+    fn lines_have_time_level_target_message_and_fields() {
+        let text = traced(|| {
             tracing::info!(target: "sigil::access", site = "a.localhost", method = %"GET", status = 200u64, micros = 12u64);
             tracing::warn!(error = %"disk full", lines = 3, "request logs dropped");
             tracing::info!(path = "/a \"b\"\\c\u{7f}é", empty = "", n = u64::MAX, "");
         });
-        let text = String::from_utf8(sink.0.lock().expect("lock").clone()).expect("utf-8");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         // 2026-11-29T18:28:01.123456Z
@@ -545,13 +551,7 @@ mod tests {
             ("-", "/a \"b\"\\c\u{7f}é"),
             ("b.localhost", ""),
         ] {
-            let sink = Sink::default();
-            let writer = sink.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .event_format(Lines)
-                .with_writer(move || writer.clone())
-                .finish();
-            tracing::subscriber::with_default(subscriber, || {
+            let traced = traced(|| {
                 tracing::info!(
                     target: "sigil::access",
                     site,
@@ -562,7 +562,6 @@ mod tests {
                     micros = 1_000_007u64,
                 );
             });
-            let traced = String::from_utf8(sink.0.lock().expect("lock").clone()).expect("utf-8");
             let started = SystemTime::now();
             let line = Access {
                 site,
