@@ -18,7 +18,7 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as Key;
 use object_store::{ClientConfigKey, ObjectStore, RetryConfig, WriteMultipart};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::blobs::BlobError;
 use crate::sid::hex;
@@ -215,7 +215,7 @@ impl RemoteBlobs {
             }
             Err(e) => return Err(remote(e)),
         };
-        let mut file = tokio::fs::File::create(dest).await?;
+        let mut file = super::blobs::RunWriter::create(dest).await?;
         let mut hasher = Sha256::new();
         let mut len = 0u64;
         let mut stream = got.into_stream();
@@ -226,7 +226,7 @@ impl RemoteBlobs {
                 break;
             }
             hasher.update(&chunk);
-            file.write_all(&chunk).await?;
+            file.write(&chunk).await?;
         }
         let digest = hex(&hasher.finalize());
         if len != size || digest != sha256 {
@@ -235,8 +235,7 @@ impl RemoteBlobs {
                 self.target
             )));
         }
-        file.flush().await?;
-        file.sync_all().await?;
+        file.finish().await?;
         Ok(())
     }
 }
