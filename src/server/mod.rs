@@ -45,6 +45,18 @@ use crate::Body;
 /// Bytes of HTTP/2 (and handed-off HTTP/1.1) output gathered per write (coalesce.rs).
 const WRITE_BUFFER: usize = 32 * 1024;
 
+/// At most this many bytes an HTTPS connection that rustls encrypts leaves queued in its
+/// socket unsent (`TCP_NOTSENT_LOWAT`): past it the socket takes no more until the peer's
+/// window lets the queue drain. Without the bound, a body written faster than the client's
+/// window opens piles up in the socket (2–3 MiB a connection, measured), each window update
+/// the client sends releases queued data at once, and the client's kernel, timing its
+/// round trips by that prompt answer, keeps its receive window small: TLS+HTTP/1.1 8 MiB
+/// under wrk fell into a mode of 107–152 requests a second (against ~250) in about half the
+/// runs. With it the queue stays below ~0.2 MiB and every run ran in the fast mode;
+/// TLS+HTTP/2 256 KiB went from ~6,000 to ~9,000 requests a second. Plain HTTP, sent with
+/// `sendfile`, is left unbounded: there the bound cost a third of the 8 MiB rate.
+const TLS_UNSENT_BOUND: u32 = 64 * 1024;
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -512,6 +524,7 @@ async fn secure(
     limits: &Limits,
 ) -> Option<Secured> {
     let h2 = |session: &rustls::ServerConnection| session.alpn_protocol() == Some(b"h2");
+    bound_unsent(&stream, TLS_UNSENT_BOUND);
     let Some(kernel) = &https.kernel else {
         let tls = handshake(&https.acceptor, stream, limits, peer).await?;
         let h2 = h2(tls.get_ref().1);
@@ -530,7 +543,12 @@ async fn secure(
     // Bounded like the handshake: the hand-over reads to the end of a record the client may
     // have begun.
     match tokio::time::timeout(limits.tls_handshake, ktls::hand_over(tls)).await {
-        Ok(Ok(io)) => Some(Secured::Kernel(io)),
+        Ok(Ok(io)) => {
+            // The kernel encrypts what `sendfile` sends, as for plain HTTP: the system's
+            // setting again.
+            bound_unsent(io.socket(), 0);
+            Some(Secured::Kernel(io))
+        }
         Ok(Err(e)) => {
             // The keys are out of rustls by then: the connection is closed. Said once loudly
             // (a kernel that takes a suite's keys for sending but not for receiving would
@@ -547,6 +565,15 @@ async fn secure(
             tracing::debug!(%peer, "kernel TLS hand-over timed out");
             None
         }
+    }
+}
+
+/// Sets the socket's `TCP_NOTSENT_LOWAT` (0: the system's `net.ipv4.tcp_notsent_lowat`,
+/// unbounded unless an operator set it). A kernel that refuses it leaves the socket as it
+/// was, which only costs speed.
+fn bound_unsent(socket: &TcpStream, bytes: u32) {
+    if let Err(e) = socket2::SockRef::from(socket).set_tcp_notsent_lowat(bytes) {
+        tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT refused");
     }
 }
 
@@ -677,4 +704,71 @@ async fn dispatch(
         "api request"
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An HTTPS connection that rustls encrypts, HTTP/2 or HTTP/1.1, leaves at most
+    /// `TLS_UNSENT_BOUND` bytes unsent in its socket; a plain one keeps the system's setting.
+    #[tokio::test]
+    async fn https_connections_bound_their_unsent_bytes() {
+        use rustls::pki_types::pem::PemObject;
+        let https = Https {
+            acceptor: tokio_rustls::TlsAcceptor::from(
+                tls::server_config(None, false).expect("config"),
+            ),
+            kernel: None,
+        };
+        let limits = Limits {
+            header_read: Duration::from_secs(5),
+            tls_handshake: Duration::from_secs(5),
+            drain: Duration::from_secs(1),
+            max_connections: 1,
+            max_header_bytes: 8192,
+            max_uri_bytes: 8192,
+            body_read: Duration::from_secs(5),
+            h2_max_streams: 1,
+            h2_max_pending_resets: 1,
+            h2_max_error_resets: 1,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = include_bytes!("../../certs/ca.pem");
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca) {
+            roots.add(cert.expect("pem")).expect("ca");
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        for alpn in [&b"h2"[..], b"http/1.1"] {
+            let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+            config.alpn_protocols = vec![alpn.to_vec()];
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            let client = tokio::spawn(async move {
+                let tcp = TcpStream::connect(addr).await.expect("connect");
+                let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+                connector.connect(name, tcp).await.expect("handshake")
+            });
+            let (stream, peer) = listener.accept().await.expect("accept");
+            let plain = socket2::SockRef::from(&stream)
+                .tcp_notsent_lowat()
+                .expect("getsockopt");
+            let Some(Secured::Rustls(tls, h2)) = secure(stream, peer, &https, &limits).await else {
+                panic!("no rustls connection");
+            };
+            assert_eq!(h2, alpn == b"h2");
+            let lowat = socket2::SockRef::from(tls.get_ref().0)
+                .tcp_notsent_lowat()
+                .expect("getsockopt");
+            assert_eq!(lowat, TLS_UNSENT_BOUND, "{}", String::from_utf8_lossy(alpn));
+            assert_eq!(plain, 0, "a plain socket keeps the system's setting");
+            drop(client.await.expect("client"));
+        }
+    }
 }
