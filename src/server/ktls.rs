@@ -76,6 +76,11 @@ impl<IO> Cork<IO> {
     pub fn release(&mut self) {
         self.released = true;
     }
+
+    /// The connection read.
+    pub fn get_ref(&self) -> &IO {
+        &self.io
+    }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Cork<IO> {

@@ -45,16 +45,17 @@ use crate::Body;
 /// Bytes of HTTP/2 (and handed-off HTTP/1.1) output gathered per write (coalesce.rs).
 const WRITE_BUFFER: usize = 32 * 1024;
 
-/// At most this many bytes an HTTPS connection that rustls encrypts leaves queued in its
+/// At most this many bytes an HTTPS/1.1 connection that rustls encrypts leaves queued in its
 /// socket unsent (`TCP_NOTSENT_LOWAT`): past it the socket takes no more until the peer's
 /// window lets the queue drain. Without the bound, a body written faster than the client's
 /// window opens piles up in the socket (2–3 MiB a connection, measured), each window update
 /// the client sends releases queued data at once, and the client's kernel, timing its
 /// round trips by that prompt answer, keeps its receive window small: TLS+HTTP/1.1 8 MiB
 /// under wrk fell into a mode of 107–152 requests a second (against ~250) in about half the
-/// runs. With it the queue stays below ~0.2 MiB and every run ran in the fast mode;
-/// TLS+HTTP/2 256 KiB went from ~6,000 to ~9,000 requests a second. Plain HTTP, sent with
-/// `sendfile`, is left unbounded: there the bound cost a third of the 8 MiB rate.
+/// runs; with it every run ran in the fast mode. HTTP/2 is left unbounded: there the bound
+/// raised h2load's throughput at 256 KiB by half but doubled its p99 (its ten streams a
+/// connection then wait in the client). So is plain HTTP, sent with `sendfile` (the bound
+/// cost a fifth of the 8 MiB rate), and kernel TLS, which sends the same way.
 const TLS_UNSENT_BOUND: u32 = 64 * 1024;
 
 /// Why the server could not start.
@@ -524,10 +525,12 @@ async fn secure(
     limits: &Limits,
 ) -> Option<Secured> {
     let h2 = |session: &rustls::ServerConnection| session.alpn_protocol() == Some(b"h2");
-    bound_unsent(&stream, TLS_UNSENT_BOUND);
     let Some(kernel) = &https.kernel else {
         let tls = handshake(&https.acceptor, stream, limits, peer).await?;
         let h2 = h2(tls.get_ref().1);
+        if !h2 {
+            bound_unsent(tls.get_ref().0, TLS_UNSENT_BOUND);
+        }
         return Some(Secured::Rustls(tls, h2));
     };
     let mut tls = handshake(&https.acceptor, ktls::Cork::new(stream), limits, peer).await?;
@@ -538,17 +541,15 @@ async fn secure(
         .is_some_and(|suite| kernel.takes(suite));
     if h2 || !takes {
         tls.get_mut().0.release();
+        if !h2 {
+            bound_unsent(tls.get_ref().0.get_ref(), TLS_UNSENT_BOUND);
+        }
         return Some(Secured::Corked(tls, h2));
     }
     // Bounded like the handshake: the hand-over reads to the end of a record the client may
     // have begun.
     match tokio::time::timeout(limits.tls_handshake, ktls::hand_over(tls)).await {
-        Ok(Ok(io)) => {
-            // The kernel encrypts what `sendfile` sends, as for plain HTTP: the system's
-            // setting again.
-            bound_unsent(io.socket(), 0);
-            Some(Secured::Kernel(io))
-        }
+        Ok(Ok(io)) => Some(Secured::Kernel(io)),
         Ok(Err(e)) => {
             // The keys are out of rustls by then: the connection is closed. Said once loudly
             // (a kernel that takes a suite's keys for sending but not for receiving would
@@ -568,8 +569,7 @@ async fn secure(
     }
 }
 
-/// Sets the socket's `TCP_NOTSENT_LOWAT` (0: the system's `net.ipv4.tcp_notsent_lowat`,
-/// unbounded unless an operator set it). A kernel that refuses it leaves the socket as it
+/// Sets the socket's `TCP_NOTSENT_LOWAT`. A kernel that refuses it leaves the socket as it
 /// was, which only costs speed.
 fn bound_unsent(socket: &TcpStream, bytes: u32) {
     if let Err(e) = socket2::SockRef::from(socket).set_tcp_notsent_lowat(bytes) {
@@ -710,8 +710,8 @@ async fn dispatch(
 mod tests {
     use super::*;
 
-    /// An HTTPS connection that rustls encrypts, HTTP/2 or HTTP/1.1, leaves at most
-    /// `TLS_UNSENT_BOUND` bytes unsent in its socket; a plain one keeps the system's setting.
+    /// An HTTPS/1.1 connection that rustls encrypts leaves at most `TLS_UNSENT_BOUND` bytes
+    /// unsent in its socket; an HTTP/2 one, like a plain one, keeps the system's setting (0).
     #[tokio::test]
     async fn https_connections_bound_their_unsent_bytes() {
         use rustls::pki_types::pem::PemObject;
@@ -766,7 +766,8 @@ mod tests {
             let lowat = socket2::SockRef::from(tls.get_ref().0)
                 .tcp_notsent_lowat()
                 .expect("getsockopt");
-            assert_eq!(lowat, TLS_UNSENT_BOUND, "{}", String::from_utf8_lossy(alpn));
+            let want = if h2 { 0 } else { TLS_UNSENT_BOUND };
+            assert_eq!(lowat, want, "{}", String::from_utf8_lossy(alpn));
             assert_eq!(plain, 0, "a plain socket keeps the system's setting");
             drop(client.await.expect("client"));
         }
