@@ -77,7 +77,7 @@ impl<IO> Cork<IO> {
         self.released = true;
     }
 
-    /// The connection read.
+    /// The connection it reads.
     pub fn get_ref(&self) -> &IO {
         &self.io
     }
