@@ -49,13 +49,13 @@ const WRITE_BUFFER: usize = 32 * 1024;
 /// socket unsent (`TCP_NOTSENT_LOWAT`): past it the socket takes no more until the peer's
 /// window lets the queue drain. Without the bound, a body written faster than the client's
 /// window opens piles up in the socket (2–3 MiB a connection, measured), each window update
-/// the client sends releases queued data at once, and the client's kernel, timing its
-/// round trips by that prompt answer, keeps its receive window small: TLS+HTTP/1.1 8 MiB
-/// under wrk fell into a mode of 107–152 requests a second (against ~250) in about half the
-/// runs; with it every run ran in the fast mode. HTTP/2 is left unbounded: there the bound
-/// raised h2load's throughput at 256 KiB by half but doubled its p99 (its ten streams a
-/// connection then wait in the client). So is plain HTTP, sent with `sendfile` (the bound
-/// cost a fifth of the 8 MiB rate), and kernel TLS, which sends the same way.
+/// the client sends releases queued data at once, and the client's kernel (most likely
+/// timing its round trips by that prompt answer) keeps its receive window small:
+/// TLS+HTTP/1.1 8 MiB under wrk fell into a mode of 107–152 requests a second (against ~250)
+/// in about half the runs; with the bound every run ran in the fast mode. HTTP/2 is left
+/// unbounded: there the bound raised h2load's throughput at 256 KiB by half but doubled its
+/// p99 (its ten streams a connection then wait in the client). So is plain HTTP, where the
+/// bound cost a fifth of the 8 MiB rate, and kernel TLS (unmeasured), which sends like it.
 const TLS_UNSENT_BOUND: u32 = 64 * 1024;
 
 /// Why the server could not start.
