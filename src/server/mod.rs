@@ -734,8 +734,7 @@ mod tests {
             h2_max_error_resets: 1,
         };
         let mut roots = rustls::RootCertStore::empty();
-        let ca = include_bytes!("../../certs/ca.pem");
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca) {
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(tls::DEV_CA.as_bytes()) {
             roots.add(cert.expect("pem")).expect("ca");
         }
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

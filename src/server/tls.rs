@@ -23,7 +23,8 @@ use rustls::sign::CertifiedKey;
 
 use super::ServerError;
 
-const DEV_CA: &str = include_str!("../../certs/ca.pem");
+/// The development CA's certificate (what a test client trusts).
+pub(super) const DEV_CA: &str = include_str!("../../certs/ca.pem");
 const DEV_CA_KEY: &str = include_str!("../../certs/ca-key.pem");
 const DEV_CERT: &[u8] = include_bytes!("../../certs/localhost.pem");
 const DEV_KEY: &[u8] = include_bytes!("../../certs/localhost-key.pem");
