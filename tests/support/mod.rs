@@ -375,8 +375,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `path` quoted for `sh`.
+pub fn sh_quoted(path: &std::path::Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+}
+
 /// Runs `shell` (sh -c) once this test process is gone, however it ended: stops the servers
-/// the tests started. It outlives this process by design, so it is never waited for.
+/// the tests started and removes their files (a process's shared server lives in a static,
+/// which is never dropped, so its temp directory would outlive it: a PostgreSQL cluster
+/// takes ~270 MB). It outlives this process by design, so it is never waited for.
 pub fn when_gone(shell: &str) {
     let script = format!(
         "while kill -0 {} 2>/dev/null; do sleep 1; done; {shell}",

@@ -1,7 +1,8 @@
 //! A throwaway PostgreSQL cluster for tests: `initdb` in a temp directory (as the `postgres`
 //! user when the tests run as root: initdb refuses root), a server on a free loopback port,
-//! stopped when the test process ends — by a watchdog, so even a test binary killed midway
-//! leaves no server behind. Each caller gets a database of its own.
+//! stopped and its directory removed when the test process ends — by a watchdog, so even a
+//! test binary killed midway leaves no server and no files behind. Each caller gets a database
+//! of its own.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -146,7 +147,11 @@ impl Postgres {
             _dir: dir,
         };
         pg.start_server();
-        super::when_gone(&pg.ctl_command("stop -m immediate"));
+        super::when_gone(&format!(
+            "{}; rm -rf {}",
+            pg.ctl_command("stop -m immediate"),
+            super::sh_quoted(pg._dir.path())
+        ));
         pg
     }
 

@@ -1,7 +1,7 @@
 //! A throwaway S3 server for tests: s3s-fs (`cargo install s3s-fs --version 0.14.1 --features
 //! binary --locked`; `.ci/run` installs it) on a free loopback port over a temp directory,
-//! with one bucket, stopped when the test process ends — by a watchdog, so even a test binary
-//! killed midway leaves no server behind.
+//! with one bucket, stopped and its directory removed when the test process ends — by a
+//! watchdog, so even a test binary killed midway leaves no server and no files behind.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -46,6 +46,9 @@ impl S3 {
         let root = dir.path().join("s3");
         std::fs::create_dir_all(root.join(BUCKET)).expect("bucket");
         let port = super::free_port();
+        // Removed with the server gone (its own watchdog, below, kills it at the same moment:
+        // nothing writes to it once the tests are done).
+        super::when_gone(&format!("rm -rf {}", super::sh_quoted(dir.path())));
         let s3 = S3 {
             port,
             root,
