@@ -164,8 +164,8 @@ impl Postgres {
         };
         format!(
             "{prefix}{} -D {} {action}",
-            ctl.display(),
-            self.data.display()
+            super::sh_quoted(&ctl),
+            super::sh_quoted(&self.data)
         )
     }
 
@@ -253,3 +253,20 @@ impl Postgres {
 
 /// The password in every URL [`Postgres::database`] gives (to check it never shows).
 pub const PASSWORD: &str = "pw_never_shown_4f1c";
+
+/// A cluster of a test's own stops with it, before its directory goes (a server whose
+/// directory went first could not be stopped by `pg_ctl` and ran on until it noticed, up to
+/// a minute later). The shared one lives in a static and is stopped by its watchdog.
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Nothing to say if it was stopped already (a fault test's `stop`).
+        let _ = as_owner(&self.bin, "pg_ctl")
+            .args(["-w", "-D"])
+            .arg(&self.data)
+            .args(["stop", "-m", "immediate"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
