@@ -189,13 +189,16 @@ impl Postgres {
 
     /// Stops the server at once (as a crash would); [`Postgres::start_server`] brings it back.
     pub fn stop(&self) {
-        run(
-            as_owner(&self.bin, "pg_ctl")
-                .args(["-w", "-D"])
-                .arg(&self.data)
-                .args(["stop", "-m", "immediate"]),
-            "pg_ctl stop",
-        );
+        run(&mut self.stop_command(), "pg_ctl stop");
+    }
+
+    /// `pg_ctl stop`, at once.
+    fn stop_command(&self) -> Command {
+        let mut c = as_owner(&self.bin, "pg_ctl");
+        c.args(["-w", "-D"])
+            .arg(&self.data)
+            .args(["stop", "-m", "immediate"]);
+        c
     }
 
     /// The cluster's port.
@@ -260,10 +263,8 @@ pub const PASSWORD: &str = "pw_never_shown_4f1c";
 impl Drop for Postgres {
     fn drop(&mut self) {
         // Nothing to say if it was stopped already (a fault test's `stop`).
-        let _ = as_owner(&self.bin, "pg_ctl")
-            .args(["-w", "-D"])
-            .arg(&self.data)
-            .args(["stop", "-m", "immediate"])
+        let _ = self
+            .stop_command()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
