@@ -585,9 +585,14 @@ async fn commit(pool: Pool, writes: Vec<Write>) -> PgResult<()> {
             Write::Update(rec) => {
                 let uniq = uniq_json(rec);
                 // Returns the keys the record had: they are rewritten only if they change.
+                // FOR NO KEY UPDATE, the lock the UPDATE takes anyway (the SID stays): it does
+                // not conflict with the KEY SHARE lock that inserting a child takes on its
+                // parent. FOR UPDATE would, so two batches that each insert a child and then
+                // update the parent (two racing Deployments of one Environment) deadlocked,
+                // one waiting out the server's deadlock_timeout before it could retry.
                 let update = tx
                     .prepare_cached(
-                        "WITH old AS (SELECT uniq FROM records WHERE sid = $1 AND version = $5 FOR UPDATE)
+                        "WITH old AS (SELECT uniq FROM records WHERE sid = $1 AND version = $5 FOR NO KEY UPDATE)
                          UPDATE records r SET tag = $2, uniq = $3, data = $4, version = r.version + 1
                          FROM old WHERE r.sid = $1 AND r.version = $5
                          RETURNING old.uniq",

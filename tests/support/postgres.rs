@@ -246,6 +246,35 @@ impl Postgres {
         )
     }
 
+    /// The deadlocks the server detected in database `db`, read once no session is connected
+    /// to it (a session reports its counts when it ends), within 30 s.
+    pub fn deadlocks_once_idle(&self, db: &str) -> u64 {
+        let query = |sql: &str| {
+            let out = self
+                .psql("postgres", "-tAc")
+                .arg(sql.replace("{db}", db))
+                .output()
+                .expect("psql runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while query("SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}'") != "0" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sessions on {db} still open after 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        query("SELECT deadlocks FROM pg_stat_database WHERE datname = '{db}'")
+            .parse()
+            .expect("a count")
+    }
+
     /// A fresh database with a unique name.
     pub fn fresh_database(&self) -> String {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
