@@ -304,13 +304,7 @@ pub fn authenticate(
             return Ok(None);
         }
         let data: AccountData = rec.decode()?;
-        // Both comparisons always run, so timing does not tell which token matched.
-        let primary = ct_eq(&data.auth_token, password);
-        let secondary = data
-            .secondary_auth_token
-            .as_deref()
-            .is_some_and(|t| ct_eq(t, password));
-        return Ok((primary | secondary).then_some(rec.sid));
+        return Ok(either_token(&data, |t| ct_eq(t, password)).then_some(rec.sid));
     }
     if let Some(sid) = Prefix::ApiKey.parse(username) {
         let Some(rec) = store.get(&sid)? else {
@@ -324,6 +318,34 @@ pub fn authenticate(
         return Ok(ok.then_some(rec.account_sid));
     }
     Ok(None)
+}
+
+/// Whether `matches` accepts the Account's primary or its secondary token. Both are always
+/// tried, so timing does not tell which one matched.
+fn either_token(data: &AccountData, matches: impl Fn(&str) -> bool) -> bool {
+    let primary = matches(&data.auth_token);
+    let secondary = data.secondary_auth_token.as_deref().is_some_and(&matches);
+    primary | secondary
+}
+
+/// Whether the auth token whose sha256 is `token_sha256` still works for the Account, as its
+/// primary or its secondary token. A Console session signed in with a token lasts only as
+/// long as that token does. Rotating deletes such sessions too. But a sign-in that commits
+/// after the rotation has listed them, and before it writes, would otherwise outlive it; so
+/// would one signed in with a secondary token that is then replaced.
+pub fn token_still_works(
+    store: &dyn Metadata,
+    account_sid: &str,
+    token_sha256: &str,
+) -> Result<bool, StoreError> {
+    let Some(rec) = store.get(account_sid)? else {
+        return Ok(false);
+    };
+    if rec.kind != Kind::Account {
+        return Ok(false);
+    }
+    let data: AccountData = rec.decode()?;
+    Ok(either_token(&data, |t| ct_eq(&sha256_hex(t), token_sha256)))
 }
 
 /// How many API keys an account has (for `account list`).
@@ -369,6 +391,41 @@ mod tests {
         assert_eq!(key_count(&store, &sid).expect("count"), 1);
         delete_key(&store, &sid, &key).expect("delete");
         assert_eq!(authenticate(&store, &key, &secret).expect("auth"), None);
+    }
+
+    #[test]
+    fn a_token_still_works_while_it_is_the_primary_or_the_secondary() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("m.db")).expect("open");
+        let (sid, first) = create(&store, "a", None, None).expect("create");
+        let (other, other_token) = create(&store, "b", None, None).expect("create");
+        let works = |account: &str, token: &str| {
+            token_still_works(&store, account, &sha256_hex(token)).expect("read")
+        };
+        assert!(works(&sid, &first));
+        assert!(!works(&sid, "wrong"));
+        // A fingerprint, not the token itself.
+        assert!(!token_still_works(&store, &sid, &first).expect("read"));
+        // Another Account's token, an unknown Account, something not an Account.
+        assert!(!works(&sid, &other_token));
+        assert!(works(&other, &other_token));
+        assert!(!works("AC00000000000000000000000000000000", &first));
+        let (key, secret) = create_key(&store, &sid, "k").expect("key");
+        assert!(!works(&key, &secret));
+
+        let second = create_secondary(&store, &sid).expect("secondary");
+        assert!(works(&sid, &first) && works(&sid, &second));
+        // Replaced: the old secondary no longer works, the primary does.
+        let third = create_secondary(&store, &sid).expect("secondary again");
+        assert!(!works(&sid, &second));
+        assert!(works(&sid, &first) && works(&sid, &third));
+        promote_secondary(&store, &sid).expect("promote");
+        assert!(!works(&sid, &first));
+        assert!(works(&sid, &third));
+        let fourth = create_secondary(&store, &sid).expect("secondary");
+        remove_secondary(&store, &sid).expect("remove");
+        assert!(!works(&sid, &fourth));
+        assert!(works(&sid, &third));
     }
 
     #[test]

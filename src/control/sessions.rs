@@ -37,6 +37,11 @@ struct SessionData {
     csrf: String,
     /// Unix seconds.
     expires: i64,
+    /// The sha256 of the auth token it was signed in with (none for an API key): the session
+    /// ends when that token stops working. A session under an Account without one (written
+    /// before sigil kept it) counts as ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_sha256: Option<String>,
 }
 
 /// Whether the Console sent the request (it marks every call with a header that a
@@ -145,6 +150,10 @@ impl ControlPlane {
             SessionData {
                 csrf: csrf.clone(),
                 expires: crate::clock::now() + TTL_SECS,
+                token_sha256: Prefix::ApiKey
+                    .parse(&user)
+                    .is_none()
+                    .then(|| sha256_hex(&pass)),
             },
         );
         // The credentials are checked and the session written in one commit that also checks
@@ -260,17 +269,31 @@ impl ControlPlane {
             return Ok(None);
         };
         let sid = record_sid(secret);
-        let Some(rec) = self.db(move |s| s.get(&sid)).await? else {
-            return Ok(None);
-        };
-        if rec.kind != Kind::ConsoleSession {
-            return Ok(None);
-        }
-        let data: SessionData = rec.decode()?;
-        if data.expires <= crate::clock::now() {
-            return Ok(None);
-        }
-        Ok(Some((rec.account_sid, data)))
+        let now = crate::clock::now();
+        self.db(move |s| {
+            let Some(rec) = s.get(&sid)? else {
+                return Ok(None);
+            };
+            if rec.kind != Kind::ConsoleSession {
+                return Ok(None);
+            }
+            let data: SessionData = rec.decode()?;
+            if data.expires <= now {
+                return Ok(None);
+            }
+            // Filed under the Account: signed in with an auth token, which must still work.
+            if rec.parent_sid.as_deref() == Some(rec.account_sid.as_str()) {
+                let works = match &data.token_sha256 {
+                    Some(t) => crate::accounts::token_still_works(s, &rec.account_sid, t)?,
+                    None => false,
+                };
+                if !works {
+                    return Ok(None);
+                }
+            }
+            Ok(Some((rec.account_sid, data)))
+        })
+        .await
     }
 }
 
