@@ -246,8 +246,9 @@ impl Postgres {
         )
     }
 
-    /// The deadlocks the server detected in database `db`, read once no session is connected
-    /// to it (a session reports its counts when it ends), within 30 s.
+    /// The deadlocks the server detected in database `db`, read once no client is connected
+    /// to it, within 30 s: a session reports its counts when it ends (PostgreSQL 15 and
+    /// later; an older server's statistics collector could report them later still).
     pub fn deadlocks_once_idle(&self, db: &str) -> u64 {
         let query = |sql: &str| {
             let out = self
@@ -262,8 +263,17 @@ impl Postgres {
             );
             String::from_utf8_lossy(&out.stdout).trim().to_owned()
         };
+        let version: u32 = query("SHOW server_version_num").parse().expect("a version");
+        assert!(
+            version >= 150_000,
+            "PostgreSQL {version}: 15 or later needed"
+        );
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while query("SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}'") != "0" {
+        while query(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = '{db}' AND backend_type = 'client backend'",
+        ) != "0"
+        {
             assert!(
                 std::time::Instant::now() < deadline,
                 "sessions on {db} still open after 30 s"
