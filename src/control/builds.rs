@@ -290,10 +290,40 @@ impl ControlPlane {
                 )));
             }
         }
+        // Again when a version it names changed meanwhile (the upkeep marked it unheld).
+        let (rec, data) = super::retrying(|| {
+            self.build_once(
+                ctx,
+                svc,
+                &asset_sids,
+                &function_sids,
+                &dependencies,
+                &runtime,
+            )
+        })
+        .await?;
+        tokio::spawn(Arc::clone(self).finish_build(rec.sid.clone()));
+        Ok(json_response(
+            StatusCode::CREATED,
+            &self.render_build(&rec, &data),
+        ))
+    }
+
+    /// One attempt at recording a Build of the named versions: each is looked up and checked
+    /// again in the Build's commit (a version the upkeep marked unheld is unmarked there).
+    async fn build_once(
+        &self,
+        ctx: &Ctx,
+        svc: &str,
+        asset_sids: &[String],
+        function_sids: &[String],
+        dependencies: &[Dependency],
+        runtime: &str,
+    ) -> Result<(Record, BuildData), ApiError> {
         let (service, _) = self.service(ctx, svc).await?;
         let service_sid = service.sid.clone();
         let account = ctx.account.clone();
-        let (a_sids, f_sids) = (asset_sids.clone(), function_sids.clone());
+        let (a_sids, f_sids) = (asset_sids.to_vec(), function_sids.to_vec());
         let (assets, functions, checks) = self
             .db(move |s| {
                 // Each SID resolves to its manifest entry if it is a version of the right kind
@@ -308,7 +338,18 @@ impl ControlPlane {
                                 Ok(match found {
                                     Some(r) if r.kind == kind && r.account_sid == account => {
                                         let d: VersionData = r.decode()?;
-                                        checks.push(Write::check(&r));
+                                        checks.push(if d.unheld {
+                                            // The upkeep would delete it: this commit
+                                            // changes it, so that deletion's check fails.
+                                            let mut held = r.clone();
+                                            held.encode(&VersionData {
+                                                unheld: false,
+                                                ..d.clone()
+                                            });
+                                            Write::Update(held)
+                                        } else {
+                                            Write::check(&r)
+                                        });
                                         (d.service_sid == service_sid).then(|| entry(&r, d))
                                     }
                                     _ => None,
@@ -339,8 +380,8 @@ impl ControlPlane {
                 })
                 .collect::<Result<Vec<Entry>, ApiError>>()
         };
-        let asset_versions = resolve("AssetVersions", asset_sids, assets)?;
-        let function_versions = resolve("FunctionVersions", function_sids, functions)?;
+        let asset_versions = resolve("AssetVersions", asset_sids.to_vec(), assets)?;
+        let function_versions = resolve("FunctionVersions", function_sids.to_vec(), functions)?;
 
         let mut paths = HashSet::new();
         for e in asset_versions.iter().chain(&function_versions) {
@@ -377,8 +418,8 @@ impl ControlPlane {
             service_sid: service.sid.clone(),
             asset_versions,
             function_versions,
-            dependencies,
-            runtime,
+            dependencies: dependencies.to_vec(),
+            runtime: runtime.to_owned(),
             status: BuildStatus::Building,
             failure: None,
             encodings: BTreeMap::new(),
@@ -396,11 +437,7 @@ impl ControlPlane {
         let mut writes = checks;
         writes.push(Write::Insert(rec.clone()));
         self.db(move |s| s.commit(writes)).await?;
-        tokio::spawn(Arc::clone(self).finish_build(rec.sid.clone()));
-        Ok(json_response(
-            StatusCode::CREATED,
-            &self.render_build(&rec, &data),
-        ))
+        Ok((rec, data))
     }
 
     /// Moves a `building` Build to `completed` or `failed`.

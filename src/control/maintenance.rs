@@ -1,6 +1,7 @@
 //! Periodic upkeep, in one process at a time across a fleet (under a lease in the store):
 //! request logs past their 30 days, Asset and Function Versions that no Build holds and that
-//! are older than the retention (`--retention-days`, as Twilio keeps them 30 days), the blobs
+//! are older than the retention (`--retention-days`, as Twilio keeps them 30 days; marked in
+//! one round, deleted in a later one), the blobs
 //! nothing refers to any more (local files and bucket objects, after a grace period so that a
 //! blob whose record is being written stays), Builds left `building` by a process that
 //! died, Console sessions past their end, and the change feed's entries older than a week.
@@ -12,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use super::builds::BuildStatus;
+use super::versions::VersionData;
 use super::ControlPlane;
 use crate::store::{Kind, StoreError, Write};
 
@@ -35,8 +37,10 @@ const FEED_RETENTION_SECS: i64 = 7 * 24 * 3600;
 pub struct MaintenanceReport {
     /// Request-log lines deleted.
     pub logs: usize,
-    /// Asset and Function Versions deleted.
+    /// Asset and Function Versions deleted (marked unheld by an earlier round, still unheld).
     pub versions: usize,
+    /// Asset and Function Versions marked unheld, to be deleted by a later round.
+    pub versions_marked: usize,
     /// Local blob files deleted.
     pub local_blobs: usize,
     /// Bucket objects deleted.
@@ -60,8 +64,9 @@ struct HeldSid {
 
 impl ControlPlane {
     /// One round of upkeep as of `now` (Unix seconds; tests move it): Versions older than
-    /// `retention_secs` that no Build holds are deleted, then every blob nothing refers to
-    /// that is older than `blob_grace` (by the wall clock, which stamped the files).
+    /// `retention_secs` that no Build holds are marked, and deleted by a later round if they
+    /// are still marked and unheld; then every blob nothing refers to that is older than
+    /// `blob_grace` (by the wall clock, which stamped the files).
     pub async fn maintain(
         self: &Arc<Self>,
         now: i64,
@@ -70,7 +75,7 @@ impl ControlPlane {
     ) -> Result<MaintenanceReport, StoreError> {
         let mut report = MaintenanceReport::default();
         let store = Arc::clone(&self.store);
-        let (logs, versions, stale) = tokio::task::spawn_blocking(move || {
+        let (logs, versions, marked, stale) = tokio::task::spawn_blocking(move || {
             let logs = store.purge_before(Kind::Log, now - super::logs::RETENTION_SECS)?;
             // Console sessions past their end (they are refused from then on anyway).
             store.purge_before(Kind::ConsoleSession, now - super::sessions::TTL_SECS)?;
@@ -87,31 +92,49 @@ impl ControlPlane {
                 held.extend(b.function_versions.into_iter().map(|v| v.sid));
                 Ok(())
             })?;
-            let mut doomed = Vec::new();
+            let mut unheld = Vec::new();
             for kind in [Kind::AssetVersion, Kind::FunctionVersion] {
                 store.scan_each(kind, &mut |rec| {
                     if rec.created < now - retention_secs && !held.contains(&rec.sid) {
-                        doomed.push(rec);
+                        unheld.push(rec);
                     }
                     Ok(())
                 })?;
             }
-            let mut versions = 0;
-            for rec in doomed {
-                // Checked at its version: a Build created meanwhile holds it (it checks
-                // the versions it names), and then it stays.
-                match store.commit(vec![Write::check(&rec), Write::Delete(rec.sid)]) {
-                    Ok(()) => versions += 1,
+            // A version is deleted in two rounds: this one marks it, a later one deletes it
+            // if it is still marked and unheld. A Build created while a round runs is not in
+            // that round's scan; one that names a marked version clears the mark in its own
+            // commit, which changes the record, so the deletion's check at the version read
+            // here fails and the version stays. (A check alone would not do: it writes
+            // nothing, so the deletion's check would pass.)
+            let (mut versions, mut marked) = (0, 0);
+            for rec in unheld {
+                let data: VersionData = rec.decode()?;
+                let (writes, deletes) = if data.unheld {
+                    let sid = rec.sid.clone();
+                    (vec![Write::check(&rec), Write::Delete(sid)], true)
+                } else {
+                    let mut mark = rec;
+                    mark.encode(&VersionData {
+                        unheld: true,
+                        ..data
+                    });
+                    (vec![Write::Update(mark)], false)
+                };
+                match store.commit(writes) {
+                    Ok(()) if deletes => versions += 1,
+                    Ok(()) => marked += 1,
                     Err(StoreError::Stale(_)) => {}
                     Err(e) => return Err(e),
                 }
             }
-            Ok::<_, StoreError>((logs, versions, stale))
+            Ok::<_, StoreError>((logs, versions, marked, stale))
         })
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))??;
         report.logs = logs;
         report.versions = versions;
+        report.versions_marked = marked;
         report.builds_resumed = stale.len();
         for sid in stale {
             tokio::spawn(Arc::clone(self).finish_build(sid));
@@ -201,6 +224,7 @@ impl ControlPlane {
                     Ok(r) => tracing::info!(
                         logs = r.logs,
                         versions = r.versions,
+                        versions_marked = r.versions_marked,
                         local_blobs = r.local_blobs,
                         remote_blobs = r.remote_blobs,
                         builds_resumed = r.builds_resumed,

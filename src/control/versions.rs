@@ -175,6 +175,11 @@ pub struct VersionData {
     pub size: u64,
     /// The Content-Type of the uploaded part, if it had one.
     pub content_type: Option<String>,
+    /// Set by a round of upkeep when no Build held it and it was past the retention. A later
+    /// round deletes it if it is still set and still no Build holds it; a Build that names it
+    /// clears it in its own commit, which changes the record, so that deletion's check fails.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unheld: bool,
 }
 
 fn upload_error(e: multer::Error) -> ApiError {
@@ -556,6 +561,7 @@ impl ControlPlane {
             sha256: blob.sha256,
             size: blob.size,
             content_type: upload.content_type,
+            unheld: false,
         };
         let rec = Record::new(
             kind.version_kind(),
