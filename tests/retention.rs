@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
+use sigil::control::maintenance::MARK_AGE_SECS;
 use sigil::control::ControlPlane;
 use sigil::store::{BlobStore, Metadata, PgStore, RemoteBlobs, SqliteStore};
 use support::postgres::Postgres;
@@ -145,14 +146,16 @@ impl Harness {
         b["status"].clone()
     }
 
-    /// Waits (2 s at most) until the Build is no longer `building`.
+    /// Waits (10 s at most) until the Build is `completed`.
     async fn wait_build(&self, svc: &str, build: &str) {
-        for _ in 0..100 {
-            if self.build_status(svc, build).await != "building" {
-                return;
+        for _ in 0..500 {
+            match self.build_status(svc, build).await.as_str() {
+                Some("building") => tokio::time::sleep(Duration::from_millis(20)).await,
+                Some("completed") => return,
+                other => panic!("Build {build}: {other:?}"),
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        panic!("Build {build} still building after 10 s");
     }
 
     fn has_blob(&self, content: &[u8]) -> bool {
@@ -199,10 +202,9 @@ async fn unused_versions_go_after_the_retention_and_held_ones_never(h: Harness) 
     // (The bucket stamps objects in whole seconds: one passes, so that a grace of zero has
     // them written before the round.)
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let r =
-        h.cp.maintain(now + 31 * DAY, retention, Duration::ZERO)
-            .await
-            .expect("upkeep");
+    let marked_at = now + 31 * DAY;
+    let round = |at: i64| h.cp.maintain(at, retention, Duration::ZERO);
+    let r = round(marked_at).await.expect("upkeep");
     assert_eq!(
         (r.versions, r.versions_marked, r.local_blobs),
         (0, 2, 0),
@@ -211,9 +213,9 @@ async fn unused_versions_go_after_the_retention_and_held_ones_never(h: Harness) 
     assert!(h.store.get(&old).expect("get").is_some());
     assert!(h.has_blob(b"unused content"));
 
-    // A Build that names a marked version unmarks it, so the next round does not delete it,
-    // even with that Build gone by then (it may have been created while a round ran, after
-    // that round's scan): it is marked again instead.
+    // A Build that names a marked version unmarks it, so no later round deletes it on that
+    // mark, even with that Build gone by then (it may have been created while a round ran,
+    // after that round's scan): it is marked again instead.
     let rescue = h
         .form(
             &format!("/v1/Services/{svc}/Builds"),
@@ -228,13 +230,21 @@ async fn unused_versions_go_after_the_retention_and_held_ones_never(h: Harness) 
         vec![],
     )
     .await;
-    let r =
-        h.cp.maintain(now + 31 * DAY, retention, Duration::ZERO)
-            .await
-            .expect("upkeep");
+    // A round soon after: the Function Version's mark is too young (it could be an
+    // overlapping round's, made after this round read the Builds), so it stays.
+    let r = round(marked_at + 60).await.expect("upkeep");
     assert_eq!(
         (r.versions, r.versions_marked, r.local_blobs),
-        (1, 1, 1),
+        (0, 1, 0),
+        "{r:?}"
+    );
+    assert!(h.store.get(&func).expect("get").is_some());
+    // Once its mark is old enough, the Function Version goes; the Asset Version, marked
+    // again a minute later, stays a minute longer.
+    let r = round(marked_at + MARK_AGE_SECS).await.expect("upkeep");
+    assert_eq!(
+        (r.versions, r.versions_marked, r.local_blobs),
+        (1, 0, 1),
         "{r:?}"
     );
     assert!(h.store.get(&func).expect("get").is_none());
@@ -242,11 +252,8 @@ async fn unused_versions_go_after_the_retention_and_held_ones_never(h: Harness) 
     assert!(h.store.get(&old).expect("get").is_some());
     assert!(h.has_blob(b"unused content"));
 
-    // The round after: the unused Asset Version and its content go too; the held one stays.
-    let r =
-        h.cp.maintain(now + 31 * DAY, retention, Duration::ZERO)
-            .await
-            .expect("upkeep");
+    // Then the unused Asset Version and its content go too; the held one stays.
+    let r = round(marked_at + 60 + MARK_AGE_SECS).await.expect("upkeep");
     assert_eq!((r.versions, r.versions_marked), (1, 0), "{r:?}");
     assert!(h.store.get(&old).expect("get").is_none());
     assert!(h.store.get(&func).expect("get").is_none());

@@ -338,12 +338,12 @@ impl ControlPlane {
                                 Ok(match found {
                                     Some(r) if r.kind == kind && r.account_sid == account => {
                                         let d: VersionData = r.decode()?;
-                                        checks.push(if d.unheld {
+                                        checks.push(if d.unheld_since.is_some() {
                                             // The upkeep would delete it: this commit
                                             // changes it, so that deletion's check fails.
                                             let mut held = r.clone();
                                             held.encode(&VersionData {
-                                                unheld: false,
+                                                unheld_since: None,
                                                 ..d.clone()
                                             });
                                             Write::Update(held)

@@ -29,6 +29,11 @@ pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
 /// longer than an npm install may take (10 minutes) and its packing.
 const STALE_BUILD_SECS: i64 = 900;
 
+/// How old a round's mark on an unheld version must be before a later round deletes it:
+/// two rounds apart, and more than the clocks of a fleet's processes differ (a mark is
+/// stamped with its round's clock).
+pub const MARK_AGE_SECS: i64 = 600;
+
 /// How long the change feed keeps a change.
 const FEED_RETENTION_SECS: i64 = 7 * 24 * 3600;
 
@@ -37,7 +42,8 @@ const FEED_RETENTION_SECS: i64 = 7 * 24 * 3600;
 pub struct MaintenanceReport {
     /// Request-log lines deleted.
     pub logs: usize,
-    /// Asset and Function Versions deleted (marked unheld by an earlier round, still unheld).
+    /// Asset and Function Versions deleted (marked by a round at least [`MARK_AGE_SECS`]
+    /// earlier, still unheld).
     pub versions: usize,
     /// Asset and Function Versions marked unheld, to be deleted by a later round.
     pub versions_marked: usize,
@@ -64,9 +70,10 @@ struct HeldSid {
 
 impl ControlPlane {
     /// One round of upkeep as of `now` (Unix seconds; tests move it): Versions older than
-    /// `retention_secs` that no Build holds are marked, and deleted by a later round if they
-    /// are still marked and unheld; then every blob nothing refers to that is older than
-    /// `blob_grace` (by the wall clock, which stamped the files).
+    /// `retention_secs` that no Build holds are marked, and deleted by a round at least
+    /// [`MARK_AGE_SECS`] later if they are still marked and unheld; then every blob nothing
+    /// refers to that is older than `blob_grace` (by the wall clock, which stamped the
+    /// files).
     pub async fn maintain(
         self: &Arc<Self>,
         now: i64,
@@ -101,25 +108,31 @@ impl ControlPlane {
                     Ok(())
                 })?;
             }
-            // A version is deleted in two rounds: this one marks it, a later one deletes it
-            // if it is still marked and unheld. A Build created while a round runs is not in
-            // that round's scan; one that names a marked version clears the mark in its own
-            // commit, which changes the record, so the deletion's check at the version read
-            // here fails and the version stays. (A check alone would not do: it writes
-            // nothing, so the deletion's check would pass.)
+            // A version is deleted in two rounds: this one marks it (with this round's clock),
+            // a later one deletes it if it is still marked, still unheld, and the mark is
+            // MARK_AGE old. A Build created while a round runs is not in that round's scan;
+            // one that names a marked version clears the mark in its own commit, which
+            // changes the record, so the deletion's check at the version read here fails and
+            // the version stays. (A check alone would not do: it writes nothing, so the
+            // deletion's check would pass.) A mark younger than this round may have been made
+            // by an overlapping round after this one read the Builds, and is left alone.
             let (mut versions, mut marked) = (0, 0);
             for rec in unheld {
                 let data: VersionData = rec.decode()?;
-                let (writes, deletes) = if data.unheld {
-                    let sid = rec.sid.clone();
-                    (vec![Write::check(&rec), Write::Delete(sid)], true)
-                } else {
-                    let mut mark = rec;
-                    mark.encode(&VersionData {
-                        unheld: true,
-                        ..data
-                    });
-                    (vec![Write::Update(mark)], false)
+                let (writes, deletes) = match data.unheld_since {
+                    Some(since) if since <= now - MARK_AGE_SECS => {
+                        let sid = rec.sid.clone();
+                        (vec![Write::check(&rec), Write::Delete(sid)], true)
+                    }
+                    Some(_) => continue,
+                    None => {
+                        let mut mark = rec;
+                        mark.encode(&VersionData {
+                            unheld_since: Some(now),
+                            ..data
+                        });
+                        (vec![Write::Update(mark)], false)
+                    }
                 };
                 match store.commit(writes) {
                     Ok(()) if deletes => versions += 1,

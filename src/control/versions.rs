@@ -175,11 +175,12 @@ pub struct VersionData {
     pub size: u64,
     /// The Content-Type of the uploaded part, if it had one.
     pub content_type: Option<String>,
-    /// Set by a round of upkeep when no Build held it and it was past the retention. A later
-    /// round deletes it if it is still set and still no Build holds it; a Build that names it
-    /// clears it in its own commit, which changes the record, so that deletion's check fails.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub unheld: bool,
+    /// When a round of upkeep found that no Build held it past the retention (that round's
+    /// Unix seconds). A later round deletes it if it is still set and still no Build holds
+    /// it; a Build that names it clears it in its own commit, which changes the record, so
+    /// that deletion's check fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unheld_since: Option<i64>,
 }
 
 fn upload_error(e: multer::Error) -> ApiError {
@@ -561,7 +562,7 @@ impl ControlPlane {
             sha256: blob.sha256,
             size: blob.size,
             content_type: upload.content_type,
-            unheld: false,
+            unheld_since: None,
         };
         let rec = Record::new(
             kind.version_kind(),
