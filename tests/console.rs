@@ -223,40 +223,24 @@ fn sessions_stand_in_for_basic_credentials_and_changes_need_the_csrf_token() {
 
     // A session signed in with a token lasts as long as that token works: replacing the
     // secondary token ends the sessions signed in with the old one, not the primary's.
+    let services = |cookie: &str| {
+        with_session(&sigil, get.clone(), "/v1/Services", cookie, None, &[]).status()
+    };
     let resp = sign_in(&sigil, ACCOUNT_SID, AUTH_TOKEN, &[]);
     let (by_token, _) = session_cookie(&resp);
-    let ok = with_session(&sigil, get.clone(), "/v1/Services", &by_token, None, &[]);
-    assert_eq!(ok.status(), 200);
+    assert_eq!(services(&by_token), 200);
     let secondary = sigil.account_cli(&["token", "secondary", "--account", ACCOUNT_SID]);
     let secondary = field(&secondary, "secondary_auth_token");
     let resp = sign_in(&sigil, ACCOUNT_SID, &secondary, &[]);
     assert_eq!(resp.status(), 201);
     let (by_secondary, _) = session_cookie(&resp);
-    let ok = with_session(
-        &sigil,
-        get.clone(),
-        "/v1/Services",
-        &by_secondary,
-        None,
-        &[],
-    );
-    assert_eq!(ok.status(), 200);
+    assert_eq!(services(&by_secondary), 200);
     sigil.account_cli(&["token", "secondary", "--account", ACCOUNT_SID]);
-    let gone = with_session(
-        &sigil,
-        get.clone(),
-        "/v1/Services",
-        &by_secondary,
-        None,
-        &[],
-    );
-    assert_eq!(gone.status(), 401);
-    let ok = with_session(&sigil, get.clone(), "/v1/Services", &by_token, None, &[]);
-    assert_eq!(ok.status(), 200);
+    assert_eq!(services(&by_secondary), 401);
+    assert_eq!(services(&by_token), 200);
     // Promoting ends the sessions signed in with a token.
     sigil.account_cli(&["token", "promote", "--account", ACCOUNT_SID]);
-    let gone = with_session(&sigil, get.clone(), "/v1/Services", &by_token, None, &[]);
-    assert_eq!(gone.status(), 401);
+    assert_eq!(services(&by_token), 401);
 
     // Signed in with an API key: deleting the key ends the session.
     let key = sigil.account_cli(&["key", "create", "--account", ACCOUNT_SID]);

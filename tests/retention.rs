@@ -186,12 +186,10 @@ async fn unused_versions_go_after_the_retention_and_held_ones_never(h: Harness) 
     h.wait_build(&svc, &build).await;
     let now = sigil::clock::now();
     let retention = 30 * DAY;
+    let round = |at: i64| h.cp.maintain(at, retention, Duration::ZERO);
 
     // Within the retention: nothing goes.
-    let r =
-        h.cp.maintain(now + 29 * DAY, retention, Duration::ZERO)
-            .await
-            .expect("upkeep");
+    let r = round(now + 29 * DAY).await.expect("upkeep");
     assert_eq!(
         (r.versions, r.local_blobs, r.remote_blobs),
         (0, 0, 0),
@@ -203,7 +201,6 @@ async fn unused_versions_go_after_the_retention_and_held_ones_never(h: Harness) 
     // them written before the round.)
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let marked_at = now + 31 * DAY;
-    let round = |at: i64| h.cp.maintain(at, retention, Duration::ZERO);
     let r = round(marked_at).await.expect("upkeep");
     assert_eq!(
         (r.versions, r.versions_marked, r.local_blobs),
@@ -280,10 +277,7 @@ async fn unused_versions_go_after_the_retention_and_held_ones_never(h: Harness) 
             .expect("upkeep");
     assert_eq!((r.local_blobs, r.remote_blobs), (0, 0), "{r:?}");
     assert!(h.blobs.is_local(&orphan.sha256, orphan.size));
-    let r =
-        h.cp.maintain(now + 31 * DAY, retention, Duration::ZERO)
-            .await
-            .expect("upkeep");
+    let r = round(now + 31 * DAY).await.expect("upkeep");
     assert_eq!(r.local_blobs, 1, "{r:?}");
     assert!(!h.blobs.is_local(&orphan.sha256, orphan.size));
 }

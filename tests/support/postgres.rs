@@ -206,39 +206,36 @@ impl Postgres {
         self.port
     }
 
-    /// `psql` on database `db` of this cluster, with `flag` (`-c` and friends) before the SQL
-    /// to add.
-    pub fn psql(&self, db: &str, flag: &str) -> Command {
-        let mut c = Command::new("psql");
-        c.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "-U",
-            "sigil",
-        ])
-        .args(["-d", db, flag]);
-        c
+    /// Runs `sql` with `psql` on database `db` of this cluster; fails the test if it fails.
+    /// Returns what it printed: rows only, unaligned, trimmed.
+    pub fn sql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "sigil",
+            ])
+            .args(["-d", db, "-qtAc", sql])
+            .output()
+            .expect("psql runs");
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     /// A URL of database `name`, created if it does not exist yet. The URL carries a
     /// password (trust authentication ignores it) so that tests can check it is never shown.
     pub fn database(&self, name: &str) -> String {
         assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
-        let exists = self
-            .psql("postgres", "-tAc")
-            .arg(format!(
-                "SELECT 1 FROM pg_database WHERE datname = '{name}'"
-            ))
-            .output()
-            .expect("psql runs");
-        if String::from_utf8_lossy(&exists.stdout).trim() != "1" {
-            run(
-                self.psql("postgres", "-qc")
-                    .arg(format!("CREATE DATABASE {name}")),
-                "CREATE DATABASE",
-            );
+        let exists = format!("SELECT 1 FROM pg_database WHERE datname = '{name}'");
+        if self.sql("postgres", &exists) != "1" {
+            self.sql("postgres", &format!("CREATE DATABASE {name}"));
         }
         format!(
             "postgres://sigil:{}@127.0.0.1:{}/{name}",
@@ -250,19 +247,7 @@ impl Postgres {
     /// to it, within 30 s: a session reports its counts when it ends (PostgreSQL 15 and
     /// later; an older server's statistics collector could report them later still).
     pub fn deadlocks_once_idle(&self, db: &str) -> u64 {
-        let query = |sql: &str| {
-            let out = self
-                .psql("postgres", "-tAc")
-                .arg(sql.replace("{db}", db))
-                .output()
-                .expect("psql runs");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).trim().to_owned()
-        };
+        let query = |sql: &str| self.sql("postgres", &sql.replace("{db}", db));
         let version: u32 = query("SHOW server_version_num").parse().expect("a version");
         assert!(
             version >= 150_000,
