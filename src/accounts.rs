@@ -325,6 +325,8 @@ pub fn authenticate(
 fn either_token(data: &AccountData, matches: impl Fn(&str) -> bool) -> bool {
     let primary = matches(&data.auth_token);
     let secondary = data.secondary_auth_token.as_deref().is_some_and(&matches);
+    // `|`, not `||`: no short cut. (`^` would differ only if both tokens were the same, and
+    // each is 32 random hex digits.)
     primary | secondary
 }
 
