@@ -146,12 +146,18 @@ impl Harness {
         b["status"].clone()
     }
 
-    /// Waits (10 s at most) until the Build is `completed`.
-    async fn wait_build(&self, svc: &str, build: &str) {
+    /// A Build of the Asset Version `version`, once it is `completed` (10 s at most).
+    async fn built(&self, svc: &str, version: &str) -> String {
+        let build = self
+            .form(
+                &format!("/v1/Services/{svc}/Builds"),
+                &format!("AssetVersions={version}"),
+            )
+            .await;
         for _ in 0..500 {
-            match self.build_status(svc, build).await.as_str() {
+            match self.build_status(svc, &build).await.as_str() {
                 Some("building") => tokio::time::sleep(Duration::from_millis(20)).await,
-                Some("completed") => return,
+                Some("completed") => return build,
                 other => panic!("Build {build}: {other:?}"),
             }
         }
@@ -177,13 +183,7 @@ async fn unused_versions_go_after_the_retention_and_held_ones_never(h: Harness) 
     let (asset, old) = h.version(&svc, "Assets", "/a.txt", b"unused content").await;
     let (_, held) = h.version(&svc, "Assets", "/b.txt", b"held content").await;
     let (_, func) = h.version(&svc, "Functions", "/f", b"unused function").await;
-    let build = h
-        .form(
-            &format!("/v1/Services/{svc}/Builds"),
-            &format!("AssetVersions={held}"),
-        )
-        .await;
-    h.wait_build(&svc, &build).await;
+    let build = h.built(&svc, &held).await;
     let now = sigil::clock::now();
     let retention = 30 * DAY;
     let round = |at: i64| h.cp.maintain(at, retention, Duration::ZERO);
@@ -213,13 +213,7 @@ async fn unused_versions_go_after_the_retention_and_held_ones_never(h: Harness) 
     // A Build that names a marked version unmarks it, so no later round deletes it on that
     // mark, even with that Build gone by then (it may have been created while a round ran,
     // after that round's scan): it is marked again instead.
-    let rescue = h
-        .form(
-            &format!("/v1/Services/{svc}/Builds"),
-            &format!("AssetVersions={old}"),
-        )
-        .await;
-    h.wait_build(&svc, &rescue).await;
+    let rescue = h.built(&svc, &old).await;
     h.call(
         "DELETE",
         &format!("/v1/Services/{svc}/Builds/{rescue}"),

@@ -55,7 +55,8 @@ fn as_owner(bin: &Path, program: &str) -> Command {
     c
 }
 
-fn run(cmd: &mut Command, what: &str) {
+/// Runs `cmd`; fails the test if it fails. Returns what it printed on stdout.
+fn run(cmd: &mut Command, what: &str) -> String {
     let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| {
         panic!("{what}: {e} (install PostgreSQL's server: apt-get install postgresql)")
     });
@@ -65,6 +66,7 @@ fn run(cmd: &mut Command, what: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 impl Postgres {
@@ -209,24 +211,21 @@ impl Postgres {
     /// Runs `sql` with `psql` on database `db` of this cluster; fails the test if it fails.
     /// Returns what it printed: rows only, unaligned, trimmed.
     pub fn sql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "sigil",
-            ])
-            .args(["-d", db, "-qtAc", sql])
-            .output()
-            .expect("psql runs");
-        assert!(
-            out.status.success(),
-            "psql {sql:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        run(
+            Command::new("psql")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "sigil",
+                ])
+                .args(["-d", db, "-qtAc", sql]),
+            &format!("psql {sql:?}"),
+        )
+        .trim()
+        .to_owned()
     }
 
     /// A URL of database `name`, created if it does not exist yet. The URL carries a
