@@ -6,8 +6,10 @@ names (default "0") with as many workers (nginx: worker_processes; sigil: --work
 on both unless LOGS=on (then nginx's default access log to a file, and sigil's defaults: access
 log and the Logs resource). The load generators run on CLIENT_CPUS (default "1"), one thread
 per CPU: wrk (HTTP/1.1, keep-alive; also over TLS), examples/loadgen.rs (HTTP/1.1, a cheaper client that has
-the kernel discard bodies: where wrk is saturated it shows whether the server was the limit)
-and h2load (TLS + HTTP/2), alternately, RUNS times each. The table shows median req/s and p99
+the kernel discard bodies: where wrk is saturated it shows whether the server was the limit),
+h2load (TLS + HTTP/2) and loadgen again over TLS + HTTP/2 (the second HTTP/2 client, with its
+latencies in memory where h2load's p99 comes from a per-request log), alternately, RUNS times
+each. The table shows median req/s and p99
 latency and the sigil/nginx ratio (of the medians, and "paired": the median of the ratios
 within each pair of runs next to each other in time, which the machine's drift does not move),
 each server's CPU time per request (from /proc: what it costs, whatever held the rate) and how busy the load generator was (near 100% of its CPUs, the
@@ -56,8 +58,8 @@ WORKERS = _count(SERVER_CPUS)
 CLIENT_THREADS = _count(CLIENT_CPUS)
 LOGS = os.environ.get("LOGS", "off") == "on"
 LOADGEN = os.path.join(ROOT, "target", "release", "examples", "loadgen")
-# For quick looks: CASES=h1:1k,h1c:1k,h1s:1k,h2:1k limits the table (h1c: the cheaper client;
-# h1s: HTTP/1.1 over TLS);
+# For quick looks: CASES=h1:1k,h1c:1k,h1s:1k,h2:1k,h2l:1k limits the table (h1c: the cheaper
+# client; h1s: HTTP/1.1 over TLS; h2: h2load; h2l: loadgen over TLS + HTTP/2);
 # EXTRAS=protected|none limits what follows.
 CASES = [c for c in os.environ.get("CASES", "").split(",") if c]
 EXTRAS = os.environ.get("EXTRAS", "all")
@@ -167,7 +169,8 @@ def wrk(url, host=None, headers=()):
 
 
 def loadgen(url, host=None, headers=()):
-    """The cheaper HTTP/1.1 client (examples/loadgen.rs), one process per client CPU."""
+    """examples/loadgen.rs, one process per client CPU: HTTP/1.1 for http:// URLs, TLS +
+    HTTP/2 with 10 streams a connection (as h2load -m10) for https:// ones."""
     per = max(1, CONNS // CLIENT_THREADS)
     procs = [subprocess.Popen(["taskset", "-c", cpu, LOADGEN, url, str(per), str(DURATION),
                                *([f"Host: {host}"] if host else []), *headers],
@@ -300,10 +303,10 @@ def main():
 
         results = {}
         log(f"HTTP/1.1 (wrk -c{CONNS}; loadgen -c{CONNS}), TLS + HTTP/1.1 (wrk -c{CONNS}) and TLS + HTTP/2 "
-            f"(h2load -c{CONNS} -m10), "
+            f"(h2load -c{CONNS} -m10; loadgen -c{CONNS}, 10 streams), "
             f"{RUNS} runs x {DURATION}s, alternating")
         for name, _ in SIZES:
-            for proto in ("h1", "h1c", "h1s", "h2"):
+            for proto in ("h1", "h1c", "h1s", "h2", "h2l"):
                 if CASES and f"{proto}:{name}" not in CASES:
                     continue
                 samples = {"nginx": [], "sigil": []}
@@ -326,9 +329,15 @@ def main():
                             port = PORTS["nginx_https"] if server == "nginx" else PORTS["https"]
                             run_it = lambda: wrk(f"https://127.0.0.1:{port}/{name}.bin",
                                                  host=domain if server == "sigil" else None)
-                        else:
+                        elif proto == "h2":
                             port = PORTS["nginx_https"] if server == "nginx" else PORTS["https"]
                             run_it = lambda: h2load(f"https://{domain}:{port}/{name}.bin", f"127.0.0.1:{port}")
+                        else:
+                            # loadgen checks the certificate: nginx's names localhost (a
+                            # wildcard directly under localhost matches no name for rustls).
+                            port = PORTS["nginx_https"] if server == "nginx" else PORTS["https"]
+                            run_it = lambda: loadgen(f"https://127.0.0.1:{port}/{name}.bin",
+                                                     host=domain if server == "sigil" else "localhost")
                         for attempt in range(3):
                             try:
                                 r = measured(pids[server], run_it)
@@ -356,7 +365,7 @@ def main():
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for (proto, name), r in results.items():
             label = {"h1": "HTTP/1.1 (wrk)", "h1c": "HTTP/1.1 (loadgen)", "h1s": "TLS+HTTP/1.1 (wrk)",
-                     "h2": "TLS+HTTP/2 (h2load)"}[proto]
+                     "h2": "TLS+HTTP/2 (h2load)", "h2l": "TLS+HTTP/2 (loadgen)"}[proto]
             (n_rps, n_p99, n_cpu, n_client), (s_rps, s_p99, s_cpu, s_client) = r["nginx"], r["sigil"]
             print(f"| {label} | {name} | {n_rps:,.0f} | {s_rps:,.0f} | {s_rps / n_rps:.2f}x | {r['paired']:.2f}x "
                   f"| {n_p99:.2f} | {s_p99:.2f} "

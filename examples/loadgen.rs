@@ -1,38 +1,65 @@
-//! A deliberately cheap HTTP/1.1 load generator for `benches/compare.py`: keep-alive GETs on
-//! N connections from one thread, the response head parsed with httparse and the body
-//! discarded by the kernel (`recv` with `MSG_TRUNC` on TCP copies nothing to user space). It
-//! does less per request than wrk, so where wrk is saturated it shows whether the server was
-//! the limit. Prints `requests/sec`, `p99_ms` and `errors` (non-2xx/3xx or broken responses).
+//! A deliberately cheap load generator for `benches/compare.py`, from one thread.
 //!
-//! Usage: `loadgen URL CONNECTIONS SECONDS [HEADER: VALUE]...` (URL `http://ADDR/PATH`; the
-//! Host header is taken from the arguments when given, else ADDR).
+//! - `http://` URLs: HTTP/1.1 keep-alive GETs on N connections, the response head parsed with
+//!   httparse and the body discarded by the kernel (`recv` with `MSG_TRUNC` on TCP copies
+//!   nothing to user space). It does less per request than wrk, so where wrk is saturated it
+//!   shows whether the server was the limit.
+//! - `https://` URLs: TLS (rustls, ALPN `h2`) and HTTP/2, `--streams` requests in flight on each
+//!   of N connections (10 by default, as `compare.py` runs h2load), with the `h2` crate. The
+//!   second HTTP/2 client next to h2load: its latencies stay in memory (h2load's per-request
+//!   log is the only way to its p99), so a p99 that differs between the two is the client's.
+//!   The server's certificate is checked against `certs/ca.pem` (or `--ca FILE`).
+//!
+//! Prints `requests/sec`, `p99_ms` and `errors` (non-2xx/3xx or broken responses).
+//!
+//! Usage: `loadgen [--streams N] [--ca FILE] URL CONNECTIONS SECONDS [HEADER: VALUE]...` (URL
+//! `http://ADDR/PATH` or `https://ADDR/PATH`; the Host header — over TLS also the name the
+//! certificate must carry — is taken from the arguments when given, else ADDR).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut streams = 10usize;
+    let mut ca = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/ca.pem").to_owned();
+    while args.first().is_some_and(|a| a.starts_with("--")) {
+        let flag = args.remove(0);
+        let value = (!args.is_empty()).then(|| args.remove(0));
+        match (flag.as_str(), value) {
+            ("--streams", Some(v)) => streams = v.parse().expect("--streams N"),
+            ("--ca", Some(v)) => ca = v,
+            _ => usage(),
+        }
+    }
     let [url, conns, secs, headers @ ..] = args.as_slice() else {
-        eprintln!("usage: loadgen URL CONNECTIONS SECONDS [HEADER: VALUE]...");
-        std::process::exit(64);
+        usage()
     };
-    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => usage(),
+    };
     let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
-    let mut request = format!("GET {path} HTTP/1.1\r\n");
-    if !headers
+    let host = headers
         .iter()
-        .any(|h| h.to_ascii_lowercase().starts_with("host:"))
-    {
-        request.push_str(&format!("Host: {addr}\r\n"));
-    }
-    for h in headers {
-        request.push_str(h);
-        request.push_str("\r\n");
-    }
-    request.push_str("\r\n");
+        .find_map(|h| {
+            let (name, value) = h.split_once(':')?;
+            name.eq_ignore_ascii_case("host").then(|| value.trim())
+        })
+        .unwrap_or(addr)
+        .to_owned();
+    let others: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|h| h.split_once(':'))
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
     let conns: usize = conns.parse().expect("CONNECTIONS");
     let duration = Duration::from_secs(secs.parse().expect("SECONDS"));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -41,12 +68,27 @@ fn main() {
         .expect("runtime");
     let (mut latencies, errors) = rt.block_on(async {
         let until = Instant::now() + duration;
-        let tasks: Vec<_> = (0..conns)
-            .map(|_| {
-                let (addr, request) = (addr.to_owned(), request.clone());
-                tokio::spawn(async move { connection(&addr, request.as_bytes(), until).await })
-            })
-            .collect();
+        let tasks: Vec<_> = if tls {
+            let target = H2Target::new(addr, &host, path, &others, &ca);
+            (0..conns)
+                .map(|_| {
+                    let target = target.clone();
+                    tokio::spawn(async move { h2_connection(target, streams, until).await })
+                })
+                .collect()
+        } else {
+            let mut request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n");
+            for (name, value) in &others {
+                request.push_str(&format!("{name}: {value}\r\n"));
+            }
+            request.push_str("\r\n");
+            (0..conns)
+                .map(|_| {
+                    let (addr, request) = (addr.to_owned(), request.clone());
+                    tokio::spawn(async move { connection(&addr, request.as_bytes(), until).await })
+                })
+                .collect()
+        };
         let mut all = Vec::new();
         let mut errors = 0u64;
         for t in tasks {
@@ -67,6 +109,13 @@ fn main() {
     );
     println!("p99_ms: {:.3}", p99 as f64 / 1000.0);
     println!("errors: {errors}");
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: loadgen [--streams N] [--ca FILE] URL CONNECTIONS SECONDS [HEADER: VALUE]..."
+    );
+    std::process::exit(64);
 }
 
 /// Requests on one connection until `until` (reconnecting after a close): the latency of each
@@ -146,6 +195,146 @@ async fn connection(addr: &str, request: &[u8], until: Instant) -> (Vec<u32>, u6
             }
         }
         break;
+    }
+    (latencies, errors)
+}
+
+/// Where the HTTP/2 requests go: the address to connect to, the TLS set-up (the name the
+/// certificate must carry, ALPN `h2`) and the request every stream sends.
+#[derive(Clone)]
+struct H2Target {
+    addr: String,
+    name: rustls::pki_types::ServerName<'static>,
+    tls: tokio_rustls::TlsConnector,
+    request: http::Request<()>,
+}
+
+impl H2Target {
+    fn new(addr: &str, host: &str, path: &str, headers: &[(String, String)], ca: &str) -> H2Target {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("--ca: a PEM file")
+        {
+            roots
+                .add(cert.expect("--ca: a certificate"))
+                .expect("--ca: a CA");
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        // The certificate names the host, without the port.
+        let bare = host
+            .rsplit_once(':')
+            .filter(|(_, p)| p.parse::<u16>().is_ok());
+        let name = bare.map_or(host, |(h, _)| h).to_owned();
+        let mut request = http::Request::get(format!("https://{host}{path}"));
+        for (n, v) in headers {
+            request = request.header(n.as_str(), v.as_str());
+        }
+        H2Target {
+            addr: addr.to_owned(),
+            name: rustls::pki_types::ServerName::try_from(name).expect("a host name"),
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            request: request.body(()).expect("a request"),
+        }
+    }
+}
+
+/// HTTP/2 on one connection until `until` (reconnecting after a failure): `streams` requests
+/// kept in flight, each stream sending the next once its response has ended. The latency of
+/// each in microseconds, and the count of failures.
+async fn h2_connection(target: H2Target, streams: usize, until: Instant) -> (Vec<u32>, u64) {
+    let mut latencies = Vec::with_capacity(1 << 16);
+    let mut errors = 0;
+    while Instant::now() < until {
+        let Ok(sender) = h2_connect(&target).await else {
+            errors += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..streams {
+            let (sender, request) = (sender.clone(), target.request.clone());
+            set.spawn(h2_stream(sender, request, until));
+        }
+        drop(sender);
+        while let Some(done) = set.join_next().await {
+            let (l, e) = done.expect("stream task");
+            latencies.extend(l);
+            errors += e;
+        }
+    }
+    (latencies, errors)
+}
+
+/// Connects, shakes hands (TLS, then HTTP/2 with windows as large as h2load's: 2^30 - 1) and
+/// drives the connection in its own task.
+async fn h2_connect(
+    target: &H2Target,
+) -> Result<h2::client::SendRequest<Bytes>, Box<dyn std::error::Error>> {
+    let tcp = TcpStream::connect(&target.addr).await?;
+    tcp.set_nodelay(true)?;
+    let tls = target.tls.connect(target.name.clone(), tcp).await?;
+    if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err("the server did not choose h2".into());
+    }
+    let (sender, connection) = h2::client::Builder::new()
+        .initial_window_size((1 << 30) - 1)
+        .initial_connection_window_size((1 << 30) - 1)
+        .handshake(tls)
+        .await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// One stream's requests, one after another, until `until` or the connection fails. A response
+/// still coming at `until` is dropped, not counted: with large bodies and many streams, the
+/// requests in flight at the end would otherwise add seconds of transfer to the run.
+async fn h2_stream(
+    mut sender: h2::client::SendRequest<Bytes>,
+    request: http::Request<()>,
+    until: Instant,
+) -> (Vec<u32>, u64) {
+    let mut latencies = Vec::with_capacity(1 << 14);
+    let mut errors = 0;
+    let deadline = tokio::time::sleep_until(until.into());
+    tokio::pin!(deadline);
+    loop {
+        let started = Instant::now();
+        let response = async {
+            sender = sender.clone().ready().await?;
+            let (response, _) = sender.send_request(request.clone(), true)?;
+            let response = response.await?;
+            let ok = response.status().is_success() || response.status().is_redirection();
+            let mut body = response.into_body();
+            while let Some(data) = body.data().await {
+                let data = data?;
+                let _ = body.flow_control().release_capacity(data.len());
+            }
+            Ok::<bool, h2::Error>(ok)
+        };
+        let done = tokio::select! {
+            biased;
+            done = response => done,
+            () = &mut deadline => break,
+        };
+        match done {
+            Ok(true) => {
+                latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX))
+            }
+            Ok(false) => errors += 1,
+            Err(_) => {
+                errors += 1;
+                break;
+            }
+        }
     }
     (latencies, errors)
 }
