@@ -384,3 +384,55 @@ fn request_logs_keep_to_the_rate_and_say_what_they_left_out() {
         .sum();
     assert_eq!(said, over, "{lines:?}");
 }
+
+/// The benchmark's own client (`examples/loadgen.rs`, which `cargo test` builds) counts what it
+/// says: answered requests over HTTP/1.1 and over TLS + HTTP/2, and a 404 as an error, never as
+/// a request served. `benches/compare.py` stops on any error it reports.
+#[test]
+fn the_bench_client_counts_answers_and_errors() {
+    let sigil = Sigil::start();
+    let site = sigil.client().deploy_site(
+        "bench",
+        &[(
+            "/a.bin",
+            "public",
+            &[7u8; 20_000],
+            "application/octet-stream",
+        )],
+    );
+    let loadgen = std::env::current_exe()
+        .expect("test binary")
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("examples/loadgen");
+    assert!(
+        loadgen.exists(),
+        "{} is built by a plain `cargo test` (or `cargo build --example loadgen`)",
+        loadgen.display()
+    );
+    let run = |url: String| {
+        let out = std::process::Command::new(&loadgen)
+            .args([&url, "2", "1", &format!("Host: {}", site.domain)])
+            .output()
+            .expect("loadgen runs");
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        let field = |name: &str| -> f64 {
+            let line = text.lines().find_map(|l| l.strip_prefix(name)).expect(name);
+            line.trim().parse().expect("a number")
+        };
+        (field("requests/sec:"), field("errors:"))
+    };
+    for base in [
+        format!("http://{}", sigil.http),
+        format!("https://{}", sigil.https),
+    ] {
+        let (rate, errors) = run(format!("{base}/a.bin"));
+        assert!(rate > 0.0, "{base}: nothing answered");
+        assert_eq!(errors, 0.0, "{base}");
+        let (rate, errors) = run(format!("{base}/missing.bin"));
+        assert_eq!(rate, 0.0, "{base}: a 404 counted as served");
+        assert!(errors > 0.0, "{base}: a 404 not counted as an error");
+    }
+}
