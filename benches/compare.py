@@ -58,6 +58,11 @@ WORKERS = _count(SERVER_CPUS)
 CLIENT_THREADS = _count(CLIENT_CPUS)
 LOGS = os.environ.get("LOGS", "off") == "on"
 LOADGEN = os.path.join(ROOT, "target", "release", "examples", "loadgen")
+FLOOR = os.path.join(ROOT, "target", "release", "examples", "floor")
+# FLOOR=on: the loadgen HTTP/1.1 case measures a third server in the same rotation,
+# examples/floor.rs (the same runtime and system calls as sigil's fast path, no HTTP), and a
+# table says what each server's own handling costs above it.
+WITH_FLOOR = os.environ.get("FLOOR", "off") == "on"
 # For quick looks: CASES=h1:1k,h1c:1k,h1s:1k,h2:1k,h2l:1k limits the table (h1c: the cheaper
 # client; h1s: HTTP/1.1 over TLS; h2: h2load; h2l: loadgen over TLS + HTTP/2);
 # EXTRAS=protected|none limits what follows.
@@ -283,6 +288,13 @@ def main():
     nginx_workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(nginx.pid)], capture_output=True,
                                                     text=True, check=True).stdout.split()]
     pids = {"nginx": nginx_workers, "sigil": [sigil.proc.pid]}
+    floors = {}
+    if WITH_FLOOR:
+        for i, (name, _) in enumerate(SIZES):
+            port = 19400 + i
+            floors[name] = (port, subprocess.Popen(["taskset", "-c", SERVER_CPUS, FLOOR, f"127.0.0.1:{port}",
+                                                    os.path.join(files, f"{name}.bin"), str(WORKERS)]))
+            pids[f"floor {name}"] = [floors[name][1].pid]
     try:
         # Deploy the same files, plus a protected copy of the 1 KiB one.
         svc = api("POST", "/Services", [("UniqueName", "bench"), ("FriendlyName", "bench")])["sid"]
@@ -310,8 +322,13 @@ def main():
                 if CASES and f"{proto}:{name}" not in CASES:
                     continue
                 samples = {"nginx": [], "sigil": []}
+                with_floor = WITH_FLOOR and proto == "h1c"
+                if with_floor:
+                    samples["floor"] = []
                 for run in range(RUNS):
                     order = ["nginx", "sigil"] if run % 2 == 0 else ["sigil", "nginx"]
+                    if with_floor:
+                        order.insert(run % 3, "floor")
                     for server in order:
                         if proto == "h1":
                             if server == "nginx":
@@ -319,7 +336,9 @@ def main():
                             else:
                                 run_it = lambda: wrk(f"http://127.0.0.1:{PORTS['http']}/{name}.bin", host=domain)
                         elif proto == "h1c":
-                            if server == "nginx":
+                            if server == "floor":
+                                run_it = lambda: loadgen(f"http://127.0.0.1:{floors[name][0]}/{name}.bin")
+                            elif server == "nginx":
                                 run_it = lambda: loadgen(f"http://127.0.0.1:{PORTS['nginx_http']}/{name}.bin")
                             else:
                                 run_it = lambda: loadgen(f"http://127.0.0.1:{PORTS['http']}/{name}.bin", host=domain)
@@ -340,7 +359,7 @@ def main():
                                                      host=domain if server == "sigil" else "localhost")
                         for attempt in range(3):
                             try:
-                                r = measured(pids[server], run_it)
+                                r = measured(pids[f"floor {name}" if server == "floor" else server], run_it)
                                 break
                             except Stalled as e:
                                 # Said, and the run made again (twice at most).
@@ -370,13 +389,30 @@ def main():
             print(f"| {label} | {name} | {n_rps:,.0f} | {s_rps:,.0f} | {s_rps / n_rps:.2f}x | {r['paired']:.2f}x "
                   f"| {n_p99:.2f} | {s_p99:.2f} "
                   f"| {n_cpu:.1f} | {s_cpu:.1f} | {n_client * 100:.0f}% / {s_client * 100:.0f}% |")
-        nginx.terminate()
-        nginx.wait()
+        floor_rows = [(name, r) for (proto, name), r in results.items() if "floor" in r]
+        if floor_rows:
+            print()
+            print("HTTP/1.1 (loadgen) against examples/floor.rs, in the same rotation: CPU µs a request, "
+                  "and each server's own handling above the floor")
+            print()
+            print("| file | floor req/s | floor CPU µs/req | nginx CPU µs/req (above the floor) "
+                  "| sigil CPU µs/req (above the floor) | sigil above the floor at 1.2x nginx's rate |")
+            print("|---|---|---|---|---|---|")
+            for name, r in floor_rows:
+                f_rps, _, f_cpu, _ = r["floor"]
+                n_cpu, s_cpu = r["nginx"][2], r["sigil"][2]
+                print(f"| {name} | {f_rps:,.0f} | {f_cpu:.2f} | {n_cpu:.2f} ({n_cpu - f_cpu:+.2f}) "
+                      f"| {s_cpu:.2f} ({s_cpu - f_cpu:+.2f}) | {n_cpu / 1.2 - f_cpu:+.2f} |")
         return work, sigil, domain, svc, results
     except BaseException:
-        nginx.terminate()
         sigil.stop()
         raise
+    finally:
+        nginx.terminate()
+        nginx.wait()
+        for _, p in floors.values():
+            p.terminate()
+            p.wait()
 
 
 def extras(work, sigil, domain, svc):
