@@ -1,30 +1,30 @@
 //! What an HTTP/1.1 response costs with no HTTP in it, for `benches/compare.py` (`FLOOR=on`):
-//! the same runtime (tokio, a current-thread runtime per worker on `SO_REUSEPORT` listeners)
-//! and the same system calls as sigil's fast path, and nothing else. Every head that arrives
-//! (found by its blank line, nothing parsed) gets the same response: a fixed head the size of
-//! sigil's, and the file — copied behind the head in one `write` up to 4 KiB (as sigil does),
-//! else the head sent with `MSG_MORE` and the file by `sendfile`. A server's CPU per request
-//! minus this one's is what its own request handling costs.
+//! sigil's runtime shape (one worker: a current-thread runtime; more: the multi-thread one)
+//! and sigil's own body writers, with nothing else. Every head that arrives (found by its
+//! blank line, nothing parsed) gets the same response: a fixed head the size of sigil's, then
+//! the file sent as sigil sends it with its default `--sendfile-from auto` (the same rule
+//! decides): by `sendfile` behind the head (sent with `MSG_MORE`) when its size is in that
+//! range, else copied behind the head, in one `write` up to 4 KiB and by `writev` above. A
+//! server's CPU per request minus this one's is what its own request handling costs.
 //!
 //! Usage: `floor ADDR FILE [WORKERS]`.
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::net::{TcpSocket, TcpStream};
-
-/// Bodies up to this size are copied behind the head (sigil's `COPY_BODY_UP_TO`).
-const COPY_UP_TO: usize = 4 * 1024;
+use sigil::body::FileRange;
+use sigil::server::send::{send_file, write_two, COPY_BODY_UP_TO};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 struct Reply {
-    file: std::fs::File,
-    /// The head alone, and the head with the body behind it (when the body is copied).
     head: Vec<u8>,
+    body: Vec<u8>,
+    /// The head with the body behind it, for a body sent in one `write`.
     whole: Option<Vec<u8>>,
-    len: usize,
+    /// The file, for a body sent by `sendfile`.
+    file: Option<FileRange>,
 }
 
 fn main() {
@@ -49,38 +49,36 @@ fn main() {
         0
     )
     .into_bytes();
-    let whole = (len <= COPY_UP_TO).then(|| [&head[..], &body[..]].concat());
+    let sendfile = sigil::config::auto_sendfile_from().is_some_and(|sizes| sizes.contains(&len));
     let reply = Arc::new(Reply {
-        file: std::fs::File::open(path).expect("FILE"),
+        whole: (len <= COPY_BODY_UP_TO).then(|| [&head[..], &body[..]].concat()),
+        file: sendfile.then(|| FileRange {
+            file: Arc::new(std::fs::File::open(path).expect("FILE")),
+            offset: 0,
+        }),
         head,
-        whole,
-        len,
+        body,
     });
-    let threads: Vec<_> = (0..workers)
-        .map(|_| {
-            let reply = reply.clone();
-            std::thread::spawn(move || worker(addr, reply))
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("worker");
+    let runtime = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
     }
-}
-
-fn worker(addr: SocketAddr, reply: Arc<Reply>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        let socket = TcpSocket::new_v4().expect("socket");
-        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
-        socket.set_reuseport(true).expect("SO_REUSEPORT");
-        socket.bind(addr).expect("bind");
-        let listener = socket.listen(1024).expect("listen");
+    .enable_all()
+    .build()
+    .expect("runtime");
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(addr).await.expect("bind");
         loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
+            let (tcp, _) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    eprintln!("floor: accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
             };
             let _ = tcp.set_nodelay(true);
             let reply = reply.clone();
@@ -92,7 +90,7 @@ fn worker(addr: SocketAddr, reply: Arc<Reply>) {
 }
 
 /// Answers every head that arrives on `tcp` until it closes.
-async fn connection(mut tcp: TcpStream, reply: &Reply) -> io::Result<()> {
+async fn connection(mut tcp: TcpStream, reply: &Reply) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(8 * 1024);
     loop {
         buf.reserve(4 * 1024);
@@ -101,39 +99,11 @@ async fn connection(mut tcp: TcpStream, reply: &Reply) -> io::Result<()> {
         }
         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let _ = buf.split_to(end + 4);
-            match &reply.whole {
-                Some(whole) => tcp.write_all(whole).await?,
-                None => send_file(&tcp, reply).await?,
+            match (&reply.whole, &reply.file) {
+                (Some(whole), _) => tcp.write_all(whole).await?,
+                (None, Some(file)) => send_file(&tcp, &reply.head, file, reply.body.len()).await?,
+                (None, None) => write_two(&mut tcp, &reply.head, &reply.body).await?,
             }
         }
     }
-}
-
-/// The head with `MSG_MORE`, then the file by `sendfile`, as sigil sends a large body.
-async fn send_file(tcp: &TcpStream, reply: &Reply) -> io::Result<()> {
-    use rustix::net::SendFlags;
-    let mut head = &reply.head[..];
-    while !head.is_empty() {
-        let n = tcp
-            .async_io(Interest::WRITABLE, || {
-                rustix::net::send(tcp, head, SendFlags::MORE | SendFlags::NOSIGNAL)
-                    .map_err(io::Error::from)
-            })
-            .await?;
-        head = &head[n..];
-    }
-    let mut offset = 0u64;
-    while offset < reply.len as u64 {
-        let want = reply.len - offset as usize;
-        let n = tcp
-            .async_io(Interest::WRITABLE, || {
-                rustix::fs::sendfile(tcp, &reply.file, Some(&mut offset), want)
-                    .map_err(io::Error::from)
-            })
-            .await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-    Ok(())
 }

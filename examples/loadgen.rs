@@ -10,7 +10,10 @@
 //!   log is the only way to its p99), so a p99 that differs between the two is the client's.
 //!   The server's certificate is checked against `certs/ca.pem` (or `--ca FILE`).
 //!
-//! Prints `requests/sec`, `p99_ms` and `errors` (non-2xx/3xx or broken responses).
+//! Prints `requests/sec`, `p99_ms` and `errors` (non-2xx/3xx or broken responses). Requests and
+//! latencies count what completed within SECONDS: a response still coming at the end is
+//! dropped with its connection, in both modes (with large bodies and many streams, the requests
+//! in flight would otherwise add seconds of transfer to the run).
 //!
 //! Usage: `loadgen [--streams N] [--ca FILE] URL CONNECTIONS SECONDS [HEADER: VALUE]...` (URL
 //! `http://ADDR/PATH` or `https://ADDR/PATH`; the Host header — over TLS also the name the
@@ -31,7 +34,9 @@ fn main() {
         let flag = args.remove(0);
         let value = (!args.is_empty()).then(|| args.remove(0));
         match (flag.as_str(), value) {
-            ("--streams", Some(v)) => streams = v.parse().expect("--streams N"),
+            ("--streams", Some(v)) => {
+                streams = v.parse().ok().filter(|&n| n > 0).unwrap_or_else(|| usage())
+            }
             ("--ca", Some(v)) => ca = v,
             _ => usage(),
         }
@@ -56,7 +61,7 @@ fn main() {
         .to_owned();
     let others: Vec<(String, String)> = headers
         .iter()
-        .filter_map(|h| h.split_once(':'))
+        .map(|h| h.split_once(':').unwrap_or_else(|| usage()))
         .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))
         .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
         .collect();
@@ -124,79 +129,95 @@ async fn connection(addr: &str, request: &[u8], until: Instant) -> (Vec<u32>, u6
     let mut latencies = Vec::with_capacity(1 << 16);
     let mut errors = 0;
     let mut buf = vec![0u8; 64 * 1024];
-    'connect: while Instant::now() < until {
-        let Ok(mut tcp) = TcpStream::connect(addr).await else {
+    let deadline = tokio::time::sleep_until(until.into());
+    tokio::pin!(deadline);
+    loop {
+        let connected = tokio::select! {
+            biased;
+            c = TcpStream::connect(addr) => c,
+            () = &mut deadline => break,
+        };
+        let Ok(mut tcp) = connected else {
             errors += 1;
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let _ = tcp.set_nodelay(true);
         let mut have = 0;
-        while Instant::now() < until {
+        loop {
             let started = Instant::now();
-            if tcp.write_all(request).await.is_err() {
-                errors += 1;
-                continue 'connect;
-            }
-            // The head (and whatever part of the body came with it).
-            let (head_len, length, ok) = loop {
-                let mut headers = [httparse::EMPTY_HEADER; 32];
-                let mut resp = httparse::Response::new(&mut headers);
-                if let Ok(httparse::Status::Complete(n)) = resp.parse(&buf[..have]) {
-                    let length = resp
-                        .headers
-                        .iter()
-                        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                        .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok());
-                    let ok = resp.code.is_some_and(|c| (200..400).contains(&c));
-                    break (n, length, ok);
-                }
-                match tcp.read(&mut buf[have..]).await {
-                    Ok(0) | Err(_) => {
-                        errors += 1;
-                        continue 'connect;
-                    }
-                    Ok(n) => have += n,
-                }
+            let done = tokio::select! {
+                biased;
+                done = exchange(&mut tcp, request, &mut buf, &mut have) => done,
+                () = &mut deadline => return (latencies, errors),
             };
-            let Some(length) = length else {
-                errors += 1;
-                continue 'connect;
-            };
-            let buffered = have - head_len;
-            if buffered >= length {
-                buf.copy_within(head_len + length..have, 0);
-                have = buffered - length;
-            } else {
-                have = 0;
-                let mut left = length - buffered;
-                while left > 0 {
-                    let want = left.min(buf.len());
-                    let got = tcp
-                        .async_io(Interest::READABLE, || {
-                            rustix::net::recv(&tcp, &mut buf[..want], rustix::net::RecvFlags::TRUNC)
-                                .map(|(n, _)| n)
-                                .map_err(std::io::Error::from)
-                        })
-                        .await;
-                    match got {
-                        Ok(0) | Err(_) => {
-                            errors += 1;
-                            continue 'connect;
-                        }
-                        Ok(n) => left -= n,
-                    }
+            match done {
+                Some(true) => {
+                    latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX))
                 }
-            }
-            if ok {
-                latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
-            } else {
-                errors += 1;
+                Some(false) => errors += 1,
+                None => {
+                    errors += 1;
+                    break; // reconnect
+                }
             }
         }
-        break;
     }
     (latencies, errors)
+}
+
+/// One request and its whole response on `tcp`: whether the status was 2xx/3xx, or `None` when
+/// the connection failed or the response could not be framed. `buf[..have]` holds what was read
+/// past the previous response.
+async fn exchange(
+    tcp: &mut TcpStream,
+    request: &[u8],
+    buf: &mut [u8],
+    have: &mut usize,
+) -> Option<bool> {
+    tcp.write_all(request).await.ok()?;
+    // The head (and whatever part of the body came with it).
+    let (head_len, length, ok) = loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(n)) = resp.parse(&buf[..*have]) {
+            let length = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok());
+            let ok = resp.code.is_some_and(|c| (200..400).contains(&c));
+            break (n, length?, ok);
+        }
+        match tcp.read(&mut buf[*have..]).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => *have += n,
+        }
+    };
+    let buffered = *have - head_len;
+    if buffered >= length {
+        buf.copy_within(head_len + length..*have, 0);
+        *have = buffered - length;
+        return Some(ok);
+    }
+    // The rest of the body, dropped by the kernel.
+    *have = 0;
+    let mut left = length - buffered;
+    while left > 0 {
+        let want = left.min(buf.len());
+        let got = tcp
+            .async_io(Interest::READABLE, || {
+                rustix::net::recv(&*tcp, &mut buf[..want], rustix::net::RecvFlags::TRUNC)
+                    .map(|(n, _)| n)
+                    .map_err(std::io::Error::from)
+            })
+            .await;
+        match got {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => left -= n,
+        }
+    }
+    Some(ok)
 }
 
 /// Where the HTTP/2 requests go: the address to connect to, the TLS set-up (the name the
@@ -252,7 +273,8 @@ async fn h2_connection(target: H2Target, streams: usize, until: Instant) -> (Vec
     let mut latencies = Vec::with_capacity(1 << 16);
     let mut errors = 0;
     while Instant::now() < until {
-        let Ok(sender) = h2_connect(&target).await else {
+        let Ok(Ok(sender)) = tokio::time::timeout_at(until.into(), h2_connect(&target)).await
+        else {
             errors += 1;
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
@@ -294,9 +316,8 @@ async fn h2_connect(
     Ok(sender)
 }
 
-/// One stream's requests, one after another, until `until` or the connection fails. A response
-/// still coming at `until` is dropped, not counted: with large bodies and many streams, the
-/// requests in flight at the end would otherwise add seconds of transfer to the run.
+/// One stream's requests, one after another, until `until` (a response still coming then is
+/// dropped, not counted) or the connection fails.
 async fn h2_stream(
     mut sender: h2::client::SendRequest<Bytes>,
     request: http::Request<()>,
@@ -307,9 +328,19 @@ async fn h2_stream(
     let deadline = tokio::time::sleep_until(until.into());
     tokio::pin!(deadline);
     loop {
+        // The connection takes one more stream once one of its own has ended; failing, the
+        // connection is gone.
+        let ready = tokio::select! {
+            biased;
+            r = std::future::poll_fn(|cx| sender.poll_ready(cx)) => r,
+            () = &mut deadline => break,
+        };
+        if ready.is_err() {
+            errors += 1;
+            break;
+        }
         let started = Instant::now();
         let response = async {
-            sender = sender.clone().ready().await?;
             let (response, _) = sender.send_request(request.clone(), true)?;
             let response = response.await?;
             let ok = response.status().is_success() || response.status().is_redirection();
@@ -330,9 +361,13 @@ async fn h2_stream(
                 latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX))
             }
             Ok(false) => errors += 1,
-            Err(_) => {
+            // A stream reset: the next request goes on; a connection lost or closed: this
+            // stream ends, and the connection's others with it.
+            Err(e) => {
                 errors += 1;
-                break;
+                if e.is_io() || e.is_go_away() {
+                    break;
+                }
             }
         }
     }

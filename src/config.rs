@@ -595,7 +595,7 @@ fn sendfile_from(value: &str) -> Result<SendfileFrom, String> {
 /// from the map cheaper than `sendfile` at 16 KiB, 256 KiB and 8 MiB; elsewhere bodies of
 /// 16 KiB up to 128 KiB (not including): on an Intel Xeon `sendfile` cost less than copying
 /// at 16 and 64 KiB, more from 128 KiB on (README, "Performance").
-fn auto_sendfile_from() -> Option<RangeInclusive<usize>> {
+pub fn auto_sendfile_from() -> Option<RangeInclusive<usize>> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let amd = cpuinfo
         .lines()

@@ -386,8 +386,9 @@ fn request_logs_keep_to_the_rate_and_say_what_they_left_out() {
 }
 
 /// The benchmark's own client (`examples/loadgen.rs`, which `cargo test` builds) counts what it
-/// says: answered requests over HTTP/1.1 and over TLS + HTTP/2, and a 404 as an error, never as
-/// a request served. `benches/compare.py` stops on any error it reports.
+/// says: answered requests over HTTP/1.1 and over TLS + HTTP/2 — no more than sigil served, and
+/// fewer only by the responses in flight when the run ended — and a 404 as an error, never as a
+/// request served. `benches/compare.py` stops on any error it reports.
 #[test]
 fn the_bench_client_counts_answers_and_errors() {
     let sigil = Sigil::start();
@@ -408,9 +409,15 @@ fn the_bench_client_counts_answers_and_errors() {
         .join("examples/loadgen");
     assert!(
         loadgen.exists(),
-        "{} is built by a plain `cargo test` (or `cargo build --example loadgen`)",
+        "{} is built by a plain `cargo test` (after a change to it too; `cargo test --test …` \
+         does not rebuild it: `cargo build --example loadgen`)",
         loadgen.display()
     );
+    // One request first: the counter is listed once it has counted one.
+    let edge = sigil.edge(&[&site.domain]);
+    edge.get(&edge.url(&site.domain, "/a.bin"), &[]).expect(200);
+    let served = || sigil.metric("sigil_requests_total{status=\"200\"}");
+    // One second: the rate it prints is the count of requests it took as answered.
     let run = |url: String| {
         let out = std::process::Command::new(&loadgen)
             .args([&url, "2", "1", &format!("Host: {}", site.domain)])
@@ -424,15 +431,22 @@ fn the_bench_client_counts_answers_and_errors() {
         };
         (field("requests/sec:"), field("errors:"))
     };
-    for base in [
-        format!("http://{}", sigil.http),
-        format!("https://{}", sigil.https),
+    // 2 connections; over HTTP/2, 10 streams each.
+    for (base, in_flight) in [
+        (format!("http://{}", sigil.http), 2.0),
+        (format!("https://{}", sigil.https), 20.0),
     ] {
-        let (rate, errors) = run(format!("{base}/a.bin"));
-        assert!(rate > 0.0, "{base}: nothing answered");
+        let before = served() as f64;
+        let (counted, errors) = run(format!("{base}/a.bin"));
+        let served = served() as f64 - before;
+        assert!(counted > 0.0, "{base}: nothing answered");
         assert_eq!(errors, 0.0, "{base}");
-        let (rate, errors) = run(format!("{base}/missing.bin"));
-        assert_eq!(rate, 0.0, "{base}: a 404 counted as served");
+        assert!(
+            counted <= served && served <= counted + in_flight,
+            "{base}: counted {counted}, sigil served {served}"
+        );
+        let (counted, errors) = run(format!("{base}/missing.bin"));
+        assert_eq!(counted, 0.0, "{base}: a 404 counted as served");
         assert!(errors > 0.0, "{base}: a 404 not counted as an error");
     }
 }

@@ -64,7 +64,7 @@ impl Socket for super::ktls::KernelStream {
 /// Headers per request at most (hyper's default; above it hyper answers 431).
 const MAX_HEADERS: usize = 100;
 /// Responses up to this size are copied behind their head and sent with one `write`.
-const COPY_BODY_UP_TO: usize = 4 * 1024;
+pub const COPY_BODY_UP_TO: usize = 4 * 1024;
 /// Body bytes written before other connections get a turn.
 const WRITE_TURN: usize = 512 << 10;
 
@@ -442,7 +442,7 @@ where
 /// Sends `head`, then `len` bytes of `file` from its offset with `sendfile`: the head with
 /// `MSG_MORE`, so that the kernel puts the first body bytes in its segment. Like
 /// [`write_two`], the task yields after each `WRITE_TURN` bytes.
-async fn send_file(
+pub async fn send_file(
     tcp: &TcpStream,
     mut head: &[u8],
     file: &FileRange,
@@ -517,7 +517,7 @@ where
 /// Writes `a` then `b`, both in one `writev` where the socket takes them. After each
 /// `WRITE_TURN` bytes the task yields, so that one client reading a large body fast does not
 /// keep the others waiting (nginx's `sendfile_max_chunk` does the same).
-async fn write_two<I>(io: &mut I, mut a: &[u8], mut b: &[u8]) -> io::Result<()>
+pub async fn write_two<I>(io: &mut I, mut a: &[u8], mut b: &[u8]) -> io::Result<()>
 where
     I: AsyncWrite + Unpin,
 {

@@ -18,6 +18,13 @@ mod respond;
 mod roles;
 pub mod tls;
 
+/// The HTTP/1.1 fast path's body writers, for `examples/floor.rs` (a benchmark's floor that
+/// sends exactly as sigil does).
+#[doc(hidden)]
+pub mod send {
+    pub use super::h1::{send_file, write_two, COPY_BODY_UP_TO};
+}
+
 pub use body::{is_timeout, BodyTimeout};
 
 use std::convert::Infallible;
