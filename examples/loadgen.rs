@@ -10,10 +10,11 @@
 //!   log is the only way to its p99), so a p99 that differs between the two is the client's.
 //!   The server's certificate is checked against `certs/ca.pem` (or `--ca FILE`).
 //!
-//! Prints `requests/sec`, `p99_ms` and `errors` (non-2xx/3xx or broken responses). Requests and
-//! latencies count what completed within SECONDS: a response still coming at the end is
-//! dropped with its connection, in both modes (with large bodies and many streams, the requests
-//! in flight would otherwise add seconds of transfer to the run).
+//! Prints `requests/sec`, the latency's `p50_ms`, `p90_ms`, `p99_ms` and `p99.9_ms`, and
+//! `errors` (non-2xx/3xx or broken responses). Requests and latencies count what completed
+//! within SECONDS: a response still coming at the end is dropped with its connection, in both
+//! modes (with large bodies and many streams, the requests in flight would otherwise add
+//! seconds of transfer to the run).
 //!
 //! Usage: `loadgen [--streams N] [--ca FILE] URL CONNECTIONS SECONDS [HEADER: VALUE]...` (URL
 //! `http://ADDR/PATH` or `https://ADDR/PATH`; the Host header — over TLS also the name the
@@ -104,15 +105,23 @@ fn main() {
         (all, errors)
     });
     latencies.sort_unstable();
-    let p99 = latencies
-        .get((latencies.len() * 99 / 100).saturating_sub(1))
-        .copied()
-        .unwrap_or_default();
+    // The latency below which this share of the requests fell (the same index compare.py
+    // takes from h2load's log).
+    let quantile = |per_mille: usize| {
+        let us = latencies
+            .get((latencies.len() * per_mille / 1000).saturating_sub(1))
+            .copied()
+            .unwrap_or_default();
+        us as f64 / 1000.0
+    };
     println!(
         "requests/sec: {:.1}",
         latencies.len() as f64 / duration.as_secs_f64()
     );
-    println!("p99_ms: {:.3}", p99 as f64 / 1000.0);
+    println!("p50_ms: {:.3}", quantile(500));
+    println!("p90_ms: {:.3}", quantile(900));
+    println!("p99_ms: {:.3}", quantile(990));
+    println!("p99.9_ms: {:.3}", quantile(999));
     println!("errors: {errors}");
 }
 
