@@ -282,11 +282,18 @@ async fn h2_connection(target: H2Target, streams: usize, until: Instant) -> (Vec
     let mut latencies = Vec::with_capacity(1 << 16);
     let mut errors = 0;
     while Instant::now() < until {
-        let Ok(Ok(sender)) = tokio::time::timeout_at(until.into(), h2_connect(&target)).await
-        else {
-            errors += 1;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
+        // The error (not `Send`) is dropped before the wait below.
+        let connected = tokio::time::timeout_at(until.into(), h2_connect(&target))
+            .await
+            .map(Result::ok);
+        let sender = match connected {
+            Ok(Some(sender)) => sender,
+            Ok(None) => {
+                errors += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            Err(_) => break, // the run ended while connecting
         };
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..streams {
