@@ -322,7 +322,6 @@ def main():
                 port = 19400 + i
                 floors[name] = (port, subprocess.Popen(["taskset", "-c", SERVER_CPUS, FLOOR, f"127.0.0.1:{port}",
                                                         os.path.join(files, f"{name}.bin"), str(WORKERS)]))
-                pids[f"floor {name}"] = [floors[name][1].pid]
                 wait_port(port)
         # Deploy the same files, plus a protected copy of the 1 KiB one.
         svc = api("POST", "/Services", [("UniqueName", "bench"), ("FriendlyName", "bench")])["sid"]
@@ -359,6 +358,8 @@ def main():
                         # First or last, so that each pair stays next to each other in time.
                         order.insert(0 if (run // 2) % 2 == 0 else 2, "floor")
                     for server in order:
+                        # Over TLS: the server's HTTPS port.
+                        port = PORTS["nginx_https"] if server == "nginx" else PORTS["https"]
                         if proto == "h1":
                             if server == "nginx":
                                 run_it = lambda: wrk(f"http://127.0.0.1:{PORTS['nginx_http']}/{name}.bin")
@@ -374,21 +375,19 @@ def main():
                         elif proto == "h1s":
                             # HTTPS/1.1 (wrk offers no ALPN): how webhook fetchers and many
                             # other clients come; with SIGIL_KTLS=1, sigil's goes by kernel TLS.
-                            port = PORTS["nginx_https"] if server == "nginx" else PORTS["https"]
                             run_it = lambda: wrk(f"https://127.0.0.1:{port}/{name}.bin",
                                                  host=domain if server == "sigil" else None)
                         elif proto == "h2":
-                            port = PORTS["nginx_https"] if server == "nginx" else PORTS["https"]
                             run_it = lambda: h2load(f"https://{domain}:{port}/{name}.bin", f"127.0.0.1:{port}")
                         else:
                             # loadgen checks the certificate: nginx's names localhost (a
                             # wildcard directly under localhost matches no name for rustls).
-                            port = PORTS["nginx_https"] if server == "nginx" else PORTS["https"]
                             run_it = lambda: loadgen(f"https://127.0.0.1:{port}/{name}.bin",
                                                      host=domain if server == "sigil" else "localhost")
                         for attempt in range(3):
                             try:
-                                r = measured(pids[f"floor {name}" if server == "floor" else server], run_it)
+                                server_pids = [floors[name][1].pid] if server == "floor" else pids[server]
+                                r = measured(server_pids, run_it)
                                 break
                             except Stalled as e:
                                 # Said, and the run made again (twice at most).
